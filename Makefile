@@ -1,0 +1,43 @@
+# Airlift — the two commands a newcomer needs are `make demo` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+FUZZ_SECONDS ?= 60
+
+.PHONY: deps demo test test-rust lint fuzz-check fuzz bench doc clean
+
+deps:
+	scripts/install-deps
+
+## Run the main job on the built-in default configuration.
+demo: deps
+	scripts/demo
+
+## Run every test: unit, property, integration, examples, lints, fuzz corpus replay.
+test: deps lint test-rust fuzz-check
+
+test-rust:
+	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --doc
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## The fuzz workspace must build; its committed corpus is replayed by `make test-rust`.
+fuzz-check:
+	$(CARGO) check --manifest-path fuzz/Cargo.toml
+
+## Run the fuzz targets with libFuzzer for FUZZ_SECONDS each (default 60).
+fuzz:
+	scripts/install-deps --fuzz
+	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run ipc_decode corpus/ipc_decode -- -max_total_time=$(FUZZ_SECONDS)
+
+## Criterion benches; each reports against a baseline measured in the same run.
+bench: deps
+	$(CARGO) bench -p airlift-benches
+
+doc:
+	$(CARGO) doc --workspace --no-deps
+
+clean:
+	$(CARGO) clean

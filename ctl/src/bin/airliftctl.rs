@@ -1,0 +1,4 @@
+//! The Airlift command-line client.
+fn main() {
+    println!("airliftctl {}", airlift_ctl::VERSION);
+}

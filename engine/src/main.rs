@@ -1,0 +1,3 @@
+fn main() {
+    println!("airlift-engine {}", airlift_engine::VERSION);
+}

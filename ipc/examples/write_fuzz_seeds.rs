@@ -1,0 +1,79 @@
+//! Writes one valid frame per message kind into a directory, as seeds for
+//! the `ipc_decode` fuzz target: `cargo run -p airlift-ipc --example
+//! write_fuzz_seeds -- fuzz/corpus/ipc_decode`.
+
+use airlift_ipc::frame;
+use airlift_ipc::message::*;
+use airlift_ipc::spec::*;
+use airlift_ipc::units::*;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = std::env::args()
+        .nth(1)
+        .ok_or("usage: write_fuzz_seeds DIR")?;
+    std::fs::create_dir_all(&dir)?;
+    let flows: DesiredState = toml::from_str(include_str!("../tests/data/two_flows.toml"))?;
+    let name = Name::new("main")?;
+    let ctl = [
+        CtlToEngine::Hello {
+            protocol: PROTOCOL,
+            client: "seed".into(),
+        },
+        CtlToEngine::Command {
+            id: CommandId(1),
+            command: Command::ApplyState(flows),
+        },
+        CtlToEngine::Command {
+            id: CommandId(2),
+            command: Command::SetGain {
+                flow: name.clone(),
+                input: Name::new("tone")?,
+                gain: GainDb::new(-6.0)?,
+            },
+        },
+        CtlToEngine::Command {
+            id: CommandId(3),
+            command: Command::Shutdown,
+        },
+    ];
+    let engine = [
+        EngineToCtl::Hello {
+            protocol: PROTOCOL,
+            engine_version: "0.1.0".into(),
+            pid: 1,
+        },
+        EngineToCtl::Rejected {
+            id: CommandId(9),
+            reason: Rejection {
+                kind: RejectKind::NotFound,
+                message: "no flow x".into(),
+            },
+        },
+        EngineToCtl::Meters {
+            flow: name.clone(),
+            channels: vec![
+                ChannelMeter {
+                    peak_dbfs: -20.0,
+                    rms_dbfs: -23.0
+                };
+                2
+            ],
+            loudness: None,
+        },
+        EngineToCtl::Stats(EngineStats {
+            flows: vec![FlowStats {
+                flow: "main".into(),
+                ..Default::default()
+            }],
+        }),
+    ];
+    for (i, m) in ctl.iter().enumerate() {
+        std::fs::write(format!("{dir}/seed-ctl-{i}"), frame::encode(m)?)?;
+    }
+    for (i, m) in engine.iter().enumerate() {
+        std::fs::write(format!("{dir}/seed-engine-{i}"), frame::encode(m)?)?;
+    }
+    Ok(())
+}
+
+const PROTOCOL: u16 = airlift_ipc::PROTOCOL_VERSION;

@@ -1,0 +1,293 @@
+//! The messages, named by direction: [`CtlToEngine`] and [`EngineToCtl`].
+//!
+//! Every command from ctl carries a [`CommandId`]; the engine answers each
+//! with [`EngineToCtl::Accepted`] or [`EngineToCtl::Rejected`] carrying the
+//! same id. Everything else the engine sends is an event.
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{DesiredState, PullSpec};
+use crate::units::{GainDb, Name, Pan};
+
+/// Identifies a command so that its answer can be matched to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CommandId(pub u64);
+
+/// Messages from ctl to the engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CtlToEngine {
+    /// First message on a connection.
+    Hello {
+        /// The protocol version ctl speaks.
+        protocol: u16,
+        /// Free text naming the client, for logs.
+        client: String,
+    },
+    /// A command to carry out; answered by id.
+    Command {
+        /// Echoed in the answer.
+        id: CommandId,
+        /// What to do.
+        command: Command,
+    },
+}
+
+/// What ctl asks the engine to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Converge to this whole desired state: start what is new, stop what is
+    /// gone, rebuild what changed, leave untouched flows running.
+    ApplyState(DesiredState),
+    /// Start a flow that is part of the desired state.
+    StartFlow {
+        /// The flow.
+        flow: Name,
+    },
+    /// Stop a running flow (it stays part of the desired state).
+    StopFlow {
+        /// The flow.
+        flow: Name,
+    },
+    /// Set one input's gain (ramped over one period).
+    SetGain {
+        /// The flow.
+        flow: Name,
+        /// The input.
+        input: Name,
+        /// New gain.
+        gain: GainDb,
+    },
+    /// Mute or unmute one input (ramped).
+    SetMute {
+        /// The flow.
+        flow: Name,
+        /// The input.
+        input: Name,
+        /// Whether it is muted.
+        muted: bool,
+    },
+    /// Set one input's pan.
+    SetPan {
+        /// The flow.
+        flow: Name,
+        /// The input.
+        input: Name,
+        /// New pan.
+        pan: Pan,
+    },
+    /// Start a pull job.
+    StartPull(PullSpec),
+    /// Stop a pull job.
+    StopPull {
+        /// The job.
+        job: Name,
+    },
+    /// Ask for an [`EngineToCtl::Stats`] event now.
+    GetStats,
+    /// Stop every flow cleanly (closing recordings and segments) and exit.
+    Shutdown,
+}
+
+/// Messages from the engine to ctl.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum EngineToCtl {
+    /// First message on a connection.
+    Hello {
+        /// The protocol version the engine speaks.
+        protocol: u16,
+        /// The engine's version string.
+        engine_version: String,
+        /// The engine's process id.
+        pid: u32,
+    },
+    /// The command with this id was carried out.
+    Accepted {
+        /// The command's id.
+        id: CommandId,
+    },
+    /// The command with this id was refused; nothing changed.
+    Rejected {
+        /// The command's id.
+        id: CommandId,
+        /// Why.
+        reason: Rejection,
+    },
+    /// A flow changed state.
+    FlowState {
+        /// The flow.
+        flow: Name,
+        /// Its new state.
+        state: FlowState,
+    },
+    /// A pull job changed state.
+    PullState {
+        /// The job.
+        job: Name,
+        /// Its new state.
+        state: FlowState,
+    },
+    /// A segment is closed, fsynced and renamed into the spool.
+    SegmentClosed(SegmentManifest),
+    /// Levels of a flow's bus, throttled to about 10 Hz.
+    Meters {
+        /// The flow.
+        flow: Name,
+        /// One entry per bus channel.
+        channels: Vec<ChannelMeter>,
+        /// EBU R128 loudness, when the flow has a loudness processor.
+        loudness: Option<Loudness>,
+    },
+    /// A device over- or under-ran and was recovered.
+    Xrun {
+        /// The flow.
+        flow: Name,
+        /// The input or output whose device ran.
+        node: Name,
+        /// Total xruns of that device so far.
+        total: u64,
+    },
+    /// The silence detector of a flow changed its verdict.
+    Silence {
+        /// The flow.
+        flow: Name,
+        /// True when silence started, false when it ended.
+        silent: bool,
+    },
+    /// Engine statistics.
+    Stats(EngineStats),
+}
+
+/// The lifecycle state of a flow or pull job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FlowState {
+    /// Running.
+    Running,
+    /// Stopped on request.
+    Stopped,
+    /// Failed; the engine may retry (e.g. a device that comes back).
+    Failed {
+        /// Why, for people.
+        reason: String,
+    },
+}
+
+/// Why a command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    /// The kind of failure, for programs.
+    pub kind: RejectKind,
+    /// What is wrong, naming the field, for people.
+    pub message: String,
+}
+
+/// Kinds of refusal; ctl maps them to D-Bus error names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RejectKind {
+    /// A spec or argument is invalid.
+    InvalidArgument,
+    /// A named flow, input or job does not exist.
+    NotFound,
+    /// A configured limit would be exceeded.
+    LimitReached,
+    /// A resource (device, port) is in use.
+    Busy,
+    /// The engine was built without the needed feature.
+    Unsupported,
+    /// The engine failed for an internal reason.
+    Internal,
+}
+
+/// A closed segment, as recorded beside it in the spool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentManifest {
+    /// Job (flow recording or pull job) name.
+    pub job: Name,
+    /// Sequence number, monotonic per job.
+    pub sequence: u64,
+    /// Path of the segment relative to the spool root.
+    pub path: String,
+    /// UTC start time in milliseconds since the Unix epoch.
+    pub utc_start_ms: i64,
+    /// First presentation timestamp (90 kHz units).
+    pub first_pts: i64,
+    /// Duration in 90 kHz units.
+    pub duration_90k: u64,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the file, lowercase hex.
+    pub sha256: String,
+    /// True for a segment recovered from a crash (cut short).
+    pub truncated: bool,
+}
+
+/// Levels of one channel, in dBFS (−∞ is sent as `f32::NEG_INFINITY`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ChannelMeter {
+    /// Sample peak since the last report.
+    pub peak_dbfs: f32,
+    /// RMS since the last report.
+    pub rms_dbfs: f32,
+}
+
+/// EBU R128 loudness of a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Loudness {
+    /// Momentary loudness (400 ms), LUFS.
+    pub momentary_lufs: f64,
+    /// Short-term loudness (3 s), LUFS.
+    pub short_term_lufs: f64,
+    /// Integrated loudness since the flow started, LUFS.
+    pub integrated_lufs: f64,
+    /// True peak since the flow started, dBTP.
+    pub true_peak_dbtp: f64,
+}
+
+/// Engine-wide statistics.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct EngineStats {
+    /// Per-flow statistics.
+    pub flows: Vec<FlowStats>,
+}
+
+/// Statistics of one flow.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct FlowStats {
+    /// The flow's name.
+    pub flow: String,
+    /// Frames processed since the flow started.
+    pub frames: u64,
+    /// Periods processed.
+    pub periods: u64,
+    /// Periods that finished after their deadline.
+    pub deadline_misses: u64,
+    /// Periods in which an input ring ran dry (silence was substituted).
+    pub underruns: u64,
+    /// Periods in which an output ring was full (audio was dropped).
+    pub overruns: u64,
+    /// Device xruns.
+    pub xruns: u64,
+    /// Largest period processing time, in microseconds.
+    pub max_process_us: u32,
+    /// Histogram of period processing time as a fraction of the period:
+    /// counts for the buckets bounded by [`PROCESS_LOAD_BUCKETS`].
+    pub process_load_histogram: Vec<u64>,
+    /// Realtime settings actually achieved for the flow's thread.
+    pub realtime: RealtimeReport,
+}
+
+/// Upper bounds of the processing-load histogram buckets, as a fraction of the
+/// period duration; the last bucket is everything above the final bound.
+pub const PROCESS_LOAD_BUCKETS: [f32; 8] = [0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0];
+
+/// What realtime setup a thread got, and why not when it did not.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RealtimeReport {
+    /// The CPU the thread is pinned to, if pinning succeeded.
+    pub pinned_cpu: Option<u32>,
+    /// The SCHED_FIFO priority, if it was granted.
+    pub fifo_priority: Option<u8>,
+    /// Whether memory is locked (`mlockall`).
+    pub memory_locked: bool,
+    /// One line per refused request, e.g. `"SCHED_FIFO 70: EPERM"`.
+    pub refusals: Vec<String>,
+}
