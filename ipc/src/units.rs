@@ -24,7 +24,8 @@ pub struct UnitError {
 }
 
 impl UnitError {
-    fn new(what: &'static str, message: impl Into<String>) -> Self {
+    /// An error about `what`, saying `message`.
+    pub fn new(what: &'static str, message: impl Into<String>) -> Self {
         Self {
             what,
             message: message.into(),

@@ -1,0 +1,392 @@
+//! Running a built flow: on its own realtime audio thread, or offline as fast
+//! as possible.
+//!
+//! The control side talks to the audio thread only through `rtrb` rings:
+//! [`RtCommand`]s in (parameter changes, a new graph, stop), replaced graphs
+//! back out so they are freed here and never on the audio thread.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::thread::JoinHandle;
+
+use airlift_ipc::message::{FlowStats, Loudness, RealtimeReport};
+use airlift_ipc::spec::FlowSpec;
+
+use crate::graph::build::{BuildError, BuildOptions, BuiltFlow, build};
+use crate::graph::processor::{Processor, Report};
+use crate::graph::rt_graph::{Pacing, ParamChange, RtGraph};
+use crate::io::worker::Worker;
+use crate::rt::clock::{InternalClock, now_ns};
+use crate::rt::stats::FlowCounters;
+use crate::rt::thread::{RealtimeRequest, apply};
+
+/// A message to a flow's audio thread.
+#[derive(Debug)]
+pub enum RtCommand {
+    /// Change one input's parameters.
+    Param(ParamChange),
+    /// Replace the graph; the old one comes back on the return ring.
+    Swap(Box<RtGraph>),
+    /// Leave the loop.
+    Stop,
+}
+
+/// The audio-thread side of a flow: everything it owns, moved into the thread.
+struct AudioThread {
+    graph: Box<RtGraph>,
+    commands: rtrb::Consumer<RtCommand>,
+    returned: rtrb::Producer<Box<RtGraph>>,
+    /// A replaced graph waiting for room on the return ring.
+    pending_return: Option<Box<RtGraph>>,
+    counters: Arc<FlowCounters>,
+}
+
+impl AudioThread {
+    /// Drains commands; returns false on Stop. Realtime-safe.
+    fn poll_commands(&mut self) -> bool {
+        if let Some(old) = self.pending_return.take()
+            && let Err(rtrb::PushError::Full(old)) = self.returned.push(old)
+        {
+            self.pending_return = Some(old);
+        }
+        while let Ok(cmd) = self.commands.pop() {
+            match cmd {
+                RtCommand::Param(p) => self.graph.apply(p),
+                RtCommand::Swap(new) => {
+                    let old = std::mem::replace(&mut self.graph, new);
+                    if let Err(rtrb::PushError::Full(old)) = self.returned.push(old) {
+                        self.pending_return = Some(old);
+                    }
+                }
+                RtCommand::Stop => return false,
+            }
+        }
+        true
+    }
+
+    /// One period: commands, processing, accounting. Realtime-safe.
+    pub fn run_period(&mut self, period_ns: u64) -> bool {
+        if !self.poll_commands() {
+            return false;
+        }
+        let start = now_ns();
+        let report = self.graph.process();
+        let took = now_ns().saturating_sub(start);
+        self.counters.record_period(self.graph.frames() as u32, took, period_ns);
+        if report.underrun {
+            self.counters.underruns.fetch_add(1, Relaxed);
+        }
+        if report.overrun {
+            self.counters.overruns.fetch_add(1, Relaxed);
+        }
+        true
+    }
+}
+
+/// Builds the command and return rings around `graph`: the control ends and
+/// the audio-thread state. Exposed for the realtime-safety test, which drives
+/// [`AudioDriver::run_period`] on a thread of its own.
+pub fn audio_driver(graph: Box<RtGraph>) -> (FlowControl, AudioDriver) {
+    let (cmd_tx, cmd_rx) = rtrb::RingBuffer::new(256);
+    let (ret_tx, ret_rx) = rtrb::RingBuffer::new(4);
+    let counters = graph.counters().clone();
+    (
+        FlowControl { commands: cmd_tx, returned: ret_rx },
+        AudioDriver(AudioThread { graph, commands: cmd_rx, returned: ret_tx, pending_return: None, counters }),
+    )
+}
+
+/// The control thread's ends of a flow's rings.
+#[derive(Debug)]
+pub struct FlowControl {
+    commands: rtrb::Producer<RtCommand>,
+    returned: rtrb::Consumer<Box<RtGraph>>,
+}
+
+impl FlowControl {
+    /// Sends a command; gives it back when the ring is full. Control thread only.
+    pub fn send(&mut self, cmd: RtCommand) -> Result<(), RtCommand> {
+        self.commands.push(cmd).map_err(|rtrb::PushError::Full(c)| c)
+    }
+
+    /// Takes one replaced graph back, if the audio thread returned one.
+    pub fn take_returned(&mut self) -> Option<Box<RtGraph>> {
+        self.returned.pop().ok()
+    }
+}
+
+/// The audio thread's state for one flow. Realtime-safe to drive.
+pub struct AudioDriver(AudioThread);
+
+impl std::fmt::Debug for AudioDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("AudioDriver").field(&self.0.graph).finish()
+    }
+}
+
+impl AudioDriver {
+    /// Runs one period; false once a Stop command arrived. Realtime-safe.
+    pub fn run_period(&mut self, period_ns: u64) -> bool {
+        self.0.run_period(period_ns)
+    }
+
+    /// The current graph.
+    pub fn graph(&self) -> &RtGraph {
+        &self.0.graph
+    }
+}
+
+/// A flow running on its own audio thread. Control thread only.
+#[derive(Debug)]
+pub struct RunningFlow {
+    spec: FlowSpec,
+    control: FlowControl,
+    thread: Option<JoinHandle<Box<RtGraph>>>,
+    workers: Vec<Worker>,
+    /// Workers of replaced graphs, stopped when their graph comes back.
+    retired: VecDeque<Vec<Worker>>,
+    reports: Vec<rtrb::Consumer<Report>>,
+    inputs: std::collections::HashMap<airlift_ipc::units::Name, usize>,
+    counters: Arc<FlowCounters>,
+    realtime: RealtimeReport,
+}
+
+/// Starts `spec` on a realtime audio thread named `airlift-rt-<flow>`.
+pub fn start(
+    spec: &FlowSpec,
+    options: &BuildOptions,
+    rt: &RealtimeRequest,
+    custom: Vec<Box<dyn Processor>>,
+) -> Result<RunningFlow, BuildError> {
+    let mut options = options.clone();
+    options.pacing = Pacing::Realtime;
+    let built = build(spec, &options, custom)?;
+    start_built(spec, built, rt)
+}
+
+/// Starts an already built flow (built with [`Pacing::Realtime`]) on its
+/// audio thread.
+pub fn start_built(spec: &FlowSpec, built: BuiltFlow, rt: &RealtimeRequest) -> Result<RunningFlow, BuildError> {
+    let BuiltFlow { graph, workers, reports, inputs, counters, .. } = built;
+    let (control, mut driver) = audio_driver(graph);
+    let (rt_tx, rt_rx) = std::sync::mpsc::sync_channel(1);
+    let rt = *rt;
+    let frames = spec.period.get();
+    let rate = spec.sample_rate.get();
+    let name = spec.name.to_string();
+    let thread = std::thread::Builder::new()
+        .name(format!("airlift-rt-{name}"))
+        .spawn(move || {
+            let report = apply(&rt);
+            let _ = rt_tx.send(report);
+            let mut clock = InternalClock::new(frames, rate);
+            let period_ns = clock.period().as_nanos() as u64;
+            while driver.run_period(period_ns) {
+                let tick = clock.wait();
+                if tick.missed {
+                    driver.0.counters.deadline_misses.fetch_add(1, Relaxed);
+                }
+            }
+            driver.0.pending_return.take();
+            driver.0.graph
+        })
+        .map_err(|source| BuildError::Thread { flow: name.clone(), source })?;
+    let realtime = rt_rx.recv().unwrap_or_default();
+    if !realtime.refusals.is_empty() {
+        tracing::warn!(flow = %name, refusals = ?realtime.refusals, "running without full realtime privileges");
+    }
+    Ok(RunningFlow {
+        spec: spec.clone(),
+        control,
+        thread: Some(thread),
+        workers,
+        retired: VecDeque::new(),
+        reports,
+        inputs,
+        counters,
+        realtime,
+    })
+}
+
+/// A parameter change that names something the flow does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParamError {
+    /// No input of that name.
+    #[error("flow {flow} has no input {input:?}")]
+    UnknownInput {
+        /// The flow.
+        flow: String,
+        /// The input asked for.
+        input: String,
+    },
+    /// The command ring is full (more than 256 changes in one period).
+    #[error("flow {flow} is busy; try again")]
+    Busy {
+        /// The flow.
+        flow: String,
+    },
+}
+
+impl RunningFlow {
+    /// The spec this flow runs.
+    pub fn spec(&self) -> &FlowSpec {
+        &self.spec
+    }
+
+    /// Sends a parameter change for the input named `input`.
+    pub fn set(&mut self, input: &str, change: impl FnOnce(usize) -> ParamChange) -> Result<(), ParamError> {
+        self.collect();
+        let index = *self.inputs.get(input).ok_or_else(|| ParamError::UnknownInput {
+            flow: self.spec.name.to_string(),
+            input: input.chars().take(64).collect(),
+        })?;
+        self.control
+            .send(RtCommand::Param(change(index)))
+            .map_err(|_| ParamError::Busy { flow: self.spec.name.to_string() })
+    }
+
+    /// Replaces the running graph with one built from `spec`, at a period
+    /// boundary, without stopping the audio thread.
+    pub fn replace(&mut self, spec: &FlowSpec, built: BuiltFlow) -> Result<(), BuildError> {
+        self.collect();
+        let BuiltFlow { graph, workers, reports, inputs, counters, .. } = built;
+        // The counters live on across the swap: keep the old ones.
+        drop(counters);
+        let graph = graph.with_counters(self.counters.clone());
+        if let Err(RtCommand::Swap(graph)) = self.control.send(RtCommand::Swap(graph)) {
+            drop(graph);
+            return Err(BuildError::Processor {
+                flow: spec.name.to_string(),
+                field: "graph".into(),
+                message: "the flow's command ring is full; try again".into(),
+            });
+        }
+        self.retired.push_back(std::mem::replace(&mut self.workers, workers));
+        self.reports = reports;
+        self.inputs = inputs;
+        self.spec = spec.clone();
+        Ok(())
+    }
+
+    /// Frees replaced graphs the audio thread handed back, and stops their workers.
+    pub fn collect(&mut self) {
+        while let Some(old) = self.control.take_returned() {
+            drop(old);
+            if let Some(workers) = self.retired.pop_front() {
+                for w in workers {
+                    w.finish();
+                }
+            }
+        }
+    }
+
+    /// Reports from the flow's processors since the last call.
+    pub fn drain_reports(&mut self, mut each: impl FnMut(Report)) {
+        for ring in &mut self.reports {
+            while let Ok(r) = ring.pop() {
+                each(r);
+            }
+        }
+    }
+
+    /// Statistics.
+    pub fn stats(&self) -> FlowStats {
+        self.counters.snapshot(self.spec.name.as_str(), self.realtime.clone())
+    }
+
+    /// Stops the audio thread, then the workers (recordings are drained and
+    /// finalised). Control thread only.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let mut cmd = RtCommand::Stop;
+        // The ring has 256 slots and the audio thread drains it every period.
+        while let Err(back) = self.control.send(cmd) {
+            cmd = back;
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        if let Some(thread) = self.thread.take() {
+            match thread.join() {
+                Ok(graph) => drop(graph),
+                Err(_) => tracing::error!(flow = %self.spec.name, "audio thread panicked"),
+            }
+        }
+        self.collect();
+        for workers in self.retired.drain(..) {
+            drop(workers);
+        }
+        for w in self.workers.drain(..) {
+            w.finish();
+        }
+    }
+}
+
+impl Drop for RunningFlow {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.shutdown();
+        }
+    }
+}
+
+/// What an offline render produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderSummary {
+    /// Counters of the render.
+    pub stats: FlowStats,
+    /// The last loudness report, if the flow has a loudness processor.
+    pub loudness: Option<Loudness>,
+    /// Wall-clock seconds the render took.
+    pub wall_seconds: f64,
+}
+
+/// Renders `seconds` of `spec` offline, as fast as possible, on the calling
+/// thread; every ring waits for its worker, so nothing is dropped.
+pub fn render(
+    spec: &FlowSpec,
+    options: &BuildOptions,
+    seconds: f64,
+    custom: Vec<Box<dyn Processor>>,
+) -> Result<RenderSummary, BuildError> {
+    let mut options = options.clone();
+    options.pacing = Pacing::Offline;
+    let mut built = build(spec, &options, custom)?;
+    let frames = spec.period.get() as u64;
+    let rate = spec.sample_rate.get() as u64;
+    let periods = ((seconds * rate as f64) / frames as f64).ceil() as u64;
+    let period_ns = frames * 1_000_000_000 / rate;
+    let started = now_ns();
+    let mut loudness = None;
+    for _ in 0..periods {
+        let t0 = now_ns();
+        let report = built.graph.process();
+        built.counters.record_period(frames as u32, now_ns() - t0, period_ns);
+        if report.underrun {
+            built.counters.underruns.fetch_add(1, Relaxed);
+        }
+        for ring in &mut built.reports {
+            while let Ok(r) = ring.pop() {
+                if let Report::Loudness(l) = r {
+                    loudness = Some(l);
+                }
+            }
+        }
+    }
+    let wall_seconds = (now_ns() - started) as f64 / 1e9;
+    // A final loudness reading covering everything rendered.
+    built.graph.finish_processors();
+    for ring in &mut built.reports {
+        while let Ok(r) = ring.pop() {
+            if let Report::Loudness(l) = r {
+                loudness = Some(l);
+            }
+        }
+    }
+    let stats = built.counters.snapshot(spec.name.as_str(), RealtimeReport::default());
+    built.finish();
+    Ok(RenderSummary { stats, loudness, wall_seconds })
+}

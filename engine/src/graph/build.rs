@@ -1,0 +1,274 @@
+//! Builds an [`RtGraph`] and its workers from a [`FlowSpec`], on the control
+//! thread. Everything that can fail (files, threads, unsupported nodes)
+//! fails here, before the audio thread sees anything: nothing starts half-way.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use airlift_ipc::spec::{ConsumerSpec, FlowSpec, ProcessorSpec, ProducerSpec, SpecError};
+use airlift_ipc::units::Name;
+
+use crate::dsp::mix::MixKernel;
+use crate::dsp::signal::SignalGenerator;
+use crate::graph::processor::{BusGain, LoudnessMeter, Meter, Processor, Report, SilenceDetector};
+use crate::graph::rt_graph::{Pacing, RtGraph, RtInput, Sink, Source};
+use crate::io::wav::{WavError, WavRecorder, WavSource};
+use crate::io::worker::Worker;
+use crate::rt::stats::FlowCounters;
+
+/// A flow that cannot be built. Nothing was started; the message names the
+/// flow and the field.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The spec breaks one or more rules; fix every listed field.
+    #[error("invalid flow spec: {}", join(.0))]
+    Invalid(Vec<SpecError>),
+    /// A file input or recording cannot be used.
+    #[error("flow {flow}: {field}: {source}")]
+    File {
+        /// The flow.
+        flow: String,
+        /// The field, e.g. `input[music].producer.file.path`.
+        field: String,
+        /// Why.
+        source: WavError,
+    },
+    /// The spec asks for a node this engine build does not have yet.
+    #[error("flow {flow}: {field}: {what} is not available in this engine build")]
+    Unsupported {
+        /// The flow.
+        flow: String,
+        /// The field.
+        field: String,
+        /// What is missing.
+        what: &'static str,
+    },
+    /// A processor could not be set up.
+    #[error("flow {flow}: {field}: {message}")]
+    Processor {
+        /// The flow.
+        flow: String,
+        /// The field.
+        field: String,
+        /// Why.
+        message: String,
+    },
+    /// A worker thread could not be started (out of resources).
+    #[error("flow {flow}: cannot start a worker thread: {source}")]
+    Thread {
+        /// The flow.
+        flow: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+fn join(errors: &[SpecError]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+/// How to build a flow.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Realtime or offline ring behaviour.
+    pub pacing: Pacing,
+    /// The mix kernel (normally [`MixKernel::detect`]).
+    pub kernel: MixKernel,
+    /// Relative file paths are resolved against this directory.
+    pub base_dir: PathBuf,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        Self { pacing: Pacing::Realtime, kernel: MixKernel::detect(), base_dir: PathBuf::from(".") }
+    }
+}
+
+/// A built flow: the graph for the audio thread, and what stays on the
+/// control side (workers, report rings, the name → index map for inputs).
+#[derive(Debug)]
+pub struct BuiltFlow {
+    /// The graph, ready to move to the audio thread.
+    pub graph: Box<RtGraph>,
+    /// Worker threads; dropping them stops them.
+    pub workers: Vec<Worker>,
+    /// Report rings of the flow's meters and detectors.
+    pub reports: Vec<rtrb::Consumer<Report>>,
+    /// Input name → index, for parameter changes.
+    pub inputs: HashMap<Name, usize>,
+    /// The flow's counters.
+    pub counters: Arc<FlowCounters>,
+    /// Files this build created (removed again if a later step fails).
+    created: Vec<PathBuf>,
+}
+
+impl BuiltFlow {
+    /// Stops the workers, letting recorders drain and finalise. Control thread only.
+    pub fn finish(self) {
+        drop(self.graph);
+        for w in self.workers {
+            w.finish();
+        }
+    }
+}
+
+/// Ring capacity in frames: 8 periods or 200 ms, whichever is larger.
+fn ring_frames(period: usize, rate: u32) -> usize {
+    (period * 8).max(rate as usize / 5)
+}
+
+/// Builds `spec` with `custom` processors appended after the built-in ones.
+/// Control thread only.
+pub fn build(spec: &FlowSpec, options: &BuildOptions, custom: Vec<Box<dyn Processor>>) -> Result<BuiltFlow, BuildError> {
+    spec.validate().map_err(BuildError::Invalid)?;
+    let flow = spec.name.as_str().to_owned();
+    let rate = spec.sample_rate.get();
+    let frames = spec.period.get() as usize;
+    let bus_channels = usize::from(spec.channels.get());
+    let ring_len = ring_frames(frames, rate);
+    let cadence = Duration::from_secs_f64(ring_len as f64 / f64::from(rate) / 4.0);
+    let counters = Arc::new(FlowCounters::default());
+
+    let mut built = BuiltFlow {
+        graph: Box::new(RtGraph::new(options.pacing, options.kernel, frames, rate, bus_channels, vec![], vec![], vec![], counters.clone())),
+        workers: Vec::new(),
+        reports: Vec::new(),
+        inputs: HashMap::new(),
+        counters: counters.clone(),
+        created: Vec::new(),
+    };
+    let result = (|| {
+        let mut inputs = Vec::new();
+        let mut next_plane = 0;
+        for (index, input) in spec.inputs.iter().enumerate() {
+            let field = format!("input[{}].producer", input.name);
+            let (source, channels) = match &input.producer {
+                ProducerSpec::TestSignal(signal) => {
+                    (Source::Signal(SignalGenerator::new(signal, rate)), usize::from(signal.channels.get()))
+                }
+                ProducerSpec::File(file) => {
+                    let path = resolve(&options.base_dir, file.path.as_path());
+                    let wav = WavSource::open(&path, rate)
+                        .map_err(|source| BuildError::File { flow: flow.clone(), field: format!("{field}.file.path"), source })?;
+                    let channels = wav.channels();
+                    let (tx, rx) = rtrb::RingBuffer::new(ring_len * channels);
+                    let ended = Arc::new(AtomicBool::new(false));
+                    let worker = wav
+                        .spawn(format!("airlift-file-{}", input.name), cadence, tx, file.looped, ended.clone())
+                        .map_err(|source| BuildError::Thread { flow: flow.clone(), source })?;
+                    let thread = worker.thread();
+                    built.workers.push(worker);
+                    (Source::Ring { ring: rx, ended, worker: thread }, channels)
+                }
+                ProducerSpec::AlsaCapture(_) => {
+                    return Err(unsupported(&flow, field, "ALSA capture"));
+                }
+                ProducerSpec::SrtIn(_) => {
+                    return Err(unsupported(&flow, field, "SRT input"));
+                }
+            };
+            inputs.push(RtInput {
+                source,
+                channels,
+                first_plane: next_plane,
+                gain: input.gain_db.linear(),
+                pan: input.pan.get(),
+                muted: input.muted,
+            });
+            next_plane += channels;
+            built.inputs.insert(input.name.clone(), index);
+        }
+
+        let mut processors: Vec<Box<dyn Processor>> = Vec::new();
+        for (i, p) in spec.processors.iter().enumerate() {
+            let field = format!("processor[{i}]");
+            match p {
+                ProcessorSpec::Gain { gain_db } => processors.push(Box::new(BusGain::new(gain_db.linear()))),
+                ProcessorSpec::Meter => {
+                    let (tx, rx) = rtrb::RingBuffer::new(64);
+                    built.reports.push(rx);
+                    processors.push(Box::new(Meter::new(rate, tx)));
+                }
+                ProcessorSpec::Loudness => {
+                    let (tx, rx) = rtrb::RingBuffer::new(64);
+                    let meter = LoudnessMeter::new(bus_channels, rate, tx).map_err(|e| BuildError::Processor {
+                        flow: flow.clone(),
+                        field,
+                        message: e.to_string(),
+                    })?;
+                    built.reports.push(rx);
+                    processors.push(Box::new(meter));
+                }
+                ProcessorSpec::SilenceDetector { threshold_dbfs, hold_ms } => {
+                    let (tx, rx) = rtrb::RingBuffer::new(64);
+                    built.reports.push(rx);
+                    processors.push(Box::new(SilenceDetector::new(threshold_dbfs.get(), *hold_ms, rate, tx)));
+                }
+            }
+        }
+        processors.extend(custom);
+
+        let mut sinks = Vec::new();
+        for output in &spec.outputs {
+            let field = format!("output[{}].consumer", output.name);
+            match &output.consumer {
+                ConsumerSpec::Null => sinks.push(Sink::Null),
+                ConsumerSpec::Wav { path, format } => {
+                    let path = resolve(&options.base_dir, path.as_path());
+                    let recorder = WavRecorder::create(&path, bus_channels, rate, *format)
+                        .map_err(|source| BuildError::File { flow: flow.clone(), field: format!("{field}.wav.path"), source })?;
+                    built.created.push(path);
+                    let (tx, rx) = rtrb::RingBuffer::new(ring_len * bus_channels);
+                    let worker = recorder
+                        .spawn(format!("airlift-wav-{}", output.name), cadence, rx)
+                        .map_err(|source| BuildError::Thread { flow: flow.clone(), source })?;
+                    sinks.push(Sink::Ring { ring: tx, worker: worker.thread() });
+                    built.workers.push(worker);
+                }
+                ConsumerSpec::AlsaPlayback(_) => return Err(unsupported(&flow, field, "ALSA playback")),
+                ConsumerSpec::Encoded(_) => {
+                    return Err(unsupported(&flow, field, "encoding to MPEG-TS (FFmpeg)"));
+                }
+            }
+        }
+        Ok((inputs, processors, sinks))
+    })();
+
+    match result {
+        Ok((inputs, processors, sinks)) => {
+            built.graph = Box::new(RtGraph::new(
+                options.pacing,
+                options.kernel,
+                frames,
+                rate,
+                bus_channels,
+                inputs,
+                processors,
+                sinks,
+                counters,
+            ));
+            built.created.clear();
+            Ok(built)
+        }
+        Err(e) => {
+            let created = std::mem::take(&mut built.created);
+            drop(built);
+            for path in created {
+                let _ = std::fs::remove_file(path);
+            }
+            Err(e)
+        }
+    }
+}
+
+fn unsupported(flow: &str, field: String, what: &'static str) -> BuildError {
+    BuildError::Unsupported { flow: flow.to_owned(), field, what }
+}
+
+fn resolve(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() { path.to_path_buf() } else { base.join(path) }
+}

@@ -1,0 +1,12 @@
+//! The flow graph: producers → per-input gain/mute/pan → mixer bus →
+//! processors → consumers.
+//!
+//! [`build`] turns a spec into an [`rt_graph::RtGraph`] on the control thread;
+//! the audio thread only ever runs [`rt_graph::RtGraph::process`].
+
+pub mod build;
+pub mod processor;
+pub mod rt_graph;
+
+pub use build::{BuildError, BuildOptions, BuiltFlow, build};
+pub use processor::{Bus, Processor};

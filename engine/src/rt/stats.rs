@@ -1,0 +1,58 @@
+//! Per-flow counters written by the audio thread with relaxed atomic stores
+//! and read by the control thread: no locks, no allocation.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use airlift_ipc::message::{FlowStats, PROCESS_LOAD_BUCKETS, RealtimeReport};
+
+/// Number of histogram buckets (the bounds plus one overflow bucket).
+pub const BUCKETS: usize = PROCESS_LOAD_BUCKETS.len() + 1;
+
+/// Counters of one flow. Shared as `Arc<FlowCounters>`.
+#[derive(Debug, Default)]
+pub struct FlowCounters {
+    /// Frames processed.
+    pub frames: AtomicU64,
+    /// Periods processed.
+    pub periods: AtomicU64,
+    /// Periods that finished after their deadline.
+    pub deadline_misses: AtomicU64,
+    /// Periods with an input ring that ran dry.
+    pub underruns: AtomicU64,
+    /// Periods with an output ring that was full.
+    pub overruns: AtomicU64,
+    /// Device xruns.
+    pub xruns: AtomicU64,
+    /// Largest processing time in ns.
+    pub max_process_ns: AtomicU64,
+    /// Processing-load histogram.
+    pub load: [AtomicU64; BUCKETS],
+}
+
+impl FlowCounters {
+    /// Records one period's processing time. Realtime-safe.
+    pub fn record_period(&self, frames: u32, process_ns: u64, period_ns: u64) {
+        self.frames.fetch_add(u64::from(frames), Relaxed);
+        self.periods.fetch_add(1, Relaxed);
+        self.max_process_ns.fetch_max(process_ns, Relaxed);
+        let load = process_ns as f32 / period_ns.max(1) as f32;
+        let bucket = PROCESS_LOAD_BUCKETS.iter().position(|&b| load <= b).unwrap_or(BUCKETS - 1);
+        self.load[bucket].fetch_add(1, Relaxed);
+    }
+
+    /// A snapshot for IPC. Control thread only.
+    pub fn snapshot(&self, flow: &str, realtime: RealtimeReport) -> FlowStats {
+        FlowStats {
+            flow: flow.to_owned(),
+            frames: self.frames.load(Relaxed),
+            periods: self.periods.load(Relaxed),
+            deadline_misses: self.deadline_misses.load(Relaxed),
+            underruns: self.underruns.load(Relaxed),
+            overruns: self.overruns.load(Relaxed),
+            xruns: self.xruns.load(Relaxed),
+            max_process_us: u32::try_from(self.max_process_ns.load(Relaxed) / 1000).unwrap_or(u32::MAX),
+            process_load_histogram: self.load.iter().map(|b| b.load(Relaxed)).collect(),
+            realtime,
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The whole audio path — mixing with ramps, pan and mute changes, meters,
+//! loudness, silence detection, ring input and output, a graph swap — runs
+//! 100 000 periods on a thread whose allocations are counted, and must
+//! allocate and free nothing.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use airlift_engine::FlowBuilder;
+use airlift_engine::flow::{RtCommand, audio_driver};
+use airlift_engine::graph::{BuildOptions, build};
+use airlift_engine::graph::rt_graph::ParamChange;
+use airlift_ipc::spec::{ProcessorSpec, WavFormat};
+use airlift_ipc::units::LevelDbfs;
+
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static FREES: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static ARMED: Cell<bool> = const { Cell::new(false) };
+}
+
+fn armed() -> bool {
+    ARMED.try_with(Cell::get).unwrap_or(false)
+}
+
+// SAFETY: forwards to the system allocator unchanged; the counters are
+// atomics and the flag a const-initialised thread local, none of which allocate.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if armed() {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: our caller upholds GlobalAlloc's contract.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if armed() {
+            FREES.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if armed() {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const PERIODS: u64 = 100_000;
+
+#[test]
+fn audio_path_never_allocates() {
+    let dir = std::env::temp_dir().join(format!("airlift-rt-safety-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A looped WAV input exercises the input ring from a worker thread.
+    let input = dir.join("in.wav");
+    let spec = hound::WavSpec { channels: 2, sample_rate: 48_000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut w = hound::WavWriter::create(&input, spec).unwrap();
+    for i in 0..48_000i32 {
+        w.write_sample(((i * 37) % 20_000 - 10_000) as i16).unwrap();
+        w.write_sample(((i * 53) % 20_000 - 10_000) as i16).unwrap();
+    }
+    w.finalize().unwrap();
+
+    let make = |name: &str, out: &str| {
+        FlowBuilder::new(name).unwrap()
+            .period(64).unwrap()
+            .sine("tone", 997.0, -12.0).unwrap()
+            .sine("low", 50.0, -30.0).unwrap()
+            .wav_file("file", input.to_str().unwrap(), true).unwrap()
+            .processor(ProcessorSpec::Gain { gain_db: airlift_ipc::units::GainDb::new(-1.0).unwrap() })
+            .processor(ProcessorSpec::Meter)
+            .processor(ProcessorSpec::Loudness)
+            .processor(ProcessorSpec::SilenceDetector { threshold_dbfs: LevelDbfs::new(-60.0).unwrap(), hold_ms: 50 })
+            .output("rec", airlift_ipc::spec::ConsumerSpec::Wav {
+                path: airlift_ipc::units::SafePath::new(dir.join(out).to_str().unwrap()).unwrap(),
+                format: WavFormat::F32,
+            }).unwrap()
+            .null("void").unwrap()
+            .spec()
+    };
+    let options = BuildOptions::default();
+    let mut first = build(&make("a", "a.wav"), &options, vec![]).unwrap();
+    let mut second = build(&make("a", "b.wav"), &options, vec![]).unwrap();
+    let graph_a = std::mem::replace(&mut first.graph, Box::new(placeholder()));
+    let swap_in = std::mem::replace(&mut second.graph, Box::new(placeholder()));
+    let (mut control, mut driver) = audio_driver(graph_a);
+
+    let audio = std::thread::spawn(move || {
+        ARMED.with(|a| a.set(true));
+        let mut periods = 0;
+        while driver.run_period(1_333_333) {
+            periods += 1;
+        }
+        ARMED.with(|a| a.set(false));
+        (periods, driver)
+    });
+
+    let mut swap = Some(swap_in);
+    let mut sent = 0u64;
+    let mut returned = Vec::new();
+    while sent < PERIODS {
+        let change = match sent % 4 {
+            0 => ParamChange::Gain(0, 0.5 + (sent % 7) as f32 * 0.05),
+            1 => ParamChange::Pan(1, ((sent % 11) as f32 / 5.5) - 1.0),
+            2 => ParamChange::Mute(2, sent % 8 == 2),
+            _ => ParamChange::Gain(2, 0.8),
+        };
+        if control.send(RtCommand::Param(change)).is_ok() {
+            sent += 1;
+        }
+        if sent == PERIODS / 2
+            && let Some(g) = swap.take()
+        {
+            control.send(RtCommand::Swap(g)).unwrap();
+        }
+        if let Some(old) = control.take_returned() {
+            returned.push(old);
+        }
+        for ring in first.reports.iter_mut().chain(second.reports.iter_mut()) {
+            while ring.pop().is_ok() {}
+        }
+        std::thread::yield_now();
+    }
+    // Let the audio thread run its share of periods, then stop it.
+    loop {
+        let stats = first.counters.periods.load(Ordering::Relaxed) + second.counters.periods.load(Ordering::Relaxed);
+        if stats >= PERIODS {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    while control.send(RtCommand::Stop).is_err() {
+        std::thread::yield_now();
+    }
+    let (periods, driver) = audio.join().unwrap();
+    while let Some(old) = control.take_returned() {
+        returned.push(old);
+    }
+    assert!(periods >= PERIODS, "ran {periods} periods");
+    assert_eq!(returned.len(), 1, "the swapped-out graph came back to the control thread");
+    assert_eq!(ALLOCS.load(Ordering::Relaxed), 0, "allocations on the audio thread");
+    assert_eq!(FREES.load(Ordering::Relaxed), 0, "frees on the audio thread");
+    drop(driver);
+    drop(returned);
+    first.finish();
+    second.finish();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn placeholder() -> airlift_engine::graph::rt_graph::RtGraph {
+    use airlift_engine::graph::rt_graph::{Pacing, RtGraph};
+    RtGraph::new(Pacing::Realtime, airlift_engine::dsp::mix::MixKernel::Scalar, 64, 48_000, 2, vec![], vec![], vec![], Default::default())
+}
