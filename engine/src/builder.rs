@@ -4,7 +4,9 @@ use airlift_ipc::spec::{
     ConsumerSpec, FileSourceSpec, FlowSpec, InputSpec, OutputSpec, ProcessorSpec, ProducerSpec, SignalKind,
     TestSignalSpec, WavFormat,
 };
-use airlift_ipc::units::{Channels, FrequencyHz, GainDb, LevelDbfs, Name, Pan, PeriodFrames, SafePath, SampleRate, UnitError};
+use airlift_ipc::units::{
+    Channels, FrequencyHz, GainDb, LevelDbfs, Name, Pan, PeriodFrames, SafePath, SampleRate, UnitError,
+};
 
 /// Builds a [`FlowSpec`] step by step; each step validates its values.
 ///

@@ -93,7 +93,13 @@ pub fn audio_driver(graph: Box<RtGraph>) -> (FlowControl, AudioDriver) {
     let counters = graph.counters().clone();
     (
         FlowControl { commands: cmd_tx, returned: ret_rx },
-        AudioDriver(AudioThread { graph, commands: cmd_rx, returned: ret_tx, pending_return: None, counters }),
+        AudioDriver(AudioThread {
+            graph,
+            commands: cmd_rx,
+            returned: ret_tx,
+            pending_return: None,
+            counters,
+        }),
     )
 }
 
@@ -167,7 +173,11 @@ pub fn start(
 
 /// Starts an already built flow (built with [`Pacing::Realtime`]) on its
 /// audio thread.
-pub fn start_built(spec: &FlowSpec, built: BuiltFlow, rt: &RealtimeRequest) -> Result<RunningFlow, BuildError> {
+pub fn start_built(
+    spec: &FlowSpec,
+    built: BuiltFlow,
+    rt: &RealtimeRequest,
+) -> Result<RunningFlow, BuildError> {
     let BuiltFlow { graph, workers, reports, inputs, counters, .. } = built;
     let (control, mut driver) = audio_driver(graph);
     let (rt_tx, rt_rx) = std::sync::mpsc::sync_channel(1);
@@ -357,14 +367,17 @@ pub fn render(
     let mut built = build(spec, &options, custom)?;
     let frames = spec.period.get() as u64;
     let rate = spec.sample_rate.get() as u64;
-    let periods = ((seconds * rate as f64) / frames as f64).ceil() as u64;
+    let total = (seconds * rate as f64).round() as u64;
     let period_ns = frames * 1_000_000_000 / rate;
     let started = now_ns();
     let mut loudness = None;
-    for _ in 0..periods {
+    let mut done = 0u64;
+    while done < total {
+        let n = frames.min(total - done);
+        done += n;
         let t0 = now_ns();
-        let report = built.graph.process();
-        built.counters.record_period(frames as u32, now_ns() - t0, period_ns);
+        let report = built.graph.process_frames(n as usize);
+        built.counters.record_period(n as u32, now_ns() - t0, period_ns);
         if report.underrun {
             built.counters.underruns.fetch_add(1, Relaxed);
         }

@@ -92,7 +92,8 @@ fn main() -> ExitCode {
 
 fn load(path: &Path) -> anyhow::Result<DesiredState> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let state: DesiredState = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let state: DesiredState =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     if let Err(errors) = state.validate() {
         let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
         anyhow::bail!("{}: {}", path.display(), list.join("; "));
@@ -147,7 +148,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Mode::Serve { listen, allow_uid, rt } => {
             if listen.exists() {
-                std::fs::remove_file(&listen).with_context(|| format!("cannot remove stale {}", listen.display()))?;
+                std::fs::remove_file(&listen)
+                    .with_context(|| format!("cannot remove stale {}", listen.display()))?;
             }
             let listener = std::os::unix::net::UnixListener::bind(&listen)
                 .with_context(|| format!("cannot listen on {}", listen.display()))?;

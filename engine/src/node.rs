@@ -40,10 +40,14 @@ impl NodeError {
     /// The IPC rejection for this error.
     pub fn rejection(&self) -> Rejection {
         let kind = match self {
-            NodeError::Build(BuildError::Unsupported { .. }) | NodeError::Unsupported(_) => RejectKind::Unsupported,
+            NodeError::Build(BuildError::Unsupported { .. }) | NodeError::Unsupported(_) => {
+                RejectKind::Unsupported
+            }
             NodeError::Build(BuildError::Thread { .. }) => RejectKind::Internal,
             NodeError::Build(_) => RejectKind::InvalidArgument,
-            NodeError::Param(ParamError::UnknownInput { .. }) | NodeError::UnknownFlow(_) => RejectKind::NotFound,
+            NodeError::Param(ParamError::UnknownInput { .. }) | NodeError::UnknownFlow(_) => {
+                RejectKind::NotFound
+            }
             NodeError::Param(ParamError::Busy { .. }) => RejectKind::Busy,
             NodeError::FlowExists(_) => RejectKind::InvalidArgument,
         };
@@ -75,7 +79,12 @@ impl Node {
     }
 
     /// Adds and starts one flow with extra user processors (library use).
-    pub fn add_flow(&mut self, spec: FlowSpec, custom: Vec<Box<dyn Processor>>, events: &mut Vec<EngineToCtl>) -> Result<(), NodeError> {
+    pub fn add_flow(
+        &mut self,
+        spec: FlowSpec,
+        custom: Vec<Box<dyn Processor>>,
+        events: &mut Vec<EngineToCtl>,
+    ) -> Result<(), NodeError> {
         if self.desired.contains_key(&spec.name) {
             return Err(NodeError::FlowExists(spec.name.to_string()));
         }
@@ -91,7 +100,11 @@ impl Node {
     /// flows whose spec changed, starts new ones, and leaves unchanged flows
     /// running untouched. All new graphs are built first; if any fails,
     /// nothing changes.
-    pub fn apply_state(&mut self, state: &DesiredState, events: &mut Vec<EngineToCtl>) -> Result<(), NodeError> {
+    pub fn apply_state(
+        &mut self,
+        state: &DesiredState,
+        events: &mut Vec<EngineToCtl>,
+    ) -> Result<(), NodeError> {
         state.validate().map_err(|e| NodeError::Build(BuildError::Invalid(e)))?;
         if !state.pulls.is_empty() {
             return Err(NodeError::Unsupported("pulling SRT streams into segments"));
@@ -117,7 +130,9 @@ impl Node {
         }
         for (spec, built) in prepared {
             match self.running.get_mut(&spec.name) {
-                Some(flow) if flow.spec().sample_rate == spec.sample_rate && flow.spec().period == spec.period => {
+                Some(flow)
+                    if flow.spec().sample_rate == spec.sample_rate && flow.spec().period == spec.period =>
+                {
                     flow.replace(spec, built)?;
                 }
                 _ => {
@@ -152,7 +167,12 @@ impl Node {
 
     /// Stops a flow; it stays in the desired state, stopped.
     pub fn stop_flow(&mut self, name: &str, events: &mut Vec<EngineToCtl>) -> Result<(), NodeError> {
-        let key = self.desired.keys().find(|n| n.as_str() == name).cloned().ok_or_else(|| NodeError::UnknownFlow(name.into()))?;
+        let key = self
+            .desired
+            .keys()
+            .find(|n| n.as_str() == name)
+            .cloned()
+            .ok_or_else(|| NodeError::UnknownFlow(name.into()))?;
         if let Some(flow) = self.running.remove(&key) {
             flow.stop();
         }
@@ -199,7 +219,11 @@ impl Node {
                 Report::Silence(silent) => events.push(EngineToCtl::Silence { flow: name.clone(), silent }),
             });
             if meters.is_some() || loudness.is_some() {
-                events.push(EngineToCtl::Meters { flow: name.clone(), channels: meters.unwrap_or_default(), loudness });
+                events.push(EngineToCtl::Meters {
+                    flow: name.clone(),
+                    channels: meters.unwrap_or_default(),
+                    loudness,
+                });
             }
         }
     }

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use airlift_engine::FlowBuilder;
 use airlift_engine::flow::{RtCommand, audio_driver};
-use airlift_engine::graph::{BuildOptions, build};
 use airlift_engine::graph::rt_graph::ParamChange;
+use airlift_engine::graph::{BuildOptions, build};
 use airlift_ipc::spec::{ProcessorSpec, WavFormat};
 use airlift_ipc::units::LevelDbfs;
 
@@ -64,7 +64,12 @@ fn audio_path_never_allocates() {
     std::fs::create_dir_all(&dir).unwrap();
     // A looped WAV input exercises the input ring from a worker thread.
     let input = dir.join("in.wav");
-    let spec = hound::WavSpec { channels: 2, sample_rate: 48_000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
     let mut w = hound::WavWriter::create(&input, spec).unwrap();
     for i in 0..48_000i32 {
         w.write_sample(((i * 37) % 20_000 - 10_000) as i16).unwrap();
@@ -73,20 +78,33 @@ fn audio_path_never_allocates() {
     w.finalize().unwrap();
 
     let make = |name: &str, out: &str| {
-        FlowBuilder::new(name).unwrap()
-            .period(64).unwrap()
-            .sine("tone", 997.0, -12.0).unwrap()
-            .sine("low", 50.0, -30.0).unwrap()
-            .wav_file("file", input.to_str().unwrap(), true).unwrap()
+        FlowBuilder::new(name)
+            .unwrap()
+            .period(64)
+            .unwrap()
+            .sine("tone", 997.0, -12.0)
+            .unwrap()
+            .sine("low", 50.0, -30.0)
+            .unwrap()
+            .wav_file("file", input.to_str().unwrap(), true)
+            .unwrap()
             .processor(ProcessorSpec::Gain { gain_db: airlift_ipc::units::GainDb::new(-1.0).unwrap() })
             .processor(ProcessorSpec::Meter)
             .processor(ProcessorSpec::Loudness)
-            .processor(ProcessorSpec::SilenceDetector { threshold_dbfs: LevelDbfs::new(-60.0).unwrap(), hold_ms: 50 })
-            .output("rec", airlift_ipc::spec::ConsumerSpec::Wav {
-                path: airlift_ipc::units::SafePath::new(dir.join(out).to_str().unwrap()).unwrap(),
-                format: WavFormat::F32,
-            }).unwrap()
-            .null("void").unwrap()
+            .processor(ProcessorSpec::SilenceDetector {
+                threshold_dbfs: LevelDbfs::new(-60.0).unwrap(),
+                hold_ms: 50,
+            })
+            .output(
+                "rec",
+                airlift_ipc::spec::ConsumerSpec::Wav {
+                    path: airlift_ipc::units::SafePath::new(dir.join(out).to_str().unwrap()).unwrap(),
+                    format: WavFormat::F32,
+                },
+            )
+            .unwrap()
+            .null("void")
+            .unwrap()
             .spec()
     };
     let options = BuildOptions::default();
@@ -134,7 +152,8 @@ fn audio_path_never_allocates() {
     }
     // Let the audio thread run its share of periods, then stop it.
     loop {
-        let stats = first.counters.periods.load(Ordering::Relaxed) + second.counters.periods.load(Ordering::Relaxed);
+        let stats =
+            first.counters.periods.load(Ordering::Relaxed) + second.counters.periods.load(Ordering::Relaxed);
         if stats >= PERIODS {
             break;
         }
@@ -160,5 +179,15 @@ fn audio_path_never_allocates() {
 
 fn placeholder() -> airlift_engine::graph::rt_graph::RtGraph {
     use airlift_engine::graph::rt_graph::{Pacing, RtGraph};
-    RtGraph::new(Pacing::Realtime, airlift_engine::dsp::mix::MixKernel::Scalar, 64, 48_000, 2, vec![], vec![], vec![], Default::default())
+    RtGraph::new(
+        Pacing::Realtime,
+        airlift_engine::dsp::mix::MixKernel::Scalar,
+        64,
+        48_000,
+        2,
+        vec![],
+        vec![],
+        vec![],
+        Default::default(),
+    )
 }

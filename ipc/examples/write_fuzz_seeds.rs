@@ -8,21 +8,13 @@ use airlift_ipc::spec::*;
 use airlift_ipc::units::*;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = std::env::args()
-        .nth(1)
-        .ok_or("usage: write_fuzz_seeds DIR")?;
+    let dir = std::env::args().nth(1).ok_or("usage: write_fuzz_seeds DIR")?;
     std::fs::create_dir_all(&dir)?;
     let flows: DesiredState = toml::from_str(include_str!("../tests/data/two_flows.toml"))?;
     let name = Name::new("main")?;
     let ctl = [
-        CtlToEngine::Hello {
-            protocol: PROTOCOL,
-            client: "seed".into(),
-        },
-        CtlToEngine::Command {
-            id: CommandId(1),
-            command: Command::ApplyState(flows),
-        },
+        CtlToEngine::Hello { protocol: PROTOCOL, client: "seed".into() },
+        CtlToEngine::Command { id: CommandId(1), command: Command::ApplyState(flows) },
         CtlToEngine::Command {
             id: CommandId(2),
             command: Command::SetGain {
@@ -31,40 +23,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 gain: GainDb::new(-6.0)?,
             },
         },
-        CtlToEngine::Command {
-            id: CommandId(3),
-            command: Command::Shutdown,
-        },
+        CtlToEngine::Command { id: CommandId(3), command: Command::Shutdown },
     ];
     let engine = [
-        EngineToCtl::Hello {
-            protocol: PROTOCOL,
-            engine_version: "0.1.0".into(),
-            pid: 1,
-        },
+        EngineToCtl::Hello { protocol: PROTOCOL, engine_version: "0.1.0".into(), pid: 1 },
         EngineToCtl::Rejected {
             id: CommandId(9),
-            reason: Rejection {
-                kind: RejectKind::NotFound,
-                message: "no flow x".into(),
-            },
+            reason: Rejection { kind: RejectKind::NotFound, message: "no flow x".into() },
         },
         EngineToCtl::Meters {
             flow: name.clone(),
-            channels: vec![
-                ChannelMeter {
-                    peak_dbfs: -20.0,
-                    rms_dbfs: -23.0
-                };
-                2
-            ],
+            channels: vec![ChannelMeter { peak_dbfs: -20.0, rms_dbfs: -23.0 }; 2],
             loudness: None,
         },
         EngineToCtl::Stats(EngineStats {
-            flows: vec![FlowStats {
-                flow: "main".into(),
-                ..Default::default()
-            }],
+            flows: vec![FlowStats { flow: "main".into(), ..Default::default() }],
         }),
     ];
     for (i, m) in ctl.iter().enumerate() {

@@ -73,15 +73,10 @@ pub fn encode<M: Serialize>(message: &M) -> Result<Vec<u8>, FrameError> {
 pub fn encode_into<M: Serialize>(message: &M, out: &mut Vec<u8>) -> Result<(), FrameError> {
     let payload = postcard::to_stdvec(message).map_err(|e| FrameError::Malformed(e.to_string()))?;
     if payload.len() > MAX_PAYLOAD_LEN {
-        return Err(FrameError::TooLarge {
-            len: payload.len(),
-            max: MAX_PAYLOAD_LEN,
-        });
+        return Err(FrameError::TooLarge { len: payload.len(), max: MAX_PAYLOAD_LEN });
     }
-    let len = u32::try_from(payload.len()).map_err(|_| FrameError::TooLarge {
-        len: payload.len(),
-        max: MAX_PAYLOAD_LEN,
-    })?;
+    let len = u32::try_from(payload.len())
+        .map_err(|_| FrameError::TooLarge { len: payload.len(), max: MAX_PAYLOAD_LEN })?;
     out.reserve(HEADER_LEN + payload.len());
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
@@ -104,8 +99,8 @@ pub fn decode<M: DeserializeOwned>(buf: &[u8]) -> Result<Option<(M, usize)>, Fra
     let Some(payload) = buf.get(HEADER_LEN..total) else {
         return Ok(None);
     };
-    let (message, rest) = postcard::take_from_bytes::<M>(payload)
-        .map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let (message, rest) =
+        postcard::take_from_bytes::<M>(payload).map_err(|e| FrameError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
         return Err(FrameError::TrailingBytes(rest.len()));
     }
@@ -128,10 +123,7 @@ pub fn check_header(buf: &[u8]) -> Result<Option<usize>, FrameError> {
     };
     let version = u16::from_le_bytes([header[4], header[5]]);
     if version != PROTOCOL_VERSION {
-        return Err(FrameError::VersionMismatch {
-            expected: PROTOCOL_VERSION,
-            found: version,
-        });
+        return Err(FrameError::VersionMismatch { expected: PROTOCOL_VERSION, found: version });
     }
     let flags = u16::from_le_bytes([header[6], header[7]]);
     if flags != 0 {
@@ -139,10 +131,7 @@ pub fn check_header(buf: &[u8]) -> Result<Option<usize>, FrameError> {
     }
     let len = u32::from_le_bytes([header[8], header[9], header[10], header[11]]) as usize;
     if len > MAX_PAYLOAD_LEN {
-        return Err(FrameError::TooLarge {
-            len,
-            max: MAX_PAYLOAD_LEN,
-        });
+        return Err(FrameError::TooLarge { len, max: MAX_PAYLOAD_LEN });
     }
     Ok(Some(len))
 }
@@ -153,10 +142,7 @@ mod tests {
     use crate::message::{Command, CommandId, CtlToEngine};
 
     fn sample() -> CtlToEngine {
-        CtlToEngine::Command {
-            id: CommandId(42),
-            command: Command::Shutdown,
-        }
+        CtlToEngine::Command { id: CommandId(42), command: Command::Shutdown }
     }
 
     #[test]
@@ -165,10 +151,7 @@ mod tests {
         bytes[4..6].copy_from_slice(&2u16.to_le_bytes());
         assert_eq!(
             decode::<CtlToEngine>(&bytes),
-            Err(FrameError::VersionMismatch {
-                expected: PROTOCOL_VERSION,
-                found: 2
-            })
+            Err(FrameError::VersionMismatch { expected: PROTOCOL_VERSION, found: 2 })
         );
     }
 
@@ -181,28 +164,19 @@ mod tests {
         header.extend_from_slice(&((MAX_PAYLOAD_LEN as u32) + 1).to_le_bytes());
         assert_eq!(
             decode::<CtlToEngine>(&header),
-            Err(FrameError::TooLarge {
-                len: MAX_PAYLOAD_LEN + 1,
-                max: MAX_PAYLOAD_LEN
-            })
+            Err(FrameError::TooLarge { len: MAX_PAYLOAD_LEN + 1, max: MAX_PAYLOAD_LEN })
         );
     }
 
     #[test]
     fn oversize_is_refused_on_encode() {
-        let big = CtlToEngine::Hello {
-            protocol: 1,
-            client: "x".repeat(MAX_PAYLOAD_LEN + 1),
-        };
+        let big = CtlToEngine::Hello { protocol: 1, client: "x".repeat(MAX_PAYLOAD_LEN + 1) };
         assert!(matches!(encode(&big), Err(FrameError::TooLarge { .. })));
     }
 
     #[test]
     fn bad_magic_is_seen_in_the_first_byte() {
-        assert_eq!(
-            decode::<CtlToEngine>(b"G"),
-            Err(FrameError::BadMagic { found: *b"G\0\0\0" })
-        );
+        assert_eq!(decode::<CtlToEngine>(b"G"), Err(FrameError::BadMagic { found: *b"G\0\0\0" }));
     }
 
     #[test]
@@ -219,10 +193,7 @@ mod tests {
         bytes.push(0);
         let len = (bytes.len() - HEADER_LEN) as u32;
         bytes[8..12].copy_from_slice(&len.to_le_bytes());
-        assert_eq!(
-            decode::<CtlToEngine>(&bytes),
-            Err(FrameError::TrailingBytes(1))
-        );
+        assert_eq!(decode::<CtlToEngine>(&bytes), Err(FrameError::TrailingBytes(1)));
     }
 
     #[test]
@@ -240,9 +211,6 @@ mod tests {
         // The gain is the last four bytes (postcard writes f32 little endian).
         let n = bytes.len();
         bytes[n - 4..].copy_from_slice(&f32::NAN.to_le_bytes());
-        assert!(matches!(
-            decode::<CtlToEngine>(&bytes),
-            Err(FrameError::Malformed(_))
-        ));
+        assert!(matches!(decode::<CtlToEngine>(&bytes), Err(FrameError::Malformed(_))));
     }
 }

@@ -15,8 +15,8 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::units::{
-    Bitrate, Channels, FrequencyHz, GainDb, Host, LevelDbfs, Name, Pan, Passphrase, PeriodFrames,
-    Periods, Port, SafePath, SampleRate, SegmentSeconds, SrtLatencyMs, StreamId,
+    Bitrate, Channels, FrequencyHz, GainDb, Host, LevelDbfs, Name, Pan, Passphrase, PeriodFrames, Periods,
+    Port, SafePath, SampleRate, SegmentSeconds, SrtLatencyMs, StreamId,
 };
 
 /// One flow: producers → per-input gain/mute/pan → mixer bus → processors →
@@ -76,16 +76,8 @@ pub struct SpecError {
 
 impl SpecError {
     /// Builds an error for `flow` at `field`.
-    pub fn new(
-        flow: impl Into<String>,
-        field: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        Self {
-            flow: flow.into(),
-            field: field.into(),
-            message: message.into(),
-        }
+    pub fn new(flow: impl Into<String>, field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { flow: flow.into(), field: field.into(), message: message.into() }
     }
 }
 
@@ -114,28 +106,18 @@ impl FlowSpec {
         let mut seen = HashSet::new();
         for input in &self.inputs {
             if !seen.insert(input.name.as_str()) {
-                errors.push(SpecError::new(
-                    flow,
-                    format!("input[{}]", input.name),
-                    "duplicate input name",
-                ));
+                errors.push(SpecError::new(flow, format!("input[{}]", input.name), "duplicate input name"));
             }
             if let ProducerSpec::TestSignal(signal) = &input.producer {
                 let nyquist = self.sample_rate.get() as f32 / 2.0;
-                for (field, f) in [
-                    ("frequency", signal.frequency),
-                    ("end_frequency", signal.end_frequency),
-                ] {
+                for (field, f) in [("frequency", signal.frequency), ("end_frequency", signal.end_frequency)] {
                     if let Some(f) = f
                         && f.get() >= nyquist
                     {
                         errors.push(SpecError::new(
                             flow,
                             format!("input[{}].producer.test_signal.{field}", input.name),
-                            format!(
-                                "{} Hz is not below the Nyquist frequency {nyquist} Hz",
-                                f.get()
-                            ),
+                            format!("{} Hz is not below the Nyquist frequency {nyquist} Hz", f.get()),
                         ));
                     }
                 }
@@ -156,9 +138,10 @@ impl FlowSpec {
                 .inputs
                 .iter()
                 .any(|i| &i.name == node && matches!(i.producer, ProducerSpec::AlsaCapture(_)))
-                || self.outputs.iter().any(|o| {
-                    &o.name == node && matches!(o.consumer, ConsumerSpec::AlsaPlayback(_))
-                });
+                || self
+                    .outputs
+                    .iter()
+                    .any(|o| &o.name == node && matches!(o.consumer, ConsumerSpec::AlsaPlayback(_)));
             if !known {
                 errors.push(SpecError::new(
                     flow,
@@ -167,11 +150,7 @@ impl FlowSpec {
                 ));
             }
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
     }
 }
 
@@ -565,11 +544,7 @@ impl DesiredState {
         let mut names = HashSet::new();
         for flow in &self.flows {
             if !names.insert(flow.name.as_str()) {
-                errors.push(SpecError::new(
-                    flow.name.as_str(),
-                    "name",
-                    "duplicate flow name",
-                ));
+                errors.push(SpecError::new(flow.name.as_str(), "name", "duplicate flow name"));
             }
             if let Err(mut e) = flow.validate() {
                 errors.append(&mut e);
@@ -578,17 +553,9 @@ impl DesiredState {
         let mut jobs = HashSet::new();
         for pull in &self.pulls {
             if !jobs.insert(pull.name.as_str()) {
-                errors.push(SpecError::new(
-                    pull.name.as_str(),
-                    "name",
-                    "duplicate pull job name",
-                ));
+                errors.push(SpecError::new(pull.name.as_str(), "name", "duplicate pull job name"));
             }
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
     }
 }

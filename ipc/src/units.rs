@@ -26,10 +26,7 @@ pub struct UnitError {
 impl UnitError {
     /// An error about `what`, saying `message`.
     pub fn new(what: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            what,
-            message: message.into(),
-        }
+        Self { what, message: message.into() }
     }
 }
 
@@ -140,9 +137,8 @@ macro_rules! ranged_f32 {
 }
 
 /// Sample rates the engine runs flows at.
-pub const SUPPORTED_SAMPLE_RATES: [u32; 9] = [
-    16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 88_200, 96_000, 192_000,
-];
+pub const SUPPORTED_SAMPLE_RATES: [u32; 9] =
+    [16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 88_200, 96_000, 192_000];
 
 /// A flow's sample rate in Hz; one of [`SUPPORTED_SAMPLE_RATES`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -287,13 +283,8 @@ impl Name {
     pub fn new(name: impl Into<String>) -> Result<Self, UnitError> {
         let name = name.into();
         let ok_len = !name.is_empty() && name.len() <= MAX_NAME_LEN;
-        let ok_chars = name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        let ok_start = name
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric());
+        let ok_chars = name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let ok_start = name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
         if ok_len && ok_chars && ok_start {
             Ok(Self(name))
         } else {
@@ -355,22 +346,13 @@ impl SafePath {
             return Err(UnitError::new("path", "must not be empty"));
         }
         if path.len() > MAX_PATH_LEN {
-            return Err(UnitError::new(
-                "path",
-                format!("is longer than {MAX_PATH_LEN} bytes"),
-            ));
+            return Err(UnitError::new("path", format!("is longer than {MAX_PATH_LEN} bytes")));
         }
         if path.contains('\0') {
             return Err(UnitError::new("path", "must not contain a NUL byte"));
         }
-        if Path::new(&path)
-            .components()
-            .any(|c| c == Component::ParentDir)
-        {
-            return Err(UnitError::new(
-                "path",
-                format!("{path:?} must not contain `..`"),
-            ));
+        if Path::new(&path).components().any(|c| c == Component::ParentDir) {
+            return Err(UnitError::new("path", format!("{path:?} must not contain `..`")));
         }
         Ok(Self(path))
     }
@@ -425,10 +407,7 @@ impl Passphrase {
         if (10..=79).contains(&len) && !secret.contains('\0') {
             Ok(Self(secret))
         } else {
-            Err(UnitError::new(
-                "passphrase",
-                format!("has {len} characters; SRT needs 10 to 79 (no NUL)"),
-            ))
+            Err(UnitError::new("passphrase", format!("has {len} characters; SRT needs 10 to 79 (no NUL)")))
         }
     }
 
@@ -472,10 +451,7 @@ impl StreamId {
         if id.len() <= MAX_STREAM_ID_LEN && !id.contains('\0') {
             Ok(Self(id))
         } else {
-            Err(UnitError::new(
-                "stream id",
-                format!("must be at most {MAX_STREAM_ID_LEN} bytes without NUL"),
-            ))
+            Err(UnitError::new("stream id", format!("must be at most {MAX_STREAM_ID_LEN} bytes without NUL")))
         }
     }
 
@@ -513,17 +489,12 @@ impl Host {
         let host = host.into();
         let ok = !host.is_empty()
             && host.len() <= MAX_HOST_LEN
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'));
+            && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'));
         if ok {
             Ok(Self(host))
         } else {
             let shown: String = host.chars().take(MAX_HOST_LEN).collect();
-            Err(UnitError::new(
-                "host",
-                format!("{shown:?} is not a host name or IP address"),
-            ))
+            Err(UnitError::new("host", format!("{shown:?} is not a host name or IP address")))
         }
     }
 

@@ -12,9 +12,7 @@ fn check<M: Serialize + DeserializeOwned>(data: &[u8]) -> bool {
         Ok(Some((msg, used))) => {
             assert!(used <= data.len());
             let again = frame::encode(&msg).expect("a decoded message re-encodes");
-            let (back, _) = frame::decode::<M>(&again)
-                .expect("re-decodes")
-                .expect("complete");
+            let (back, _) = frame::decode::<M>(&again).expect("re-decodes").expect("complete");
             assert_eq!(frame::encode(&back).expect("re-encodes"), again);
             true
         }
@@ -34,8 +32,5 @@ fn corpus_replays_cleanly() {
         decoded += usize::from(check::<EngineToCtl>(&data));
     }
     assert!(files >= 8, "corpus has only {files} files");
-    assert!(
-        decoded >= 8,
-        "only {decoded} corpus entries decode: the seeds are missing"
-    );
+    assert!(decoded >= 8, "only {decoded} corpus entries decode: the seeds are missing");
 }

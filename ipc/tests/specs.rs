@@ -35,44 +35,31 @@ fn a_flow_file_parses() {
     let flow = &state.flows[0];
     assert_eq!(flow.period.get(), 128);
     assert_eq!(flow.inputs.len(), 2);
-    assert!(
-        matches!(&flow.inputs[0].producer, ProducerSpec::TestSignal(s) if s.kind == SignalKind::Sine)
-    );
+    assert!(matches!(&flow.inputs[0].producer, ProducerSpec::TestSignal(s) if s.kind == SignalKind::Sine));
     assert!(flow.inputs[1].muted);
-    assert!(matches!(
-        &flow.outputs[0].consumer,
-        ConsumerSpec::Wav { .. }
-    ));
+    assert!(matches!(&flow.outputs[0].consumer, ConsumerSpec::Wav { .. }));
 }
 
 #[test]
 fn out_of_range_values_name_the_problem() {
     let bad = TWO_INPUTS.replace("channels = 2", "channels = 0");
-    let err = toml::from_str::<DesiredState>(&bad)
-        .unwrap_err()
-        .to_string();
+    let err = toml::from_str::<DesiredState>(&bad).unwrap_err().to_string();
     assert!(err.contains("channel count"), "{err}");
     assert!(err.contains("line"), "{err}");
 
     let bad = TWO_INPUTS.replace("gain_db = -3.0", "gain_db = nan");
-    let err = toml::from_str::<DesiredState>(&bad)
-        .unwrap_err()
-        .to_string();
+    let err = toml::from_str::<DesiredState>(&bad).unwrap_err().to_string();
     assert!(err.contains("gain"), "{err}");
 
     let bad = TWO_INPUTS.replace("out/main.wav", "../../etc/passwd");
-    let err = toml::from_str::<DesiredState>(&bad)
-        .unwrap_err()
-        .to_string();
+    let err = toml::from_str::<DesiredState>(&bad).unwrap_err().to_string();
     assert!(err.contains(".."), "{err}");
 }
 
 #[test]
 fn unknown_keys_are_refused() {
     let bad = TWO_INPUTS.replace("period = 128", "period = 128\nperiod_size = 3");
-    let err = toml::from_str::<DesiredState>(&bad)
-        .unwrap_err()
-        .to_string();
+    let err = toml::from_str::<DesiredState>(&bad).unwrap_err().to_string();
     assert!(err.contains("period_size"), "{err}");
 }
 

@@ -1,8 +1,4 @@
 //! The Airlift control daemon.
 fn main() {
-    println!(
-        "airlift-ctld {} (protocol {})",
-        airlift_ctl::VERSION,
-        airlift_ipc::PROTOCOL_VERSION
-    );
+    println!("airlift-ctld {} (protocol {})", airlift_ctl::VERSION, airlift_ipc::PROTOCOL_VERSION);
 }

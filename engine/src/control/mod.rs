@@ -65,7 +65,9 @@ pub fn serve(listener: UnixListener, mut node: Node, policy: PeerPolicy) -> std:
                     continue;
                 }
             }
-            let Ok(reader) = stream.try_clone() else { continue };
+            let Ok(reader) = stream.try_clone() else {
+                continue;
+            };
             if accept_tx.send(Inbound::Connected(stream)).is_err() {
                 return;
             }
@@ -125,7 +127,9 @@ fn handle(node: &mut Node, id: CommandId, command: Command, events: &mut Vec<Eng
         Command::SetGain { flow, input, gain } => node.set_gain(flow.as_str(), input.as_str(), gain),
         Command::SetMute { flow, input, muted } => node.set_mute(flow.as_str(), input.as_str(), muted),
         Command::SetPan { flow, input, pan } => node.set_pan(flow.as_str(), input.as_str(), pan),
-        Command::StartPull(_) | Command::StopPull { .. } => Err(NodeError::Unsupported("pulling SRT streams")),
+        Command::StartPull(_) | Command::StopPull { .. } => {
+            Err(NodeError::Unsupported("pulling SRT streams"))
+        }
         Command::GetStats => {
             events.push(EngineToCtl::Stats(node.stats()));
             Ok(())

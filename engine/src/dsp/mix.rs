@@ -126,7 +126,7 @@ pub fn mix_scalar(out: &mut [f32], planes: &[f32], stride: usize, terms: &[MixTe
     }
 }
 
-fn block<'a>(planes: &'a [f32], plane: usize, stride: usize, frame: usize) -> &'a [f32; BLOCK] {
+fn block(planes: &[f32], plane: usize, stride: usize, frame: usize) -> &[f32; BLOCK] {
     planes[plane * stride + frame..]
         .first_chunk::<BLOCK>()
         .expect("block inside the plane (checked by the caller)")

@@ -13,7 +13,13 @@ use std::f32::consts::{FRAC_PI_4, SQRT_2};
 
 /// Gain (linear) of input channel `input_ch` into `bus_ch`, or `None` when
 /// that input channel does not reach that bus channel.
-pub fn route_gain(input_channels: usize, bus_channels: usize, input_ch: usize, bus_ch: usize, pan: f32) -> Option<f32> {
+pub fn route_gain(
+    input_channels: usize,
+    bus_channels: usize,
+    input_ch: usize,
+    bus_ch: usize,
+    pan: f32,
+) -> Option<f32> {
     let theta = (pan.clamp(-1.0, 1.0) + 1.0) * FRAC_PI_4;
     let (left, right) = (theta.cos(), theta.sin());
     if input_channels == 1 {
@@ -24,8 +30,15 @@ pub fn route_gain(input_channels: usize, bus_channels: usize, input_ch: usize, b
         return None;
     }
     if bus_channels == 2 && input_channels == 2 {
-        let g = if bus_ch == 0 { left } else { right };
-        return Some((SQRT_2 * g).min(1.0));
+        // Balance: the channel on the side the pan moves towards stays at
+        // unity; the other follows √2 · the constant-power law.
+        let g = match bus_ch {
+            0 if pan <= 0.0 => 1.0,
+            0 => SQRT_2 * left,
+            _ if pan >= 0.0 => 1.0,
+            _ => SQRT_2 * right,
+        };
+        return Some(g.min(1.0));
     }
     Some(1.0)
 }

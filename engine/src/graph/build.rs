@@ -123,7 +123,11 @@ fn ring_frames(period: usize, rate: u32) -> usize {
 
 /// Builds `spec` with `custom` processors appended after the built-in ones.
 /// Control thread only.
-pub fn build(spec: &FlowSpec, options: &BuildOptions, custom: Vec<Box<dyn Processor>>) -> Result<BuiltFlow, BuildError> {
+pub fn build(
+    spec: &FlowSpec,
+    options: &BuildOptions,
+    custom: Vec<Box<dyn Processor>>,
+) -> Result<BuiltFlow, BuildError> {
     spec.validate().map_err(BuildError::Invalid)?;
     let flow = spec.name.as_str().to_owned();
     let rate = spec.sample_rate.get();
@@ -134,7 +138,17 @@ pub fn build(spec: &FlowSpec, options: &BuildOptions, custom: Vec<Box<dyn Proces
     let counters = Arc::new(FlowCounters::default());
 
     let mut built = BuiltFlow {
-        graph: Box::new(RtGraph::new(options.pacing, options.kernel, frames, rate, bus_channels, vec![], vec![], vec![], counters.clone())),
+        graph: Box::new(RtGraph::new(
+            options.pacing,
+            options.kernel,
+            frames,
+            rate,
+            bus_channels,
+            vec![],
+            vec![],
+            vec![],
+            counters.clone(),
+        )),
         workers: Vec::new(),
         reports: Vec::new(),
         inputs: HashMap::new(),
@@ -152,13 +166,22 @@ pub fn build(spec: &FlowSpec, options: &BuildOptions, custom: Vec<Box<dyn Proces
                 }
                 ProducerSpec::File(file) => {
                     let path = resolve(&options.base_dir, file.path.as_path());
-                    let wav = WavSource::open(&path, rate)
-                        .map_err(|source| BuildError::File { flow: flow.clone(), field: format!("{field}.file.path"), source })?;
+                    let wav = WavSource::open(&path, rate).map_err(|source| BuildError::File {
+                        flow: flow.clone(),
+                        field: format!("{field}.file.path"),
+                        source,
+                    })?;
                     let channels = wav.channels();
                     let (tx, rx) = rtrb::RingBuffer::new(ring_len * channels);
                     let ended = Arc::new(AtomicBool::new(false));
                     let worker = wav
-                        .spawn(format!("airlift-file-{}", input.name), cadence, tx, file.looped, ended.clone())
+                        .spawn(
+                            format!("airlift-file-{}", input.name),
+                            cadence,
+                            tx,
+                            file.looped,
+                            ended.clone(),
+                        )
                         .map_err(|source| BuildError::Thread { flow: flow.clone(), source })?;
                     let thread = worker.thread();
                     built.workers.push(worker);
@@ -195,10 +218,8 @@ pub fn build(spec: &FlowSpec, options: &BuildOptions, custom: Vec<Box<dyn Proces
                 }
                 ProcessorSpec::Loudness => {
                     let (tx, rx) = rtrb::RingBuffer::new(64);
-                    let meter = LoudnessMeter::new(bus_channels, rate, tx).map_err(|e| BuildError::Processor {
-                        flow: flow.clone(),
-                        field,
-                        message: e.to_string(),
+                    let meter = LoudnessMeter::new(bus_channels, rate, tx).map_err(|e| {
+                        BuildError::Processor { flow: flow.clone(), field, message: e.to_string() }
                     })?;
                     built.reports.push(rx);
                     processors.push(Box::new(meter));
@@ -219,8 +240,14 @@ pub fn build(spec: &FlowSpec, options: &BuildOptions, custom: Vec<Box<dyn Proces
                 ConsumerSpec::Null => sinks.push(Sink::Null),
                 ConsumerSpec::Wav { path, format } => {
                     let path = resolve(&options.base_dir, path.as_path());
-                    let recorder = WavRecorder::create(&path, bus_channels, rate, *format)
-                        .map_err(|source| BuildError::File { flow: flow.clone(), field: format!("{field}.wav.path"), source })?;
+                    let recorder =
+                        WavRecorder::create(&path, bus_channels, rate, *format).map_err(|source| {
+                            BuildError::File {
+                                flow: flow.clone(),
+                                field: format!("{field}.wav.path"),
+                                source,
+                            }
+                        })?;
                     built.created.push(path);
                     let (tx, rx) = rtrb::RingBuffer::new(ring_len * bus_channels);
                     let worker = recorder
@@ -229,7 +256,9 @@ pub fn build(spec: &FlowSpec, options: &BuildOptions, custom: Vec<Box<dyn Proces
                     sinks.push(Sink::Ring { ring: tx, worker: worker.thread() });
                     built.workers.push(worker);
                 }
-                ConsumerSpec::AlsaPlayback(_) => return Err(unsupported(&flow, field, "ALSA playback")),
+                ConsumerSpec::AlsaPlayback(_) => {
+                    return Err(unsupported(&flow, field, "ALSA playback"));
+                }
                 ConsumerSpec::Encoded(_) => {
                     return Err(unsupported(&flow, field, "encoding to MPEG-TS (FFmpeg)"));
                 }

@@ -27,7 +27,13 @@ impl<'a> Bus<'a> {
     ///
     /// # Panics
     /// If `planes` is shorter than `channels * stride` or `frames > stride`.
-    pub fn new(planes: &'a mut [f32], stride: usize, frames: usize, channels: usize, sample_rate: u32) -> Self {
+    pub fn new(
+        planes: &'a mut [f32],
+        stride: usize,
+        frames: usize,
+        channels: usize,
+        sample_rate: u32,
+    ) -> Self {
         assert!(frames <= stride && channels * stride <= planes.len());
         Self { planes, stride, frames, channels, sample_rate }
     }
@@ -100,8 +106,10 @@ impl Processor for BusGain {
 }
 
 /// What processors report to the control side. `Copy`, fixed size: it moves
-/// through an `rtrb` ring without allocating.
+/// through an `rtrb` ring without allocating (hence no boxing of the large
+/// variant).
 #[derive(Debug, Clone, Copy)]
+#[allow(clippy::large_enum_variant)]
 pub enum Report {
     /// Peak and RMS per channel over the last report interval.
     Meters {
@@ -152,10 +160,12 @@ impl Processor for Meter {
         }
         self.frames += bus.frames();
         if self.frames >= self.interval {
-            let mut levels = [ChannelMeter { peak_dbfs: f32::NEG_INFINITY, rms_dbfs: f32::NEG_INFINITY }; MAX_CHANNELS];
-            for c in 0..channels {
+            let mut levels =
+                [ChannelMeter { peak_dbfs: f32::NEG_INFINITY, rms_dbfs: f32::NEG_INFINITY }; MAX_CHANNELS];
+            for (c, level) in levels.iter_mut().enumerate().take(channels) {
                 let rms = (self.sum_squares[c] / self.frames as f64).sqrt() as f32;
-                levels[c] = ChannelMeter { peak_dbfs: meter::to_dbfs(self.peak[c]), rms_dbfs: meter::to_dbfs(rms) };
+                *level =
+                    ChannelMeter { peak_dbfs: meter::to_dbfs(self.peak[c]), rms_dbfs: meter::to_dbfs(rms) };
             }
             // A full ring means nobody reads: dropping a report is fine.
             let _ = self.reports.push(Report::Meters { channels, levels });
@@ -183,7 +193,11 @@ impl std::fmt::Debug for LoudnessMeter {
 
 impl LoudnessMeter {
     /// A loudness meter for `channels` at `sample_rate`. Control thread only.
-    pub fn new(channels: usize, sample_rate: u32, reports: rtrb::Producer<Report>) -> Result<Self, ebur128::Error> {
+    pub fn new(
+        channels: usize,
+        sample_rate: u32,
+        reports: rtrb::Producer<Report>,
+    ) -> Result<Self, ebur128::Error> {
         use ebur128::Mode;
         let mode = Mode::M | Mode::S | Mode::I | Mode::TRUE_PEAK | Mode::HISTOGRAM;
         let state = ebur128::EbuR128::new(channels.min(MAX_CHANNELS) as u32, sample_rate, mode)?;
@@ -193,9 +207,7 @@ impl LoudnessMeter {
     /// The loudness so far.
     pub fn loudness(&self) -> Loudness {
         let channels = self.state.channels();
-        let true_peak = (0..channels)
-            .filter_map(|c| self.state.true_peak(c).ok())
-            .fold(0.0f64, f64::max);
+        let true_peak = (0..channels).filter_map(|c| self.state.true_peak(c).ok()).fold(0.0f64, f64::max);
         Loudness {
             momentary_lufs: self.state.loudness_momentary().unwrap_or(f64::NEG_INFINITY),
             short_term_lufs: self.state.loudness_shortterm().unwrap_or(f64::NEG_INFINITY),

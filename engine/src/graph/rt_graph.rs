@@ -261,7 +261,9 @@ impl RtGraph {
     /// side resolves names before sending).
     pub fn apply(&mut self, change: ParamChange) {
         let (ParamChange::Gain(i, _) | ParamChange::Mute(i, _) | ParamChange::Pan(i, _)) = change;
-        let Some(input) = self.inputs.get_mut(i) else { return };
+        let Some(input) = self.inputs.get_mut(i) else {
+            return;
+        };
         match change {
             ParamChange::Gain(_, g) => input.gain = g,
             ParamChange::Mute(_, m) => input.muted = m,
@@ -272,15 +274,23 @@ impl RtGraph {
     /// Runs one period: pull inputs, mix, process, push outputs.
     /// Realtime-safe in [`Pacing::Realtime`].
     pub fn process(&mut self) -> PeriodReport {
+        self.process_frames(self.frames)
+    }
+
+    /// Runs a short period of `frames` (at most the period size; offline
+    /// rendering uses it to end on an exact frame count). Realtime-safe in
+    /// [`Pacing::Realtime`].
+    pub fn process_frames(&mut self, frames: usize) -> PeriodReport {
+        let frames = frames.min(self.frames);
         let mut report = PeriodReport { sources_ended: true, ..Default::default() };
-        let (frames, stride, pacing) = (self.frames, self.stride, self.pacing);
+        let (stride, pacing) = (self.stride, self.pacing);
         for input in &mut self.inputs {
             let planes = &mut self.planes[input.first_plane * stride..][..input.channels * stride];
             let (underrun, ended) = pull_input(input, planes, frames, stride, pacing);
             report.underrun |= underrun;
             report.sources_ended &= ended;
         }
-        self.update_terms();
+        self.update_terms(frames);
         for bc in 0..self.bus_channels {
             let out = &mut self.bus[bc * stride..][..frames];
             self.kernel.mix(out, &self.planes, stride, &self.terms[bc]);
@@ -291,7 +301,7 @@ impl RtGraph {
                 p.process(&mut bus);
             }
         }
-        self.interleave();
+        self.interleave(frames);
         let need = frames * self.bus_channels;
         for sink in &mut self.sinks {
             if let Sink::Ring { ring, worker } = sink {
@@ -319,8 +329,8 @@ impl RtGraph {
     }
 
     /// Sets each term's ramp from the gain reached so far to the target.
-    fn update_terms(&mut self) {
-        let inv = 1.0 / self.frames as f32;
+    fn update_terms(&mut self, frames: usize) {
+        let inv = 1.0 / frames as f32;
         for bc in 0..self.bus_channels {
             for (r, t) in self.routes[bc].iter_mut().zip(self.terms[bc].iter_mut()) {
                 let target = Self::target_gain(&self.inputs[r.input], self.bus_channels, r.input_channel, bc);
@@ -331,8 +341,8 @@ impl RtGraph {
         }
     }
 
-    fn interleave(&mut self) {
-        let (frames, stride, ch) = (self.frames, self.stride, self.bus_channels);
+    fn interleave(&mut self, frames: usize) {
+        let (stride, ch) = (self.stride, self.bus_channels);
         if ch == 2 {
             let (l, r) = self.bus.split_at(stride);
             for (f, out) in self.scratch[..frames * 2].chunks_exact_mut(2).enumerate() {
@@ -351,7 +361,13 @@ impl RtGraph {
 }
 
 /// Fills an input's planes for one period; returns (underrun, ended).
-fn pull_input(input: &mut RtInput, planes: &mut [f32], frames: usize, stride: usize, pacing: Pacing) -> (bool, bool) {
+fn pull_input(
+    input: &mut RtInput,
+    planes: &mut [f32],
+    frames: usize,
+    stride: usize,
+    pacing: Pacing,
+) -> (bool, bool) {
     let ch = input.channels;
     match &mut input.source {
         Source::Signal(generator) => {

@@ -69,10 +69,15 @@ impl std::fmt::Debug for WavSource {
 impl WavSource {
     /// Opens `path` for a flow at `flow_rate`. Control thread only.
     pub fn open(path: &Path, flow_rate: u32) -> Result<Self, WavError> {
-        let reader = hound::WavReader::open(path).map_err(|source| WavError::Open { path: path.into(), source })?;
+        let reader =
+            hound::WavReader::open(path).map_err(|source| WavError::Open { path: path.into(), source })?;
         let spec = reader.spec();
         if spec.sample_rate != flow_rate {
-            return Err(WavError::RateMismatch { path: path.into(), file: spec.sample_rate, flow: flow_rate });
+            return Err(WavError::RateMismatch {
+                path: path.into(),
+                file: spec.sample_rate,
+                flow: flow_rate,
+            });
         }
         if spec.channels == 0 || spec.channels > 64 {
             return Err(WavError::TooManyChannels { path: path.into(), channels: spec.channels });
@@ -135,7 +140,13 @@ impl WavSource {
     }
 }
 
-fn read_block(reader: &mut Reader, spec: hound::WavSpec, scale: f32, want: usize, out: &mut Vec<f32>) -> Result<usize, hound::Error> {
+fn read_block(
+    reader: &mut Reader,
+    spec: hound::WavSpec,
+    scale: f32,
+    want: usize,
+    out: &mut Vec<f32>,
+) -> Result<usize, hound::Error> {
     let before = out.len();
     match spec.sample_format {
         hound::SampleFormat::Float => {
@@ -179,13 +190,19 @@ impl WavRecorder {
             bits_per_sample: bits,
             sample_format,
         };
-        let writer = hound::WavWriter::create(path, spec).map_err(|source| WavError::Create { path: path.into(), source })?;
+        let writer = hound::WavWriter::create(path, spec)
+            .map_err(|source| WavError::Create { path: path.into(), source })?;
         Ok(Self { writer, format, path: path.into() })
     }
 
     /// Writes what arrives on `ring` on a worker thread named `name` until
     /// stopped, then drains the ring and finalises the header.
-    pub fn spawn(self, name: String, cadence: Duration, mut ring: rtrb::Consumer<f32>) -> std::io::Result<Worker> {
+    pub fn spawn(
+        self,
+        name: String,
+        cadence: Duration,
+        mut ring: rtrb::Consumer<f32>,
+    ) -> std::io::Result<Worker> {
         Worker::spawn(name, cadence, move |ctx: WorkerContext| {
             let WavRecorder { mut writer, format, path } = self;
             let mut failed = false;

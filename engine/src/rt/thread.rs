@@ -66,7 +66,8 @@ mod tests {
         .unwrap();
         assert_eq!(report.pinned_cpu, Some(0));
         assert_eq!(
-            usize::from(report.fifo_priority.is_some()) + report.refusals.iter().filter(|r| r.contains("SCHED_FIFO")).count(),
+            usize::from(report.fifo_priority.is_some())
+                + report.refusals.iter().filter(|r| r.contains("SCHED_FIFO")).count(),
             1
         );
     }

@@ -44,21 +44,15 @@ fn port() -> impl Strategy<Value = Port> {
 
 fn srt() -> impl Strategy<Value = SrtSpec> {
     let mode = prop_oneof![
-        ("[a-z0-9.]{1,20}", port()).prop_map(|(h, port)| SrtMode::Caller {
-            host: Host::new(h).unwrap(),
-            port
-        }),
+        ("[a-z0-9.]{1,20}", port())
+            .prop_map(|(h, port)| SrtMode::Caller { host: Host::new(h).unwrap(), port }),
         port().prop_map(|port| SrtMode::Listener { port }),
     ];
     (
         mode,
         (SrtLatencyMs::MIN..=SrtLatencyMs::MAX),
         prop::option::of("[ -~]{10,79}"),
-        prop::sample::select(vec![
-            KeyLength::Aes128,
-            KeyLength::Aes192,
-            KeyLength::Aes256,
-        ]),
+        prop::sample::select(vec![KeyLength::Aes128, KeyLength::Aes192, KeyLength::Aes256]),
         prop::option::of("[ -~]{0,40}"),
     )
         .prop_map(|(mode, latency, pass, key_length, sid)| SrtSpec {
@@ -100,14 +94,8 @@ fn producer() -> impl Strategy<Value = ProducerSpec> {
         SignalKind::Sweep,
     ]);
     prop_oneof![
-        (
-            kind,
-            prop::option::of(freq()),
-            prop::option::of(freq()),
-            level(),
-            channels()
-        )
-            .prop_map(|(kind, frequency, end_frequency, level_dbfs, channels)| {
+        (kind, prop::option::of(freq()), prop::option::of(freq()), level(), channels()).prop_map(
+            |(kind, frequency, end_frequency, level_dbfs, channels)| {
                 ProducerSpec::TestSignal(TestSignalSpec {
                     kind,
                     frequency,
@@ -116,26 +104,19 @@ fn producer() -> impl Strategy<Value = ProducerSpec> {
                     level_dbfs,
                     channels,
                 })
-            }),
+            }
+        ),
         (path(), any::<bool>())
             .prop_map(|(path, looped)| ProducerSpec::File(FileSourceSpec { path, looped })),
         alsa().prop_map(ProducerSpec::AlsaCapture),
-        (srt(), 0u32..5000)
-            .prop_map(|(srt, jitter_ms)| ProducerSpec::SrtIn(SrtInSpec { srt, jitter_ms })),
+        (srt(), 0u32..5000).prop_map(|(srt, jitter_ms)| ProducerSpec::SrtIn(SrtInSpec { srt, jitter_ms })),
     ]
 }
 
 fn segments() -> impl Strategy<Value = SegmentSpec> {
-    (
-        name(),
-        (SegmentSeconds::MIN..=SegmentSeconds::MAX),
-        any::<u64>(),
-    )
-        .prop_map(|(job, s, max_bytes)| SegmentSpec {
-            job,
-            target_seconds: SegmentSeconds::new(s).unwrap(),
-            max_bytes,
-        })
+    (name(), (SegmentSeconds::MIN..=SegmentSeconds::MAX), any::<u64>()).prop_map(|(job, s, max_bytes)| {
+        SegmentSpec { job, target_seconds: SegmentSeconds::new(s).unwrap(), max_bytes }
+    })
 }
 
 fn consumer() -> impl Strategy<Value = ConsumerSpec> {
@@ -146,10 +127,7 @@ fn consumer() -> impl Strategy<Value = ConsumerSpec> {
     ];
     prop_oneof![
         Just(ConsumerSpec::Null),
-        (
-            path(),
-            prop::sample::select(vec![WavFormat::S16, WavFormat::S24, WavFormat::F32])
-        )
+        (path(), prop::sample::select(vec![WavFormat::S16, WavFormat::S24, WavFormat::F32]))
             .prop_map(|(path, format)| ConsumerSpec::Wav { path, format }),
         alsa().prop_map(ConsumerSpec::AlsaPlayback),
         (
@@ -158,15 +136,13 @@ fn consumer() -> impl Strategy<Value = ConsumerSpec> {
             prop::option::of("[ -~]{0,20}"),
             sink,
         )
-            .prop_map(
-                |(codec, bitrate, service_name, sink)| ConsumerSpec::Encoded(EncodedSpec {
-                    codec,
-                    bitrate,
-                    service_name,
-                    provider: None,
-                    sink,
-                })
-            ),
+            .prop_map(|(codec, bitrate, service_name, sink)| ConsumerSpec::Encoded(EncodedSpec {
+                codec,
+                bitrate,
+                service_name,
+                provider: None,
+                sink,
+            })),
     ]
 }
 
@@ -176,24 +152,14 @@ fn processor() -> impl Strategy<Value = ProcessorSpec> {
         Just(ProcessorSpec::Meter),
         Just(ProcessorSpec::Loudness),
         (level(), any::<u32>()).prop_map(|(threshold_dbfs, hold_ms)| {
-            ProcessorSpec::SilenceDetector {
-                threshold_dbfs,
-                hold_ms,
-            }
+            ProcessorSpec::SilenceDetector { threshold_dbfs, hold_ms }
         }),
     ]
 }
 
 pub fn flow() -> impl Strategy<Value = FlowSpec> {
-    let input = (name(), producer(), gain(), any::<bool>(), pan()).prop_map(
-        |(name, producer, gain_db, muted, pan)| InputSpec {
-            name,
-            producer,
-            gain_db,
-            muted,
-            pan,
-        },
-    );
+    let input = (name(), producer(), gain(), any::<bool>(), pan())
+        .prop_map(|(name, producer, gain_db, muted, pan)| InputSpec { name, producer, gain_db, muted, pan });
     let output = (name(), consumer()).prop_map(|(name, consumer)| OutputSpec { name, consumer });
     (
         name(),
@@ -205,45 +171,31 @@ pub fn flow() -> impl Strategy<Value = FlowSpec> {
         prop::collection::vec(output, 0..3),
         prop::option::of(name()),
     )
-        .prop_map(
-            |(name, sample_rate, period, channels, inputs, processors, outputs, clock)| FlowSpec {
-                name,
-                sample_rate,
-                period: PeriodFrames::new(period).unwrap(),
-                channels,
-                clock: clock.map_or(ClockSpec::Internal, |node| ClockSpec::Device { node }),
-                inputs,
-                processors,
-                outputs,
-            },
-        )
+        .prop_map(|(name, sample_rate, period, channels, inputs, processors, outputs, clock)| FlowSpec {
+            name,
+            sample_rate,
+            period: PeriodFrames::new(period).unwrap(),
+            channels,
+            clock: clock.map_or(ClockSpec::Internal, |node| ClockSpec::Device { node }),
+            inputs,
+            processors,
+            outputs,
+        })
 }
 
 pub fn pull() -> impl Strategy<Value = PullSpec> {
-    (name(), srt(), segments(), any::<u32>()).prop_map(
-        |(name, source, segments, no_data_timeout_s)| PullSpec {
-            name,
-            source,
-            segments,
-            no_data_timeout_s,
-        },
-    )
+    (name(), srt(), segments(), any::<u32>()).prop_map(|(name, source, segments, no_data_timeout_s)| {
+        PullSpec { name, source, segments, no_data_timeout_s }
+    })
 }
 
 pub fn command() -> impl Strategy<Value = Command> {
     prop_oneof![
-        (
-            prop::collection::vec(flow(), 0..3),
-            prop::collection::vec(pull(), 0..2)
-        )
+        (prop::collection::vec(flow(), 0..3), prop::collection::vec(pull(), 0..2))
             .prop_map(|(flows, pulls)| Command::ApplyState(DesiredState { flows, pulls })),
         name().prop_map(|flow| Command::StartFlow { flow }),
         name().prop_map(|flow| Command::StopFlow { flow }),
-        (name(), name(), gain()).prop_map(|(flow, input, gain)| Command::SetGain {
-            flow,
-            input,
-            gain
-        }),
+        (name(), name(), gain()).prop_map(|(flow, input, gain)| Command::SetGain { flow, input, gain }),
         (name(), name(), any::<bool>()).prop_map(|(flow, input, muted)| Command::SetMute {
             flow,
             input,
@@ -259,12 +211,9 @@ pub fn command() -> impl Strategy<Value = Command> {
 
 pub fn ctl_to_engine() -> impl Strategy<Value = CtlToEngine> {
     prop_oneof![
-        (any::<u16>(), ".{0,30}")
-            .prop_map(|(protocol, client)| CtlToEngine::Hello { protocol, client }),
-        (any::<u64>(), command()).prop_map(|(id, command)| CtlToEngine::Command {
-            id: CommandId(id),
-            command
-        }),
+        (any::<u16>(), ".{0,30}").prop_map(|(protocol, client)| CtlToEngine::Hello { protocol, client }),
+        (any::<u64>(), command())
+            .prop_map(|(id, command)| CtlToEngine::Command { id: CommandId(id), command }),
     ]
 }
 
@@ -301,17 +250,7 @@ pub fn engine_to_ctl() -> impl Strategy<Value = EngineToCtl> {
         any::<bool>(),
     )
         .prop_map(
-            |(
-                job,
-                sequence,
-                path,
-                utc_start_ms,
-                first_pts,
-                duration_90k,
-                bytes,
-                sha256,
-                truncated,
-            )| {
+            |(job, sequence, path, utc_start_ms, first_pts, duration_90k, bytes, sha256, truncated)| {
                 SegmentManifest {
                     job,
                     sequence,
@@ -325,33 +264,23 @@ pub fn engine_to_ctl() -> impl Strategy<Value = EngineToCtl> {
                 }
             },
         );
-    let meter = (finite_db(), finite_db()).prop_map(|(peak_dbfs, rms_dbfs)| ChannelMeter {
-        peak_dbfs,
-        rms_dbfs,
+    let meter =
+        (finite_db(), finite_db()).prop_map(|(peak_dbfs, rms_dbfs)| ChannelMeter { peak_dbfs, rms_dbfs });
+    let loudness = (-70.0f64..0.0, -70.0f64..0.0, -70.0f64..0.0, -70.0f64..6.0).prop_map(|(m, s, i, tp)| {
+        Loudness { momentary_lufs: m, short_term_lufs: s, integrated_lufs: i, true_peak_dbtp: tp }
     });
-    let loudness =
-        (-70.0f64..0.0, -70.0f64..0.0, -70.0f64..0.0, -70.0f64..6.0).prop_map(|(m, s, i, tp)| {
-            Loudness {
-                momentary_lufs: m,
-                short_term_lufs: s,
-                integrated_lufs: i,
-                true_peak_dbtp: tp,
-            }
-        });
     let realtime = (
         prop::option::of(any::<u32>()),
         prop::option::of(1u8..99),
         any::<bool>(),
         prop::collection::vec(".{0,20}", 0..3),
     )
-        .prop_map(
-            |(pinned_cpu, fifo_priority, memory_locked, refusals)| RealtimeReport {
-                pinned_cpu,
-                fifo_priority,
-                memory_locked,
-                refusals,
-            },
-        );
+        .prop_map(|(pinned_cpu, fifo_priority, memory_locked, refusals)| RealtimeReport {
+            pinned_cpu,
+            fifo_priority,
+            memory_locked,
+            refusals,
+        });
     let flow_stats = (
         "[a-z]{1,8}",
         any::<u64>(),
@@ -387,39 +316,23 @@ pub fn engine_to_ctl() -> impl Strategy<Value = EngineToCtl> {
         );
     prop_oneof![
         (any::<u16>(), ".{0,20}", any::<u32>()).prop_map(|(protocol, engine_version, pid)| {
-            EngineToCtl::Hello {
-                protocol,
-                engine_version,
-                pid,
-            }
+            EngineToCtl::Hello { protocol, engine_version, pid }
         }),
         any::<u64>().prop_map(|id| EngineToCtl::Accepted { id: CommandId(id) }),
         (any::<u64>(), reject_kind, ".{0,60}").prop_map(|(id, kind, message)| {
-            EngineToCtl::Rejected {
-                id: CommandId(id),
-                reason: Rejection { kind, message },
-            }
+            EngineToCtl::Rejected { id: CommandId(id), reason: Rejection { kind, message } }
         }),
         (name(), state()).prop_map(|(flow, state)| EngineToCtl::FlowState { flow, state }),
         (name(), state()).prop_map(|(job, state)| EngineToCtl::PullState { job, state }),
         manifest.prop_map(EngineToCtl::SegmentClosed),
-        (
-            name(),
-            prop::collection::vec(meter, 0..8),
-            prop::option::of(loudness)
-        )
-            .prop_map(|(flow, channels, loudness)| EngineToCtl::Meters {
-                flow,
-                channels,
-                loudness
-            }),
+        (name(), prop::collection::vec(meter, 0..8), prop::option::of(loudness))
+            .prop_map(|(flow, channels, loudness)| EngineToCtl::Meters { flow, channels, loudness }),
         (name(), name(), any::<u64>()).prop_map(|(flow, node, total)| EngineToCtl::Xrun {
             flow,
             node,
             total
         }),
         (name(), any::<bool>()).prop_map(|(flow, silent)| EngineToCtl::Silence { flow, silent }),
-        prop::collection::vec(flow_stats, 0..3)
-            .prop_map(|flows| EngineToCtl::Stats(EngineStats { flows })),
+        prop::collection::vec(flow_stats, 0..3).prop_map(|flows| EngineToCtl::Stats(EngineStats { flows })),
     ]
 }
