@@ -138,10 +138,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let signal = signals.wait().context("waiting for a signal")?;
             tracing::info!(?signal, "stopping");
             for stats in node.stats().flows {
-                println!(
-                    "flow {}: {} periods, {} deadline misses, {} underruns, max {} us",
-                    stats.flow, stats.periods, stats.deadline_misses, stats.underruns, stats.max_process_us
-                );
+                print_run_stats(&stats);
             }
             node.shutdown(&mut events);
             Ok(())
@@ -160,6 +157,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Prints a flow's counters and its processing-load distribution.
+fn print_run_stats(stats: &airlift_ipc::message::FlowStats) {
+    use airlift_ipc::message::PROCESS_LOAD_BUCKETS;
+    println!(
+        "flow {}: {} periods, {} deadline misses, {} underruns, {} overruns, max processing {} us",
+        stats.flow, stats.periods, stats.deadline_misses, stats.underruns, stats.overruns, stats.max_process_us
+    );
+    let total = stats.periods.max(1) as f64;
+    let mut cumulative = 0u64;
+    for (i, count) in stats.process_load_histogram.iter().enumerate() {
+        cumulative += count;
+        let bound = PROCESS_LOAD_BUCKETS.get(i).map_or_else(|| "above".to_string(), |b| format!("<= {:.0}%", b * 100.0));
+        println!(
+            "flow {}: load {bound:>7} of the period: {count} periods (cumulative {:.4}%)",
+            stats.flow,
+            cumulative as f64 * 100.0 / total
+        );
+    }
+    println!("flow {}: realtime {:?}", stats.flow, stats.realtime);
 }
 
 /// Blocks SIGINT and SIGTERM in every thread (call before starting any), so

@@ -119,8 +119,6 @@ pub struct RtGraph {
     planes: Vec<f32>,
     /// Bus planes.
     bus: Vec<f32>,
-    /// Interleaving scratch, `bus_channels * stride`.
-    scratch: Vec<f32>,
     inputs: Vec<RtInput>,
     /// Per bus channel: the routes into it and their mix terms (same order).
     routes: Vec<Vec<Route>>,
@@ -193,7 +191,6 @@ impl RtGraph {
             bus_channels,
             planes: vec![0.0; total_planes * stride],
             bus: vec![0.0; bus_channels * stride],
-            scratch: vec![0.0; bus_channels * stride],
             inputs,
             routes,
             terms,
@@ -301,7 +298,6 @@ impl RtGraph {
                 p.process(&mut bus);
             }
         }
-        self.interleave(frames);
         let need = frames * self.bus_channels;
         for sink in &mut self.sinks {
             if let Sink::Ring { ring, worker } = sink {
@@ -311,14 +307,8 @@ impl RtGraph {
                         std::thread::park_timeout(Duration::from_micros(100));
                     }
                 }
-                match ring.write_chunk(need) {
-                    Ok(mut chunk) => {
-                        let (a, b) = chunk.as_mut_slices();
-                        a.copy_from_slice(&self.scratch[..a.len()]);
-                        b.copy_from_slice(&self.scratch[a.len()..need]);
-                        chunk.commit_all();
-                    }
-                    Err(_) => report.overrun = true,
+                if !write_interleaved(ring, &self.bus, stride, self.bus_channels, frames) {
+                    report.overrun = true;
                 }
                 if pacing == Pacing::Offline && ring.slots() < ring.buffer().capacity() / 2 {
                     worker.unpark();
@@ -340,22 +330,48 @@ impl RtGraph {
             }
         }
     }
+}
 
-    fn interleave(&mut self, frames: usize) {
-        let (stride, ch) = (self.stride, self.bus_channels);
-        if ch == 2 {
-            let (l, r) = self.bus.split_at(stride);
-            for (f, out) in self.scratch[..frames * 2].chunks_exact_mut(2).enumerate() {
-                out[0] = l[f];
-                out[1] = r[f];
-            }
-            return;
+/// Interleaves `frames` frames of `channels` planar channels (channel `c` at
+/// `planes[c * stride..]`) straight into the ring's free space, with no
+/// intermediate copy. Returns false (writing nothing) when the ring lacks
+/// room. Realtime-safe.
+pub fn write_interleaved(
+    ring: &mut rtrb::Producer<f32>,
+    planes: &[f32],
+    stride: usize,
+    channels: usize,
+    frames: usize,
+) -> bool {
+    let Ok(mut chunk) = ring.write_chunk(frames * channels) else {
+        return false;
+    };
+    let (a, b) = chunk.as_mut_slices();
+    // Ring capacities and writes are whole frames, so the wrap point falls
+    // between frames.
+    let split = a.len() / channels;
+    interleave_into(a, planes, stride, channels, 0, split);
+    interleave_into(b, planes, stride, channels, split, frames);
+    chunk.commit_all();
+    true
+}
+
+fn interleave_into(out: &mut [f32], planes: &[f32], stride: usize, channels: usize, from: usize, to: usize) {
+    if from >= to {
+        return;
+    }
+    if channels == 2 {
+        let (l, r) = (&planes[from..to], &planes[stride + from..stride + to]);
+        for ((o, &l), &r) in out.chunks_exact_mut(2).zip(l).zip(r) {
+            o[0] = l;
+            o[1] = r;
         }
-        for c in 0..ch {
-            let plane = &self.bus[c * stride..][..frames];
-            for (f, &s) in plane.iter().enumerate() {
-                self.scratch[f * ch + c] = s;
-            }
+        return;
+    }
+    for c in 0..channels {
+        let plane = &planes[c * stride + from..c * stride + to];
+        for (o, &s) in out[c..].iter_mut().step_by(channels).zip(plane) {
+            *o = s;
         }
     }
 }
@@ -404,5 +420,44 @@ fn pull_input(
             }
             (got < frames && !finished, finished && ring.is_empty())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn interleaving_into_the_ring_is_exact_across_wraps(
+            channels in 1usize..6,
+            frames in 1usize..70,
+            capacity_frames in 70usize..200,
+            writes in 1usize..12,
+        ) {
+            let stride = frames + 3;
+            let planes: Vec<f32> = (0..channels * stride).map(|i| i as f32).collect();
+            let (mut tx, mut rx) = rtrb::RingBuffer::new(capacity_frames * channels);
+            let mut got = vec![0.0; frames * channels];
+            for _ in 0..writes {
+                prop_assert!(write_interleaved(&mut tx, &planes, stride, channels, frames));
+                rx.pop_entire_slice(&mut got).unwrap();
+                for f in 0..frames {
+                    for c in 0..channels {
+                        prop_assert_eq!(got[f * channels + c], planes[c * stride + f]);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_full_ring_takes_nothing() {
+        let planes = vec![1.0; 64];
+        let (mut tx, _rx) = rtrb::RingBuffer::new(40);
+        assert!(write_interleaved(&mut tx, &planes, 32, 2, 16));
+        assert!(!write_interleaved(&mut tx, &planes, 32, 2, 16));
+        assert_eq!(tx.slots(), 8);
     }
 }
