@@ -1,6 +1,26 @@
 //! The control side of Airlift: `airlift-ctld` and `airliftctl`.
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML configuration, raw sections → validated [`config::Config`],
+//!   every error reported at once with file, line, column and key.
+//! - [`ports`]: the SRT port allocator (pure logic).
+//! - [`engine_link`]: connect to or spawn and supervise `airlift-engine`,
+//!   re-send the desired state on every (re)connect, record gaps.
+//! - [`metrics`]: Prometheus metrics fed by engine events.
+//! - [`http`]: `/health` and `/metrics`.
+//! - [`daemon`]: everything together, with SIGHUP reload.
+//!
+//! ctld never touches audio samples, FFmpeg or libsrt.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod config;
+pub mod daemon;
+pub mod engine_link;
+pub mod http;
+pub mod metrics;
+pub mod ports;
 
 /// The version of the control tools.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -151,8 +153,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let listener = std::os::unix::net::UnixListener::bind(&listen)
                 .with_context(|| format!("cannot listen on {}", listen.display()))?;
             tracing::info!(socket = %listen.display(), "serving ctl");
+            let signals = block_signals()?;
+            let stop = Arc::new(AtomicBool::new(false));
+            let flag = stop.clone();
+            std::thread::Builder::new().name("airlift-signals".into()).spawn(move || {
+                if let Ok(signal) = signals.wait() {
+                    tracing::info!(?signal, "stopping");
+                    flag.store(true, Ordering::Release);
+                }
+            })?;
             let node = Node::new(BuildOptions::default(), rt.request());
-            serve(listener, node, PeerPolicy { extra_uid: allow_uid })?;
+            serve(listener, node, PeerPolicy { extra_uid: allow_uid }, stop)?;
             let _ = std::fs::remove_file(&listen);
             Ok(())
         }
@@ -164,13 +175,20 @@ fn print_run_stats(stats: &airlift_ipc::message::FlowStats) {
     use airlift_ipc::message::PROCESS_LOAD_BUCKETS;
     println!(
         "flow {}: {} periods, {} deadline misses, {} underruns, {} overruns, max processing {} us",
-        stats.flow, stats.periods, stats.deadline_misses, stats.underruns, stats.overruns, stats.max_process_us
+        stats.flow,
+        stats.periods,
+        stats.deadline_misses,
+        stats.underruns,
+        stats.overruns,
+        stats.max_process_us
     );
     let total = stats.periods.max(1) as f64;
     let mut cumulative = 0u64;
     for (i, count) in stats.process_load_histogram.iter().enumerate() {
         cumulative += count;
-        let bound = PROCESS_LOAD_BUCKETS.get(i).map_or_else(|| "above".to_string(), |b| format!("<= {:.0}%", b * 100.0));
+        let bound = PROCESS_LOAD_BUCKETS
+            .get(i)
+            .map_or_else(|| "above".to_string(), |b| format!("<= {:.0}%", b * 100.0));
         println!(
             "flow {}: load {bound:>7} of the period: {count} periods (cumulative {:.4}%)",
             stats.flow,

@@ -110,13 +110,27 @@ impl Node {
             return Err(NodeError::Unsupported("pulling SRT streams into segments"));
         }
         let mut prepared = Vec::new();
+        let mut retuned = Vec::new();
         for spec in &state.flows {
-            let unchanged = self.desired.get(&spec.name) == Some(spec);
+            let old = self.desired.get(&spec.name);
+            let unchanged = old == Some(spec);
             let wants_running = !self.stopped.contains(&spec.name);
             if unchanged || !wants_running {
                 continue;
             }
+            // Only gains, mutes or pans changed: ramp them in, keep the graph
+            // (and its recordings) running without a single dropped sample.
+            if let Some(old) = old
+                && self.running.contains_key(&spec.name)
+                && only_input_params_differ(old, spec)
+            {
+                retuned.push(spec);
+                continue;
+            }
             prepared.push((spec, build(spec, &self.options, Vec::new())?));
+        }
+        for spec in retuned {
+            self.retune(spec)?;
         }
         let keep: BTreeSet<&Name> = state.flows.iter().map(|f| &f.name).collect();
         let gone: Vec<Name> = self.desired.keys().filter(|n| !keep.contains(n)).cloned().collect();
@@ -147,6 +161,18 @@ impl Node {
         }
         for spec in &state.flows {
             self.desired.insert(spec.name.clone(), spec.clone());
+        }
+        Ok(())
+    }
+
+    /// Sends the gain, mute and pan of every input of `spec` to its running flow.
+    fn retune(&mut self, spec: &FlowSpec) -> Result<(), NodeError> {
+        let flow = self.flow_mut(spec.name.as_str())?;
+        for input in &spec.inputs {
+            let (gain, muted, pan) = (input.gain_db.linear(), input.muted, input.pan.get());
+            flow.set(input.name.as_str(), |i| ParamChange::Gain(i, gain))?;
+            flow.set(input.name.as_str(), |i| ParamChange::Mute(i, muted))?;
+            flow.set(input.name.as_str(), |i| ParamChange::Pan(i, pan))?;
         }
         Ok(())
     }
@@ -235,4 +261,18 @@ impl Node {
             events.push(EngineToCtl::FlowState { flow: name, state: FlowState::Stopped });
         }
     }
+}
+
+/// True when `new` equals `old` except for inputs' gain, mute and pan.
+fn only_input_params_differ(old: &FlowSpec, new: &FlowSpec) -> bool {
+    if old.inputs.len() != new.inputs.len() {
+        return false;
+    }
+    let mut normalised = new.clone();
+    for (n, o) in normalised.inputs.iter_mut().zip(&old.inputs) {
+        n.gain_db = o.gain_db;
+        n.muted = o.muted;
+        n.pan = o.pan;
+    }
+    &normalised == old
 }

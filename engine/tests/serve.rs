@@ -88,7 +88,8 @@ impl Conn {
             match self.stream.read(&mut chunk) {
                 Ok(0) => panic!("engine closed the connection while waiting for {what}"),
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e)
+                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
                 Err(e) => panic!("read: {e}"),
             }
         }
@@ -154,13 +155,17 @@ fn ctl_session_commands_events_reconnect_and_shutdown() {
         matches!(m, EngineToCtl::FlowState { flow, state: FlowState::Running } if flow.as_str() == "main")
     });
     ctl.wait_for("accepted", |m| matches!(m, EngineToCtl::Accepted { id: got } if *got == id));
-    let meters = ctl.wait_for("meters", |m| matches!(m, EngineToCtl::Meters { flow, .. } if flow.as_str() == "main"));
+    let meters =
+        ctl.wait_for("meters", |m| matches!(m, EngineToCtl::Meters { flow, .. } if flow.as_str() == "main"));
     if let EngineToCtl::Meters { channels, .. } = meters {
         assert_eq!(channels.len(), 2);
         // A −20 dBFS mono tone panned centre is −23 dBFS peak per channel.
         assert!((channels[0].peak_dbfs + 23.0).abs() < 0.5, "{channels:?}");
     }
-    ctl.wait_for("silence", |m| matches!(m, EngineToCtl::Silence { flow, silent: true } if flow.as_str() == "quiet"));
+    ctl.wait_for(
+        "silence",
+        |m| matches!(m, EngineToCtl::Silence { flow, silent: true } if flow.as_str() == "quiet"),
+    );
 
     // A bad argument is refused by id with a typed reason; nothing changes.
     let bad = ctl.command(Cmd::SetGain {

@@ -268,6 +268,8 @@ pub struct FlowStats {
     pub xruns: u64,
     /// Largest period processing time, in microseconds.
     pub max_process_us: u32,
+    /// Sum of all period processing times, in nanoseconds.
+    pub process_ns_total: u64,
     /// Histogram of period processing time as a fraction of the period:
     /// counts for the buckets bounded by [`PROCESS_LOAD_BUCKETS`].
     pub process_load_histogram: Vec<u64>,
@@ -277,7 +279,7 @@ pub struct FlowStats {
 
 /// Upper bounds of the processing-load histogram buckets, as a fraction of the
 /// period duration; the last bucket is everything above the final bound.
-pub const PROCESS_LOAD_BUCKETS: [f32; 8] = [0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0];
+pub const PROCESS_LOAD_BUCKETS: [f64; 8] = [0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0];
 
 /// What realtime setup a thread got, and why not when it did not.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

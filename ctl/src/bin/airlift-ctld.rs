@@ -1,4 +1,91 @@
-//! The Airlift control daemon.
-fn main() {
-    println!("airlift-ctld {} (protocol {})", airlift_ctl::VERSION, airlift_ipc::PROTOCOL_VERSION);
+//! `airlift-ctld`, the Airlift control daemon.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use airlift_ctl::config::{self, Overrides};
+use airlift_ctl::daemon;
+
+#[derive(Parser)]
+#[command(name = "airlift-ctld", version, about = "Airlift control daemon")]
+struct Cli {
+    /// Configuration file (default: $AIRLIFT_CONFIG, then /etc/airlift/airlift.toml, then the built-in demo).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Address for /health and /metrics (overrides [http] listen and AIRLIFT_HTTP_LISTEN).
+    #[arg(long)]
+    http_listen: Option<String>,
+    /// Spool directory (overrides [spool] path and AIRLIFT_SPOOL).
+    #[arg(long)]
+    spool: Option<String>,
+    /// Engine binary to spawn (overrides [engine] binary and AIRLIFT_ENGINE_BINARY).
+    #[arg(long)]
+    engine_binary: Option<String>,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Validate a configuration file and exit: 0 valid, 2 invalid.
+    CheckConfig {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let overrides = Overrides::from_env().then(Overrides {
+        http_listen: cli.http_listen.clone(),
+        spool: cli.spool.clone(),
+        engine_binary: cli.engine_binary.clone(),
+    });
+    if let Some(Cmd::CheckConfig { file }) = &cli.command {
+        return match config::load(file, &overrides) {
+            Ok(c) => {
+                println!(
+                    "{}: valid ({} flows, {} pull jobs)",
+                    file.display(),
+                    c.state.flows.len(),
+                    c.state.pulls.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AIRLIFT_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let (config, source) = match daemon::load_config(cli.config.as_deref(), &overrides) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing::info!(config = %config.source, flows = config.state.flows.len(), "airlift-ctld {}", airlift_ctl::VERSION);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("airlift-ctld: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(daemon::run(config, source, overrides)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("airlift-ctld: {e:#}");
+            ExitCode::from(1)
+        }
+    }
 }

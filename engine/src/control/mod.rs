@@ -9,6 +9,8 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -40,9 +42,15 @@ impl PeerPolicy {
     }
 }
 
-/// Serves ctl connections on `listener` until a Shutdown command arrives.
-/// Control thread only: this thread owns the node.
-pub fn serve(listener: UnixListener, mut node: Node, policy: PeerPolicy) -> std::io::Result<()> {
+/// Serves ctl connections on `listener` until a Shutdown command arrives or
+/// `stop` is set (checked every 100 ms; e.g. by a SIGTERM handler), then
+/// stops every flow cleanly. Control thread only: this thread owns the node.
+pub fn serve(
+    listener: UnixListener,
+    mut node: Node,
+    policy: PeerPolicy,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<()> {
     let (tx, rx) = mpsc::channel::<Inbound>();
     let accept_tx = tx.clone();
     std::thread::Builder::new().name("airlift-ipc-accept".into()).spawn(move || {
@@ -79,6 +87,12 @@ pub fn serve(listener: UnixListener, mut node: Node, policy: PeerPolicy) -> std:
     let mut events = Vec::new();
     let mut last_stats = Instant::now();
     loop {
+        if stop.load(Ordering::Acquire) {
+            tracing::info!("stopping on a signal: closing every flow");
+            node.shutdown(&mut events);
+            flush(&mut conn, &mut events);
+            return Ok(());
+        }
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(Inbound::Connected(stream)) => {
                 tracing::info!("ctl connected");

@@ -25,6 +25,8 @@ pub struct FlowCounters {
     pub xruns: AtomicU64,
     /// Largest processing time in ns.
     pub max_process_ns: AtomicU64,
+    /// Sum of processing times in ns.
+    pub process_ns_total: AtomicU64,
     /// Processing-load histogram.
     pub load: [AtomicU64; BUCKETS],
 }
@@ -35,7 +37,8 @@ impl FlowCounters {
         self.frames.fetch_add(u64::from(frames), Relaxed);
         self.periods.fetch_add(1, Relaxed);
         self.max_process_ns.fetch_max(process_ns, Relaxed);
-        let load = process_ns as f32 / period_ns.max(1) as f32;
+        self.process_ns_total.fetch_add(process_ns, Relaxed);
+        let load = process_ns as f64 / period_ns.max(1) as f64;
         let bucket = PROCESS_LOAD_BUCKETS.iter().position(|&b| load <= b).unwrap_or(BUCKETS - 1);
         self.load[bucket].fetch_add(1, Relaxed);
     }
@@ -51,6 +54,7 @@ impl FlowCounters {
             overruns: self.overruns.load(Relaxed),
             xruns: self.xruns.load(Relaxed),
             max_process_us: u32::try_from(self.max_process_ns.load(Relaxed) / 1000).unwrap_or(u32::MAX),
+            process_ns_total: self.process_ns_total.load(Relaxed),
             process_load_histogram: self.load.iter().map(|b| b.load(Relaxed)).collect(),
             realtime,
         }

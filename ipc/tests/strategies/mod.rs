@@ -310,6 +310,7 @@ pub fn engine_to_ctl() -> impl Strategy<Value = EngineToCtl> {
                 overruns: underruns / 2,
                 xruns: deadline_misses / 3,
                 max_process_us,
+                process_ns_total: frames / 3,
                 process_load_histogram,
                 realtime,
             },

@@ -1,0 +1,717 @@
+//! ctld's configuration, in two stages: the raw TOML sections (exactly the
+//! file, `deny_unknown_fields`) and the validated [`Config`].
+//!
+//! Every section — and every `[[flow]]` and `[[pull]]` entry — is read on its
+//! own, so one run reports all the errors of a file at once, each with the
+//! file, line, column and key.
+
+mod units;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::{DeserializeOwned, IntoDeserializer};
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use airlift_ipc::spec::{
+    ConsumerSpec, DesiredState, FlowSpec, ProducerSpec, PullSpec, SrtMode, SrtSpec, TsSink,
+};
+use airlift_ipc::units::{Name, SafePath};
+
+pub use units::{ByteSize, ListenAddr, PortRange};
+
+/// The built-in default configuration: the demo node (see README).
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+
+/// One problem in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file (or `built-in default`, or `environment`).
+    pub file: String,
+    /// 1-based line and column, when the problem has a place in the file.
+    pub position: Option<(usize, usize)>,
+    /// The key, e.g. `srt.port_range` or `flow[main]`.
+    pub key: String,
+    /// What is wrong and what would be accepted.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some((line, col)) => write!(f, "{}:{line}:{col}: {}: {}", self.file, self.key, self.message),
+            None => write!(f, "{}: {}: {}", self.file, self.key, self.message),
+        }
+    }
+}
+
+/// All the problems of one configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} configuration error(s):\n{}", .0.len(), list(.0))]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+fn list(errors: &[ConfigError]) -> String {
+    errors.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n")
+}
+
+/// `[node]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// The node's name, in metrics and logs.
+    #[serde(default = "default_node_name")]
+    pub name: Name,
+}
+
+fn default_node_name() -> Name {
+    Name::new("airlift").expect("valid name")
+}
+
+/// `[engine]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSection {
+    /// Spawn and supervise the engine (development, demo); false when
+    /// systemd runs `airlift-engine.service` and ctld only connects.
+    #[serde(default = "yes")]
+    pub spawn: bool,
+    /// The engine binary to spawn; by default `airlift-engine` beside ctld,
+    /// then on `PATH`.
+    #[serde(default)]
+    pub binary: Option<SafePath>,
+    /// The engine's control socket.
+    #[serde(default = "default_socket")]
+    pub socket: SafePath,
+    /// CPU for audio threads.
+    #[serde(default)]
+    pub cpu: Option<u16>,
+    /// SCHED_FIFO priority for audio threads, 1–99.
+    #[serde(default)]
+    pub rt_priority: Option<u8>,
+    /// Lock the engine's memory.
+    #[serde(default)]
+    pub mlock: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_socket() -> SafePath {
+    SafePath::new("airlift-engine.sock").expect("valid path")
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// Where `/health` and `/metrics` are served (loopback only).
+    #[serde(default = "default_listen")]
+    pub listen: ListenAddr,
+}
+
+fn default_listen() -> ListenAddr {
+    "127.0.0.1:9480".parse().expect("valid address")
+}
+
+/// `[srt]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SrtSection {
+    /// UDP ports SRT listeners may use.
+    #[serde(default = "default_ports")]
+    pub port_range: PortRange,
+}
+
+fn default_ports() -> PortRange {
+    PortRange::try_from("30000-30099".to_string()).expect("valid range")
+}
+
+/// What happens when the spool is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FullPolicy {
+    /// Stop recording and raise an alarm.
+    StopRecording,
+    /// Drop the oldest segments not yet uploaded, counting them, with an alarm.
+    DropOldest,
+}
+
+/// `[spool]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolSection {
+    /// Directory of finished segments waiting for upload.
+    #[serde(default = "default_spool")]
+    pub path: SafePath,
+    /// Largest spool size.
+    #[serde(default = "default_spool_bytes")]
+    pub max_bytes: ByteSize,
+    /// Policy when `max_bytes` is reached.
+    #[serde(default = "default_policy")]
+    pub full_policy: FullPolicy,
+}
+
+fn default_spool() -> SafePath {
+    SafePath::new("spool").expect("valid path")
+}
+
+fn default_spool_bytes() -> ByteSize {
+    ByteSize(10 << 30)
+}
+
+fn default_policy() -> FullPolicy {
+    FullPolicy::StopRecording
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Most flows.
+    #[serde(default = "default_max_flows")]
+    pub max_flows: u32,
+    /// Most pull jobs.
+    #[serde(default = "default_max_flows")]
+    pub max_pull_jobs: u32,
+    /// Largest segment.
+    #[serde(default = "default_max_segment")]
+    pub max_segment_bytes: ByteSize,
+    /// Most segments queued for upload.
+    #[serde(default = "default_upload_queue")]
+    pub upload_queue: u32,
+}
+
+fn default_max_flows() -> u32 {
+    16
+}
+
+fn default_max_segment() -> ByteSize {
+    ByteSize(512 << 20)
+}
+
+fn default_upload_queue() -> u32 {
+    10_000
+}
+
+/// One `[[s3]]` target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Target {
+    /// Target name.
+    pub name: Name,
+    /// `http://` or `https://` endpoint.
+    pub endpoint: String,
+    /// Region.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Bucket.
+    pub bucket: String,
+    /// Key prefix.
+    #[serde(default)]
+    pub prefix: String,
+    /// File holding `ACCESS_KEY:SECRET_KEY`; else the environment's
+    /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`.
+    #[serde(default)]
+    pub credentials_file: Option<SafePath>,
+    /// Path-style addressing.
+    #[serde(default = "yes")]
+    pub path_style: bool,
+    /// Extra CA certificate (PEM) for TLS.
+    #[serde(default)]
+    pub ca_file: Option<SafePath>,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Where it came from.
+    pub source: String,
+    /// Directory relative paths are resolved against.
+    pub base_dir: PathBuf,
+    /// `[node]`.
+    pub node: NodeSection,
+    /// `[engine]`.
+    pub engine: EngineSection,
+    /// `[http]`.
+    pub http: HttpSection,
+    /// `[srt]`.
+    pub srt: SrtSection,
+    /// `[spool]`.
+    pub spool: SpoolSection,
+    /// `[limits]`.
+    pub limits: LimitsSection,
+    /// `[[s3]]`.
+    pub s3: Vec<S3Target>,
+    /// `[[flow]]` and `[[pull]]`: the desired state sent to the engine.
+    pub state: DesiredState,
+}
+
+impl Config {
+    /// The spool directory, resolved.
+    pub fn spool_dir(&self) -> PathBuf {
+        resolve(&self.base_dir, self.spool.path.as_path())
+    }
+
+    /// The engine socket, resolved.
+    pub fn engine_socket(&self) -> PathBuf {
+        resolve(&self.base_dir, self.engine.socket.as_path())
+    }
+
+    /// The desired state with relative file paths made absolute (the
+    /// engine may run in another directory).
+    pub fn resolved_state(&self) -> DesiredState {
+        let mut state = self.state.clone();
+        for flow in &mut state.flows {
+            for input in &mut flow.inputs {
+                if let ProducerSpec::File(file) = &mut input.producer {
+                    file.path = absolute(&self.base_dir, &file.path);
+                }
+            }
+            for output in &mut flow.outputs {
+                match &mut output.consumer {
+                    ConsumerSpec::Wav { path, .. } => *path = absolute(&self.base_dir, path),
+                    ConsumerSpec::Encoded(enc) => {
+                        if let TsSink::File { path } = &mut enc.sink {
+                            *path = absolute(&self.base_dir, path);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        state
+    }
+}
+
+fn resolve(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() { path.to_path_buf() } else { base.join(path) }
+}
+
+fn absolute(base: &Path, path: &SafePath) -> SafePath {
+    let joined = resolve(base, path.as_path());
+    joined.to_str().and_then(|s| SafePath::new(s).ok()).unwrap_or_else(|| path.clone())
+}
+
+/// Overrides from the environment and the command line, applied after the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `AIRLIFT_HTTP_LISTEN` / `--http-listen`.
+    pub http_listen: Option<String>,
+    /// `AIRLIFT_SPOOL` / `--spool`.
+    pub spool: Option<String>,
+    /// `AIRLIFT_ENGINE_BINARY` / `--engine-binary`.
+    pub engine_binary: Option<String>,
+}
+
+impl Overrides {
+    /// Reads the `AIRLIFT_*` environment variables.
+    pub fn from_env() -> Self {
+        Self {
+            http_listen: std::env::var("AIRLIFT_HTTP_LISTEN").ok(),
+            spool: std::env::var("AIRLIFT_SPOOL").ok(),
+            engine_binary: std::env::var("AIRLIFT_ENGINE_BINARY").ok(),
+        }
+    }
+
+    /// `self`, with every value `other` sets taking precedence.
+    pub fn then(self, other: Overrides) -> Self {
+        Self {
+            http_listen: other.http_listen.or(self.http_listen),
+            spool: other.spool.or(self.spool),
+            engine_binary: other.engine_binary.or(self.engine_binary),
+        }
+    }
+}
+
+/// Reads and validates the file at `path`.
+pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigErrors> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: file.clone(),
+            position: None,
+            key: "-".into(),
+            message: e.to_string(),
+        }])
+    })?;
+    let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    parse(&text, &file, base, overrides)
+}
+
+/// Validates `text` (named `file` in errors), resolving relative paths
+/// against `base_dir`. Reports every error found.
+pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, ConfigErrors> {
+    let mut cx = Context { text, file, errors: Vec::new() };
+    let root = match DeTable::parse(text) {
+        Ok(root) => root.into_inner(),
+        Err(e) => {
+            cx.toml_error("-", e);
+            return Err(ConfigErrors(cx.errors));
+        }
+    };
+    let mut sections: BTreeMap<String, Spanned<DeValue<'_>>> = BTreeMap::new();
+    for (key, value) in root {
+        let name = key.get_ref().to_string();
+        match name.as_str() {
+            "node" | "engine" | "http" | "srt" | "spool" | "limits" | "s3" | "flow" | "pull" => {
+                sections.insert(name, value);
+            }
+            other => cx.at(
+                key.span().start,
+                other,
+                "unknown section; expected node, engine, http, srt, spool, limits, s3, flow or pull",
+            ),
+        }
+    }
+    let node: Option<NodeSection> = cx.section(&mut sections, "node");
+    let engine: Option<EngineSection> = cx.section(&mut sections, "engine");
+    let http: Option<HttpSection> = cx.section(&mut sections, "http");
+    let srt: Option<SrtSection> = cx.section(&mut sections, "srt");
+    let spool: Option<SpoolSection> = cx.section(&mut sections, "spool");
+    let limits: Option<LimitsSection> = cx.section(&mut sections, "limits");
+    let s3: Vec<(usize, S3Target)> = cx.array(&mut sections, "s3");
+    let flows: Vec<(usize, FlowSpec)> = cx.array(&mut sections, "flow");
+    let pulls: Vec<(usize, PullSpec)> = cx.array(&mut sections, "pull");
+
+    let mut config = Config {
+        source: file.to_string(),
+        base_dir: base_dir.to_path_buf(),
+        node: node.unwrap_or_else(|| NodeSection { name: default_node_name() }),
+        engine: engine.unwrap_or_else(parse_default_section),
+        http: http.unwrap_or(HttpSection { listen: default_listen() }),
+        srt: srt.unwrap_or(SrtSection { port_range: default_ports() }),
+        spool: spool.unwrap_or(SpoolSection {
+            path: default_spool(),
+            max_bytes: default_spool_bytes(),
+            full_policy: default_policy(),
+        }),
+        limits: limits.unwrap_or(LimitsSection {
+            max_flows: default_max_flows(),
+            max_pull_jobs: default_max_flows(),
+            max_segment_bytes: default_max_segment(),
+            upload_queue: default_upload_queue(),
+        }),
+        s3: s3.iter().map(|(_, t)| t.clone()).collect(),
+        state: DesiredState {
+            flows: flows.iter().map(|(_, f)| f.clone()).collect(),
+            pulls: pulls.iter().map(|(_, p)| p.clone()).collect(),
+        },
+    };
+    apply_overrides(&mut config, overrides, &mut cx.errors);
+    cx.check(&config, &flows, &pulls, &s3);
+    if cx.errors.is_empty() { Ok(config) } else { Err(ConfigErrors(cx.errors)) }
+}
+
+fn parse_default_section<T: DeserializeOwned>() -> T {
+    toml::from_str("").expect("every field of this section has a default")
+}
+
+fn apply_overrides(config: &mut Config, o: &Overrides, errors: &mut Vec<ConfigError>) {
+    let env_error = |key: &str, message: String| ConfigError {
+        file: "environment".into(),
+        position: None,
+        key: key.into(),
+        message,
+    };
+    if let Some(listen) = &o.http_listen {
+        match listen.parse() {
+            Ok(addr) => config.http.listen = addr,
+            Err(e) => errors.push(env_error("AIRLIFT_HTTP_LISTEN", e)),
+        }
+    }
+    if let Some(spool) = &o.spool {
+        match SafePath::new(spool.as_str()) {
+            Ok(p) => config.spool.path = p,
+            Err(e) => errors.push(env_error("AIRLIFT_SPOOL", e.to_string())),
+        }
+    }
+    if let Some(bin) = &o.engine_binary {
+        match SafePath::new(bin.as_str()) {
+            Ok(p) => config.engine.binary = Some(p),
+            Err(e) => errors.push(env_error("AIRLIFT_ENGINE_BINARY", e.to_string())),
+        }
+    }
+}
+
+struct Context<'a> {
+    text: &'a str,
+    file: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl Context<'_> {
+    fn position(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, col)
+    }
+
+    fn at(&mut self, offset: usize, key: &str, message: impl Into<String>) {
+        let position = Some(self.position(offset));
+        self.errors.push(ConfigError {
+            file: self.file.into(),
+            position,
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn toml_error(&mut self, key: &str, e: toml::de::Error) {
+        let position = e.span().map(|s| self.position(s.start));
+        self.errors.push(ConfigError {
+            file: self.file.into(),
+            position,
+            key: key.into(),
+            message: e.message().trim().to_string(),
+        });
+    }
+
+    fn section<T: DeserializeOwned>(
+        &mut self,
+        sections: &mut BTreeMap<String, Spanned<DeValue<'_>>>,
+        name: &str,
+    ) -> Option<T> {
+        let value = sections.remove(name)?;
+        match T::deserialize(value.into_deserializer()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.toml_error(name, e);
+                None
+            }
+        }
+    }
+
+    fn array<T: DeserializeOwned>(
+        &mut self,
+        sections: &mut BTreeMap<String, Spanned<DeValue<'_>>>,
+        name: &str,
+    ) -> Vec<(usize, T)> {
+        let Some(value) = sections.remove(name) else { return Vec::new() };
+        let span = value.span();
+        let DeValue::Array(items) = value.into_inner() else {
+            self.at(span.start, name, format!("must be an array of tables ([[{name}]])"));
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            let start = item.span().start;
+            match T::deserialize(item.into_deserializer()) {
+                Ok(v) => out.push((start, v)),
+                Err(e) => self.toml_error(&format!("{name}[{i}]"), e),
+            }
+        }
+        out
+    }
+
+    /// Rules across fields and sections.
+    fn check(
+        &mut self,
+        config: &Config,
+        flows: &[(usize, FlowSpec)],
+        pulls: &[(usize, PullSpec)],
+        s3: &[(usize, S3Target)],
+    ) {
+        let limits = &config.limits;
+        if !(1..=256).contains(&limits.max_flows) {
+            self.errors.push(self.plain("limits.max_flows", "must be 1 to 256"));
+        }
+        if limits.max_pull_jobs > 256 {
+            self.errors.push(self.plain("limits.max_pull_jobs", "must be 0 to 256"));
+        }
+        if flows.len() > limits.max_flows as usize {
+            let at = flows[limits.max_flows as usize].0;
+            self.at(
+                at,
+                "flow",
+                format!("{} flows exceed limits.max_flows = {}", flows.len(), limits.max_flows),
+            );
+        }
+        if pulls.len() > limits.max_pull_jobs as usize {
+            let at = pulls[limits.max_pull_jobs as usize].0;
+            self.at(
+                at,
+                "pull",
+                format!("{} pull jobs exceed limits.max_pull_jobs = {}", pulls.len(), limits.max_pull_jobs),
+            );
+        }
+        if let Some(p) = config.engine.rt_priority
+            && !(1..=99).contains(&p)
+        {
+            self.errors.push(self.plain("engine.rt_priority", "must be 1 to 99"));
+        }
+        let mut names = HashSet::new();
+        for (at, flow) in flows {
+            if !names.insert(flow.name.as_str()) {
+                self.at(*at, &format!("flow[{}]", flow.name), "duplicate flow name");
+            }
+            if let Err(errors) = flow.validate() {
+                for e in errors {
+                    self.at(*at, &format!("flow[{}].{}", flow.name, e.field), e.message);
+                }
+            }
+        }
+        let mut jobs = HashSet::new();
+        for (at, pull) in pulls {
+            if !jobs.insert(pull.name.as_str()) {
+                self.at(*at, &format!("pull[{}]", pull.name), "duplicate pull job name");
+            }
+            if pull.segments.max_bytes > limits.max_segment_bytes.0 {
+                self.at(
+                    *at,
+                    &format!("pull[{}].segments.max_bytes", pull.name),
+                    format!("exceeds limits.max_segment_bytes ({})", limits.max_segment_bytes),
+                );
+            }
+        }
+        // SRT listener ports: inside the range, each used once.
+        let mut ports: BTreeMap<u16, String> = BTreeMap::new();
+        let mut listener = |cx: &mut Self, at: usize, key: String, srt: &SrtSpec| {
+            if let SrtMode::Listener { port } = srt.mode {
+                let port = port.get();
+                if !config.srt.port_range.contains(port) {
+                    cx.at(
+                        at,
+                        &key,
+                        format!(
+                            "listener port {port} is outside srt.port_range {}",
+                            String::from(config.srt.port_range)
+                        ),
+                    );
+                }
+                if let Some(other) = ports.insert(port, key.clone()) {
+                    cx.at(at, &key, format!("listener port {port} is already used by {other}"));
+                }
+            }
+        };
+        for (at, flow) in flows {
+            for input in &flow.inputs {
+                if let ProducerSpec::SrtIn(s) = &input.producer {
+                    listener(
+                        self,
+                        *at,
+                        format!("flow[{}].input[{}].producer.srt_in.srt", flow.name, input.name),
+                        &s.srt,
+                    );
+                }
+            }
+            for output in &flow.outputs {
+                if let ConsumerSpec::Encoded(e) = &output.consumer
+                    && let TsSink::Srt(s) = &e.sink
+                {
+                    listener(
+                        self,
+                        *at,
+                        format!("flow[{}].output[{}].consumer.encoded.sink.srt", flow.name, output.name),
+                        s,
+                    );
+                }
+            }
+        }
+        for (at, pull) in pulls {
+            listener(self, *at, format!("pull[{}].source", pull.name), &pull.source);
+        }
+        for (at, target) in s3 {
+            let key = format!("s3[{}]", target.name);
+            if !(target.endpoint.starts_with("http://") || target.endpoint.starts_with("https://")) {
+                self.at(*at, &format!("{key}.endpoint"), "must start with http:// or https://");
+            }
+            let b = &target.bucket;
+            let bucket_ok = (3..=63).contains(&b.len())
+                && b.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.');
+            if !bucket_ok {
+                self.at(*at, &format!("{key}.bucket"), "must be 3 to 63 characters of a-z 0-9 . -");
+            }
+            if target.prefix.contains("..") || target.prefix.starts_with('/') {
+                self.at(*at, &format!("{key}.prefix"), "must be relative and must not contain `..`");
+            }
+        }
+    }
+
+    fn plain(&self, key: &str, message: &str) -> ConfigError {
+        ConfigError { file: self.file.into(), position: None, key: key.into(), message: message.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_config_is_valid() {
+        let config =
+            parse(DEFAULT_CONFIG, "built-in default", Path::new("."), &Overrides::default()).unwrap();
+        assert!(!config.state.flows.is_empty());
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_line() {
+        let text = r#"
+[node]
+name = "ok"
+colour = "blue"
+
+[srt]
+port_range = "30100-30000"
+
+[http]
+listen = "0.0.0.0:80"
+
+[[flow]]
+name = "a"
+channels = 0
+
+[[flow]]
+name = "b"
+[[flow.input]]
+name = "x"
+gain_db = 300.0
+producer = { test_signal = { kind = "silence" } }
+
+[[s3]]
+name = "t"
+endpoint = "ftp://x"
+bucket = "B"
+
+[bogus]
+"#;
+        let errors = parse(text, "test.toml", Path::new("."), &Overrides::default()).unwrap_err().0;
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        let all = shown.join("\n");
+        for needle in [
+            "test.toml:4:1: node: unknown field `colour`",
+            "srt: ",
+            "inverted",
+            "http",
+            "loopback",
+            "flow[0]",
+            "channel count",
+            "flow[1]",
+            "gain",
+            "s3[t].endpoint",
+            "s3[t].bucket",
+            "bogus: unknown section",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+        assert!(errors.len() >= 7, "{all}");
+    }
+
+    #[test]
+    fn overrides_win_and_are_checked() {
+        let o = Overrides { http_listen: Some("127.0.0.1:9999".into()), ..Default::default() };
+        let c = parse(DEFAULT_CONFIG, "d", Path::new("."), &o).unwrap();
+        assert_eq!(c.http.listen.0.port(), 9999);
+        let o = Overrides { spool: Some("../escape".into()), ..Default::default() };
+        let e = parse(DEFAULT_CONFIG, "d", Path::new("."), &o).unwrap_err();
+        assert!(e.to_string().contains("AIRLIFT_SPOOL"));
+    }
+}

@@ -1,0 +1,243 @@
+//! The daemon: config → engine link, HTTP, SIGHUP reload, clean shutdown.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::config::{self, Config, Overrides};
+use crate::engine_link::{EngineLink, EngineLinkConfig, Shared};
+use crate::http::{self, HttpState};
+use crate::ports::{PortAllocator, udp_port_free};
+
+/// Where the configuration came from, so SIGHUP can read it again.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    /// A file.
+    File(PathBuf),
+    /// The built-in default (nothing to reload).
+    BuiltIn,
+}
+
+/// Finds the engine binary: the configured one, else `airlift-engine`
+/// beside this executable, else on `PATH`.
+pub fn engine_binary(config: &Config) -> PathBuf {
+    if let Some(b) = &config.engine.binary {
+        return b.resolve(&config.base_dir);
+    }
+    if let Ok(me) = std::env::current_exe()
+        && let Some(dir) = me.parent()
+    {
+        let beside = dir.join("airlift-engine");
+        if beside.exists() {
+            return beside;
+        }
+    }
+    PathBuf::from("airlift-engine")
+}
+
+fn spool_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+/// Runs ctld until SIGINT or SIGTERM.
+pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> anyhow::Result<()> {
+    let spool = config.spool_dir();
+    std::fs::create_dir_all(&spool)
+        .with_context(|| format!("cannot create the spool {}", spool.display()))?;
+    let socket = config.engine_socket();
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let shared = Shared::new();
+
+    let mut ports = PortAllocator::new(config.srt.port_range);
+    reserve_ports(&mut ports, &config);
+    shared.metrics.srt_ports_total.set(ports.capacity() as i64);
+    shared.metrics.srt_ports_in_use.set(ports.held() as i64);
+    shared.metrics.spool_limit_bytes.set(i64::try_from(config.spool.max_bytes.0).unwrap_or(i64::MAX));
+
+    let mut args = Vec::new();
+    if let Some(cpu) = config.engine.cpu {
+        args.extend(["--cpu".to_string(), cpu.to_string()]);
+    }
+    if let Some(p) = config.engine.rt_priority {
+        args.extend(["--rt-priority".to_string(), p.to_string()]);
+    }
+    if config.engine.mlock {
+        args.push("--mlock".into());
+    }
+    let link_config = EngineLinkConfig {
+        socket: socket.clone(),
+        spawn: config.engine.spawn.then(|| engine_binary(&config)),
+        args,
+    };
+    let link = EngineLink::start(link_config, config.resolved_state(), shared.clone());
+
+    let listener = tokio::net::TcpListener::bind(config.http.listen.0)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.http.listen.0))?;
+    tracing::info!(address = %listener.local_addr()?, "health and metrics on http://{}/health and /metrics", listener.local_addr()?);
+    let http_state = Arc::new(HttpState {
+        shared: shared.clone(),
+        node: config.node.name.to_string(),
+        started: Instant::now(),
+        spool_path: spool.display().to_string(),
+        spool_bytes: Default::default(),
+        spool_limit: config.spool.max_bytes.0,
+        desired_flows: std::sync::Mutex::new(config.state.flows.iter().map(|f| f.name.to_string()).collect()),
+    });
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http_task = tokio::spawn(http::serve(listener, http_state.clone(), async {
+        let _ = http_stopped.await;
+    }));
+
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    let mut current = config;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                reload(&source, &overrides, &mut current, &link, &shared, &http_state).await;
+            }
+            _ = int.recv() => break,
+            _ = term.recv() => break,
+            _ = tick.tick() => {
+                http_state.spool_bytes.store(spool_size(&spool), Relaxed);
+            }
+        }
+    }
+    tracing::info!("stopping: closing recordings, then the engine");
+    if current.engine.spawn {
+        match tokio::time::timeout(
+            Duration::from_secs(10),
+            link.command(airlift_ipc::message::Command::Shutdown),
+        )
+        .await
+        {
+            Ok(Ok(())) => tracing::info!("engine stopped cleanly"),
+            Ok(Err(e)) => tracing::warn!("engine shutdown: {}", e.message),
+            Err(_) => tracing::warn!("engine did not answer the shutdown within 10 s"),
+        }
+    }
+    let _ = stop_http.send(());
+    let _ = http_task.await;
+    drop(link);
+    Ok(())
+}
+
+fn reserve_ports(ports: &mut PortAllocator, config: &Config) {
+    use airlift_ipc::spec::{ConsumerSpec, ProducerSpec, SrtMode, TsSink};
+    let mut listeners = Vec::new();
+    for f in &config.state.flows {
+        for i in &f.inputs {
+            if let ProducerSpec::SrtIn(s) = &i.producer
+                && let SrtMode::Listener { port } = s.srt.mode
+            {
+                listeners.push((port.get(), format!("flow {} input {}", f.name, i.name)));
+            }
+        }
+        for o in &f.outputs {
+            if let ConsumerSpec::Encoded(e) = &o.consumer
+                && let TsSink::Srt(s) = &e.sink
+                && let SrtMode::Listener { port } = s.mode
+            {
+                listeners.push((port.get(), format!("flow {} output {}", f.name, o.name)));
+            }
+        }
+    }
+    for p in &config.state.pulls {
+        if let SrtMode::Listener { port } = p.source.mode {
+            listeners.push((port.get(), format!("pull {}", p.name)));
+        }
+    }
+    for (port, owner) in listeners {
+        if let Err(e) = ports.reserve(port, &owner, udp_port_free) {
+            tracing::warn!(port, %owner, "SRT port: {e}");
+        }
+    }
+}
+
+async fn reload(
+    source: &ConfigSource,
+    overrides: &Overrides,
+    current: &mut Config,
+    link: &EngineLink,
+    shared: &Arc<Shared>,
+    http_state: &Arc<HttpState>,
+) {
+    let ConfigSource::File(path) = source else {
+        tracing::warn!("SIGHUP: running on the built-in default configuration; there is no file to reload");
+        return;
+    };
+    let result = |ok: bool| crate::metrics::ResultLabel { result: if ok { "ok" } else { "rejected" }.into() };
+    let new = match config::load(path, overrides) {
+        Ok(c) => c,
+        Err(errors) => {
+            tracing::error!("reload refused, the old configuration keeps running:\n{errors}");
+            shared.metrics.reloads.get_or_create(&result(false)).inc();
+            return;
+        }
+    };
+    if new.engine != current.engine || new.http != current.http || new.spool != current.spool {
+        tracing::warn!(
+            "reload: [engine], [http] and [spool] changes take effect at the next restart of ctld"
+        );
+    }
+    match link.apply(new.resolved_state()).await {
+        Ok(()) => {
+            tracing::info!(flows = new.state.flows.len(), "reloaded; unchanged flows kept running");
+            shared.metrics.reloads.get_or_create(&result(true)).inc();
+            if let Ok(mut d) = http_state.desired_flows.lock() {
+                *d = new.state.flows.iter().map(|f| f.name.to_string()).collect();
+            }
+            *current = new;
+        }
+        Err(e) => {
+            tracing::error!(
+                "reload refused by the engine, the old configuration keeps running: {}",
+                e.message
+            );
+            shared.metrics.reloads.get_or_create(&result(false)).inc();
+            // Put the old state back as the one to re-send on reconnect.
+            let _ = link.apply(current.resolved_state()).await;
+        }
+    }
+}
+
+/// Loads the configuration the way ctld does: `--config`, else
+/// `AIRLIFT_CONFIG`, else `/etc/airlift/airlift.toml` when it exists, else
+/// the built-in default.
+pub fn load_config(
+    explicit: Option<&Path>,
+    overrides: &Overrides,
+) -> Result<(Config, ConfigSource), config::ConfigErrors> {
+    let path = explicit
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("AIRLIFT_CONFIG").map(PathBuf::from))
+        .or_else(|| Some(PathBuf::from("/etc/airlift/airlift.toml")).filter(|p| p.exists()));
+    match path {
+        Some(p) => Ok((config::load(&p, overrides)?, ConfigSource::File(p))),
+        None => Ok((
+            config::parse(config::DEFAULT_CONFIG, "built-in default", Path::new("."), overrides)?,
+            ConfigSource::BuiltIn,
+        )),
+    }
+}

@@ -1,0 +1,439 @@
+//! The link to the engine: connect (or spawn and supervise), send the whole
+//! desired state on every (re)connect, forward commands, and turn engine
+//! events into shared state and metrics.
+//!
+//! An engine that dies or drops the connection is restarted (when ctld
+//! spawned it) or reconnected to, with exponential backoff from 100 ms to 5 s;
+//! the time without an engine is recorded as a gap (log, metric).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use airlift_ipc::frame;
+use airlift_ipc::message::{Command, CommandId, CtlToEngine, EngineToCtl, FlowState, RejectKind, Rejection};
+use airlift_ipc::spec::DesiredState;
+
+use crate::metrics::Metrics;
+
+/// How to reach the engine.
+#[derive(Debug, Clone)]
+pub struct EngineLinkConfig {
+    /// The engine's socket.
+    pub socket: PathBuf,
+    /// Spawn (and supervise) this binary; `None` to only connect.
+    pub spawn: Option<PathBuf>,
+    /// Extra arguments for the spawned engine (realtime flags).
+    pub args: Vec<String>,
+}
+
+/// What ctld knows about the engine and its flows, shared with HTTP (and D-Bus).
+#[derive(Debug, Default)]
+pub struct EngineView {
+    /// Whether the link is up.
+    pub connected: bool,
+    /// The engine's process id, from its hello.
+    pub engine_pid: Option<u32>,
+    /// State of each flow as last reported.
+    pub flows: BTreeMap<String, FlowState>,
+    /// Flows whose silence detector reports silence.
+    pub silent: BTreeMap<String, bool>,
+    /// Engine gaps: (when it started, how long), newest last, at most 100.
+    pub gaps: Vec<(std::time::SystemTime, Duration)>,
+    /// The last rejection of a desired state, if the engine refused it.
+    pub last_rejection: Option<String>,
+}
+
+/// State shared between the link, HTTP and D-Bus.
+#[derive(Debug)]
+pub struct Shared {
+    /// Metrics.
+    pub metrics: Metrics,
+    /// The engine as ctld sees it.
+    pub view: Mutex<EngineView>,
+    /// Every engine event, for subscribers (D-Bus signals).
+    pub events: broadcast::Sender<EngineToCtl>,
+    /// Period length per flow, for the load histogram.
+    pub periods: Mutex<HashMap<String, f64>>,
+}
+
+impl Shared {
+    /// Fresh shared state.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            metrics: Metrics::new(),
+            view: Mutex::new(EngineView::default()),
+            events: broadcast::channel(1024).0,
+            periods: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn view(&self) -> std::sync::MutexGuard<'_, EngineView> {
+        self.view.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the engine view.
+    pub fn with_view<R>(&self, f: impl FnOnce(&EngineView) -> R) -> R {
+        f(&self.view())
+    }
+}
+
+/// A command for the link task.
+#[derive(Debug)]
+enum Request {
+    /// Replace the desired state and send it.
+    Apply(DesiredState, oneshot::Sender<Result<(), Rejection>>),
+    /// Send one command.
+    Command(Command, oneshot::Sender<Result<(), Rejection>>),
+}
+
+/// The control handle of a running link.
+#[derive(Debug, Clone)]
+pub struct EngineLink {
+    tx: mpsc::Sender<Request>,
+}
+
+fn unavailable(message: &str) -> Rejection {
+    Rejection { kind: RejectKind::Internal, message: format!("engine unavailable: {message}") }
+}
+
+impl EngineLink {
+    /// Starts the link task with `state` as the desired state.
+    pub fn start(config: EngineLinkConfig, state: DesiredState, shared: Arc<Shared>) -> Self {
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(supervise(config, state, shared, rx));
+        Self { tx }
+    }
+
+    /// Sets a new desired state and waits for the engine to accept it.
+    /// While the engine is away the state is kept and sent on reconnect.
+    pub async fn apply(&self, state: DesiredState) -> Result<(), Rejection> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Request::Apply(state, reply)).await.map_err(|_| unavailable("link stopped"))?;
+        rx.await.map_err(|_| unavailable("link stopped"))?
+    }
+
+    /// Sends a command and waits for its answer.
+    pub async fn command(&self, command: Command) -> Result<(), Rejection> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Request::Command(command, reply)).await.map_err(|_| unavailable("link stopped"))?;
+        rx.await.map_err(|_| unavailable("link stopped"))?
+    }
+}
+
+struct Session {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    next_id: u64,
+    pending: HashMap<u64, oneshot::Sender<Result<(), Rejection>>>,
+}
+
+async fn supervise(
+    config: EngineLinkConfig,
+    mut state: DesiredState,
+    shared: Arc<Shared>,
+    mut rx: mpsc::Receiver<Request>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    let mut gap_started: Option<(Instant, std::time::SystemTime)> = None;
+    let mut first = true;
+    loop {
+        let mut child = match &config.spawn {
+            Some(binary) => match spawn_engine(binary, &config.socket, &config.args) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::error!(binary = %binary.display(), "cannot start the engine: {e}");
+                    wait_or_serve(&mut rx, &mut state, backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            },
+            None => None,
+        };
+        let session = connect(&config.socket, Duration::from_secs(5)).await;
+        let mut session = match session {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(socket = %config.socket.display(), "cannot reach the engine: {e}");
+                if let Some(c) = child.as_mut() {
+                    let _ = c.kill().await;
+                }
+                wait_or_serve(&mut rx, &mut state, backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        if let Some((since, wall)) = gap_started.take() {
+            let gap = since.elapsed();
+            tracing::warn!(gap_ms = gap.as_millis() as u64, "engine back; re-sent the desired state");
+            shared.metrics.engine_restarts.inc();
+            shared.metrics.engine_gap_seconds.inc_by(gap.as_secs_f64());
+            shared.metrics.engine_last_gap_seconds.set(gap.as_secs_f64());
+            let mut view = shared.view();
+            view.gaps.push((wall, gap));
+            if view.gaps.len() > 100 {
+                view.gaps.remove(0);
+            }
+        } else if first {
+            tracing::info!("engine connected");
+        }
+        first = false;
+        shared.metrics.engine_connected.set(1);
+        shared.view().connected = true;
+        record_periods(&shared, &state);
+        let connected_at = Instant::now();
+        let reason = run_session(&mut session, &mut state, &shared, &mut rx, child.as_mut()).await;
+        // The session ended: everything waiting for an answer gets one.
+        for (_, reply) in session.pending.drain() {
+            let _ = reply.send(Err(unavailable(&reason)));
+        }
+        shared.metrics.engine_connected.set(0);
+        {
+            let mut view = shared.view();
+            view.connected = false;
+            view.engine_pid = None;
+            view.flows.clear();
+        }
+        gap_started = Some((Instant::now(), std::time::SystemTime::now()));
+        tracing::error!("engine link lost: {reason}");
+        if let Some(mut c) = child {
+            let _ = c.kill().await;
+            let _ = c.wait().await;
+        }
+        if connected_at.elapsed() > Duration::from_secs(30) {
+            backoff = Duration::from_millis(100);
+        }
+        if reason == "ctld is shutting down" {
+            return;
+        }
+        // Restart at once the first time; back off if it keeps failing.
+        if connected_at.elapsed() < Duration::from_secs(2) {
+            wait_or_serve(&mut rx, &mut state, backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+fn record_periods(shared: &Shared, state: &DesiredState) {
+    if let Ok(mut p) = shared.periods.lock() {
+        p.clear();
+        for f in &state.flows {
+            p.insert(f.name.to_string(), f64::from(f.period.get()) / f64::from(f.sample_rate.get()));
+        }
+    }
+    shared.metrics.flows_desired.set(state.flows.len() as i64);
+}
+
+/// Waits `delay` while answering requests: state changes are kept for the
+/// next connection, commands are refused (no engine).
+async fn wait_or_serve(rx: &mut mpsc::Receiver<Request>, state: &mut DesiredState, delay: Duration) {
+    let deadline = tokio::time::Instant::now() + delay;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => return,
+            req = rx.recv() => match req {
+                Some(Request::Apply(s, reply)) => {
+                    *state = s;
+                    let _ = reply.send(Ok(()));
+                }
+                Some(Request::Command(_, reply)) => {
+                    let _ = reply.send(Err(unavailable("the engine is restarting")));
+                }
+                None => return,
+            },
+        }
+    }
+}
+
+fn spawn_engine(binary: &Path, socket: &Path, args: &[String]) -> std::io::Result<tokio::process::Child> {
+    if socket.exists() {
+        std::fs::remove_file(socket)?;
+    }
+    tracing::info!(binary = %binary.display(), "starting the engine");
+    tokio::process::Command::new(binary)
+        .arg("serve")
+        .arg("--listen")
+        .arg(socket)
+        .args(args)
+        // Its own process group: a Ctrl-C in the terminal reaches ctld only,
+        // which then shuts the engine down cleanly (recordings closed).
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+}
+
+async fn connect(socket: &Path, within: Duration) -> std::io::Result<Session> {
+    let deadline = Instant::now() + within;
+    loop {
+        match UnixStream::connect(socket).await {
+            Ok(stream) => {
+                // SO_PEERCRED: only root or our own uid may serve the engine socket.
+                let uid = stream.peer_cred()?.uid();
+                let own = own_uid();
+                if uid != 0 && uid != own {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::PermissionDenied,
+                        format!("the engine socket is served by uid {uid}, not by root or uid {own}"),
+                    ));
+                }
+                return Ok(Session {
+                    stream,
+                    buf: Vec::with_capacity(64 * 1024),
+                    next_id: 1,
+                    pending: HashMap::new(),
+                });
+            }
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// The uid ctld runs as (from /proc, which needs no unsafe code).
+fn own_uid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+impl Session {
+    async fn send(&mut self, msg: &CtlToEngine) -> std::io::Result<()> {
+        let bytes =
+            frame::encode(msg).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        self.stream.write_all(&bytes).await
+    }
+
+    async fn command(
+        &mut self,
+        command: Command,
+        reply: Option<oneshot::Sender<Result<(), Rejection>>>,
+    ) -> std::io::Result<()> {
+        let id = self.next_id;
+        self.next_id += 1;
+        if let Some(reply) = reply {
+            self.pending.insert(id, reply);
+        }
+        self.send(&CtlToEngine::Command { id: CommandId(id), command }).await
+    }
+}
+
+async fn run_session(
+    session: &mut Session,
+    state: &mut DesiredState,
+    shared: &Arc<Shared>,
+    rx: &mut mpsc::Receiver<Request>,
+    mut child: Option<&mut tokio::process::Child>,
+) -> String {
+    let hello = CtlToEngine::Hello {
+        protocol: airlift_ipc::PROTOCOL_VERSION,
+        client: format!("airlift-ctld {}", crate::VERSION),
+    };
+    if let Err(e) = session.send(&hello).await {
+        return format!("cannot greet the engine: {e}");
+    }
+    if let Err(e) = session.command(Command::ApplyState(state.clone()), None).await {
+        return format!("cannot send the desired state: {e}");
+    }
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let exited = async {
+            match child.as_mut() {
+                Some(c) => c.wait().await.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            read = session.stream.read(&mut chunk) => match read {
+                Ok(0) => return "the engine closed the connection".into(),
+                Err(e) => return format!("read from the engine failed: {e}"),
+                Ok(n) => {
+                    session.buf.extend_from_slice(&chunk[..n]);
+                    loop {
+                        match frame::decode::<EngineToCtl>(&session.buf) {
+                            Ok(Some((msg, used))) => {
+                                session.buf.drain(..used);
+                                handle_event(session, shared, msg);
+                            }
+                            Ok(None) => break,
+                            Err(e) => return format!("the engine sent a bad frame: {e}"),
+                        }
+                    }
+                }
+            },
+            req = rx.recv() => {
+                let result = match req {
+                    Some(Request::Apply(s, reply)) => {
+                        *state = s;
+                        record_periods(shared, state);
+                        session.command(Command::ApplyState(state.clone()), Some(reply)).await
+                    }
+                    Some(Request::Command(c, reply)) => session.command(c, Some(reply)).await,
+                    None => return "ctld is shutting down".into(),
+                };
+                if let Err(e) = result {
+                    return format!("write to the engine failed: {e}");
+                }
+            },
+            status = exited => return format!("the engine exited ({status})"),
+        }
+    }
+}
+
+fn handle_event(session: &mut Session, shared: &Arc<Shared>, msg: EngineToCtl) {
+    match &msg {
+        EngineToCtl::Accepted { id } => {
+            if let Some(reply) = session.pending.remove(&id.0) {
+                let _ = reply.send(Ok(()));
+            }
+        }
+        EngineToCtl::Rejected { id, reason } => {
+            tracing::warn!(command = id.0, "engine refused: {}", reason.message);
+            match session.pending.remove(&id.0) {
+                Some(reply) => {
+                    let _ = reply.send(Err(reason.clone()));
+                }
+                None => shared.view().last_rejection = Some(reason.message.clone()),
+            }
+        }
+        EngineToCtl::FlowState { flow, state } => {
+            tracing::info!(flow = %flow, ?state, "flow state");
+            shared.view().flows.insert(flow.to_string(), state.clone());
+        }
+        EngineToCtl::Meters { flow, channels, loudness } => {
+            shared.metrics.record_meters(flow.as_str(), channels, loudness.as_ref());
+        }
+        EngineToCtl::Silence { flow, silent } => {
+            if *silent {
+                tracing::warn!(flow = %flow, "silence detected");
+            } else {
+                tracing::info!(flow = %flow, "audio is back");
+            }
+            shared.metrics.record_silence(flow.as_str(), *silent);
+            shared.view().silent.insert(flow.to_string(), *silent);
+        }
+        EngineToCtl::Xrun { flow, node, total } => {
+            tracing::warn!(flow = %flow, node = %node, total, "xrun");
+        }
+        EngineToCtl::Stats(stats) => {
+            let periods = shared.periods.lock().map(|p| p.clone()).unwrap_or_default();
+            shared.metrics.record_stats(&stats.flows, &periods);
+        }
+        EngineToCtl::Hello { engine_version, pid, .. } => {
+            tracing::info!(%engine_version, pid, "engine said hello");
+            shared.view().engine_pid = Some(*pid);
+        }
+        EngineToCtl::PullState { job, state } => tracing::info!(job = %job, ?state, "pull job state"),
+        EngineToCtl::SegmentClosed(m) => {
+            tracing::info!(job = %m.job, sequence = m.sequence, "segment closed")
+        }
+    }
+    let _ = shared.events.send(msg);
+}

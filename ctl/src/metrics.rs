@@ -1,0 +1,353 @@
+//! Prometheus metrics (through `prometheus-client`), fed by engine events.
+//!
+//! Engine counters restart at zero when the engine restarts; ctld keeps its
+//! own counters monotonic by adding the difference since the last report
+//! (or the whole value after a restart).
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::Registry;
+
+use airlift_ipc::message::{ChannelMeter, FlowStats, Loudness, PROCESS_LOAD_BUCKETS};
+
+/// Labels naming a flow.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FlowLabel {
+    /// The flow.
+    pub flow: String,
+}
+
+/// Labels naming a channel of a flow's bus.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabel {
+    /// The flow.
+    pub flow: String,
+    /// The channel, from 0.
+    pub channel: String,
+}
+
+/// A histogram whose buckets are counted elsewhere (by the engine's audio
+/// thread) and copied in whole.
+#[derive(Debug, Default, Clone)]
+pub struct ExternalHistogram(Arc<Mutex<HistogramData>>);
+
+/// Sum, count and per-bucket counts (upper bound, count).
+type HistogramData = (f64, u64, Vec<(f64, u64)>);
+
+impl ExternalHistogram {
+    fn set(&self, sum: f64, count: u64, buckets: Vec<(f64, u64)>) {
+        if let Ok(mut h) = self.0.lock() {
+            *h = (sum, count, buckets);
+        }
+    }
+}
+
+impl TypedMetric for ExternalHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for ExternalHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let h = self.0.lock().map_err(|_| std::fmt::Error)?;
+        encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(h.0, h.1, &h.2, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// Every metric ctld exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    frames: Family<FlowLabel, Counter>,
+    periods: Family<FlowLabel, Counter>,
+    deadline_misses: Family<FlowLabel, Counter>,
+    underruns: Family<FlowLabel, Counter>,
+    overruns: Family<FlowLabel, Counter>,
+    xruns: Family<FlowLabel, Counter>,
+    max_process: Family<FlowLabel, Gauge<f64, AtomicU64>>,
+    load: Family<FlowLabel, ExternalHistogram>,
+    peak: Family<ChannelLabel, Gauge<f64, AtomicU64>>,
+    rms: Family<ChannelLabel, Gauge<f64, AtomicU64>>,
+    loudness_momentary: Family<FlowLabel, Gauge<f64, AtomicU64>>,
+    loudness_short: Family<FlowLabel, Gauge<f64, AtomicU64>>,
+    loudness_integrated: Family<FlowLabel, Gauge<f64, AtomicU64>>,
+    silence: Family<FlowLabel, Gauge>,
+    /// 1 while the engine link is up.
+    pub engine_connected: Gauge,
+    /// Engine (re)starts after the first.
+    pub engine_restarts: Counter,
+    /// Seconds without an engine, summed over restarts.
+    pub engine_gap_seconds: Counter<f64, AtomicU64>,
+    /// Length of the last gap.
+    pub engine_last_gap_seconds: Gauge<f64, AtomicU64>,
+    /// Flows in the desired state.
+    pub flows_desired: Gauge,
+    /// Flows the engine reports running.
+    pub flows_running: Gauge,
+    /// SRT ports held.
+    pub srt_ports_in_use: Gauge,
+    /// SRT ports in the range.
+    pub srt_ports_total: Gauge,
+    /// Config reloads by result.
+    pub reloads: Family<ResultLabel, Counter>,
+    /// Bytes in the spool.
+    pub spool_bytes: Gauge,
+    /// Spool limit.
+    pub spool_limit_bytes: Gauge,
+    /// Seconds since ctld started.
+    pub uptime_seconds: Gauge<f64, AtomicU64>,
+    last: Mutex<HashMap<(String, &'static str), u64>>,
+}
+
+/// `result="ok"` or `result="rejected"`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// Outcome.
+    pub result: String,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("airlift");
+        let m = Self {
+            frames: Family::default(),
+            periods: Family::default(),
+            deadline_misses: Family::default(),
+            underruns: Family::default(),
+            overruns: Family::default(),
+            xruns: Family::default(),
+            max_process: Family::default(),
+            load: Family::default(),
+            peak: Family::default(),
+            rms: Family::default(),
+            loudness_momentary: Family::default(),
+            loudness_short: Family::default(),
+            loudness_integrated: Family::default(),
+            silence: Family::default(),
+            engine_connected: Gauge::default(),
+            engine_restarts: Counter::default(),
+            engine_gap_seconds: Counter::default(),
+            engine_last_gap_seconds: Gauge::default(),
+            flows_desired: Gauge::default(),
+            flows_running: Gauge::default(),
+            srt_ports_in_use: Gauge::default(),
+            srt_ports_total: Gauge::default(),
+            reloads: Family::default(),
+            spool_bytes: Gauge::default(),
+            spool_limit_bytes: Gauge::default(),
+            uptime_seconds: Gauge::default(),
+            last: Mutex::new(HashMap::new()),
+            registry: Registry::default(),
+        };
+        registry.register("frames", "Frames processed per flow", m.frames.clone());
+        registry.register("periods", "Periods processed per flow", m.periods.clone());
+        registry.register(
+            "deadline_misses",
+            "Periods that finished after their deadline",
+            m.deadline_misses.clone(),
+        );
+        registry.register("underruns", "Periods with an input ring that ran dry", m.underruns.clone());
+        registry.register("overruns", "Periods with a full output ring", m.overruns.clone());
+        registry.register("xruns", "Device xruns", m.xruns.clone());
+        registry.register(
+            "period_process_max_seconds",
+            "Longest period processing time",
+            m.max_process.clone(),
+        );
+        registry.register(
+            "period_load_ratio",
+            "Period processing time as a fraction of the period",
+            m.load.clone(),
+        );
+        registry.register(
+            "meter_peak_dbfs",
+            "Sample peak per bus channel over the last 100 ms",
+            m.peak.clone(),
+        );
+        registry.register("meter_rms_dbfs", "RMS per bus channel over the last 100 ms", m.rms.clone());
+        registry.register(
+            "loudness_momentary_lufs",
+            "EBU R128 momentary loudness",
+            m.loudness_momentary.clone(),
+        );
+        registry.register(
+            "loudness_short_term_lufs",
+            "EBU R128 short-term loudness",
+            m.loudness_short.clone(),
+        );
+        registry.register(
+            "loudness_integrated_lufs",
+            "EBU R128 integrated loudness",
+            m.loudness_integrated.clone(),
+        );
+        registry.register("silence", "1 while a flow's silence detector reports silence", m.silence.clone());
+        registry.register(
+            "engine_connected",
+            "1 while ctld is connected to the engine",
+            m.engine_connected.clone(),
+        );
+        registry.register(
+            "engine_restarts",
+            "Engine restarts after a crash or disconnect",
+            m.engine_restarts.clone(),
+        );
+        registry.register(
+            "engine_gap_seconds",
+            "Seconds without an engine, summed",
+            m.engine_gap_seconds.clone(),
+        );
+        registry.register(
+            "engine_last_gap_seconds",
+            "Length of the last engine gap",
+            m.engine_last_gap_seconds.clone(),
+        );
+        registry.register("flows_desired", "Flows in the configuration", m.flows_desired.clone());
+        registry.register("flows_running", "Flows the engine reports running", m.flows_running.clone());
+        registry.register("srt_ports_in_use", "SRT ports held", m.srt_ports_in_use.clone());
+        registry.register("srt_ports", "SRT ports in the configured range", m.srt_ports_total.clone());
+        registry.register("config_reloads", "Configuration reloads by result", m.reloads.clone());
+        registry.register("spool_bytes", "Bytes in the spool", m.spool_bytes.clone());
+        registry.register("spool_limit_bytes", "Configured spool limit", m.spool_limit_bytes.clone());
+        registry.register("uptime_seconds", "Seconds since ctld started", m.uptime_seconds.clone());
+        Self { registry, ..m }
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn encode(&self) -> String {
+        let mut open_metrics = String::new();
+        if prometheus_client::encoding::text::encode(&mut open_metrics, &self.registry).is_err() {
+            return String::new();
+        }
+        to_prometheus_text(&open_metrics)
+    }
+
+    /// Adds the growth of an engine counter since its last report.
+    fn grow(&self, counter: &Counter, flow: &str, what: &'static str, now: u64) {
+        let Ok(mut last) = self.last.lock() else { return };
+        let prev = last.insert((flow.to_string(), what), now).unwrap_or(0);
+        // A smaller value means the engine restarted: all of it is new.
+        counter.inc_by(if now >= prev { now - prev } else { now });
+    }
+
+    /// Folds one engine stats report in; `period_seconds` gives each flow's
+    /// period length for the load histogram's sum.
+    pub fn record_stats(&self, flows: &[FlowStats], period_seconds: &HashMap<String, f64>) {
+        for s in flows {
+            let l = FlowLabel { flow: s.flow.clone() };
+            self.grow(&self.frames.get_or_create(&l), &s.flow, "frames", s.frames);
+            self.grow(&self.periods.get_or_create(&l), &s.flow, "periods", s.periods);
+            self.grow(&self.deadline_misses.get_or_create(&l), &s.flow, "misses", s.deadline_misses);
+            self.grow(&self.underruns.get_or_create(&l), &s.flow, "underruns", s.underruns);
+            self.grow(&self.overruns.get_or_create(&l), &s.flow, "overruns", s.overruns);
+            self.grow(&self.xruns.get_or_create(&l), &s.flow, "xruns", s.xruns);
+            self.max_process.get_or_create(&l).set(f64::from(s.max_process_us) / 1e6);
+            let mut buckets: Vec<(f64, u64)> =
+                PROCESS_LOAD_BUCKETS.iter().zip(&s.process_load_histogram).map(|(&b, &c)| (b, c)).collect();
+            buckets.push((
+                f64::INFINITY,
+                s.process_load_histogram.get(PROCESS_LOAD_BUCKETS.len()).copied().unwrap_or(0),
+            ));
+            let count = s.process_load_histogram.iter().sum();
+            let sum = period_seconds.get(&s.flow).map_or(0.0, |p| s.process_ns_total as f64 / 1e9 / p);
+            self.load.get_or_create(&l).set(sum, count, buckets);
+        }
+        self.flows_running.set(flows.len() as i64);
+    }
+
+    /// Folds a meters event in.
+    pub fn record_meters(&self, flow: &str, channels: &[ChannelMeter], loudness: Option<&Loudness>) {
+        for (i, c) in channels.iter().enumerate() {
+            let l = ChannelLabel { flow: flow.to_string(), channel: i.to_string() };
+            self.peak.get_or_create(&l).set(finite(f64::from(c.peak_dbfs)));
+            self.rms.get_or_create(&l).set(finite(f64::from(c.rms_dbfs)));
+        }
+        if let Some(lo) = loudness {
+            let l = FlowLabel { flow: flow.to_string() };
+            self.loudness_momentary.get_or_create(&l).set(finite(lo.momentary_lufs));
+            self.loudness_short.get_or_create(&l).set(finite(lo.short_term_lufs));
+            self.loudness_integrated.get_or_create(&l).set(finite(lo.integrated_lufs));
+        }
+    }
+
+    /// Records a silence-detector verdict.
+    pub fn record_silence(&self, flow: &str, silent: bool) {
+        self.silence.get_or_create(&FlowLabel { flow: flow.to_string() }).set(i64::from(silent));
+    }
+
+    /// Drops the per-flow series of a flow that is gone.
+    pub fn forget_flow(&self, flow: &str) {
+        let l = FlowLabel { flow: flow.to_string() };
+        for fam in
+            [&self.frames, &self.periods, &self.deadline_misses, &self.underruns, &self.overruns, &self.xruns]
+        {
+            fam.remove(&l);
+        }
+        if let Ok(mut last) = self.last.lock() {
+            last.retain(|(f, _), _| f != flow);
+        }
+    }
+
+    /// Total deadline misses seen (for health).
+    pub fn total(&self, what: &'static str) -> u64 {
+        self.last
+            .lock()
+            .map(|l| l.iter().filter(|((_, w), _)| *w == what).map(|(_, v)| *v).sum())
+            .unwrap_or(0)
+    }
+}
+
+/// Prometheus has no −∞ for gauges in every consumer; silence is −200 dB.
+fn finite(db: f64) -> f64 {
+    if db.is_finite() { db } else { -200.0 }
+}
+
+/// Turns `prometheus-client`'s OpenMetrics text into the classic Prometheus
+/// text format: counter families are named with their `_total` suffix in
+/// `# HELP`/`# TYPE`, and the `# EOF` marker is dropped.
+fn to_prometheus_text(open_metrics: &str) -> String {
+    let mut out = String::with_capacity(open_metrics.len());
+    let mut help: Option<&str> = None;
+    for line in open_metrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            help = Some(line);
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, ""));
+            let renamed = if kind == "counter" && !name.ends_with("_total") {
+                format!("{name}_total")
+            } else {
+                name.to_string()
+            };
+            if let Some(h) = help.take() {
+                let text = h.strip_prefix("# HELP ").and_then(|r| r.split_once(' ')).map_or("", |(_, t)| t);
+                out.push_str(&format!("# HELP {renamed} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {renamed} {kind}\n"));
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}

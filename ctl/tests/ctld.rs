@@ -1,0 +1,278 @@
+//! airlift-ctld end to end with a real engine: supervision after `kill -9`,
+//! SIGHUP reload without a dropped sample, `/metrics` through `promtool`,
+//! and clean shutdown.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn ctld_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_airlift-ctld"))
+}
+
+fn engine_bin() -> PathBuf {
+    let engine = ctld_bin().with_file_name("airlift-engine");
+    assert!(engine.exists(), "{} is missing: build the workspace (cargo test --workspace)", engine.display());
+    engine
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Ctld {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Ctld {
+    fn start(tag: &str, config: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("airlift-ctld-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("airlift.toml"), config).unwrap();
+        let port = free_port();
+        let child = Command::new(ctld_bin())
+            .arg("--config")
+            .arg(dir.join("airlift.toml"))
+            .args(["--http-listen", &format!("127.0.0.1:{port}")])
+            .arg("--engine-binary")
+            .arg(engine_bin())
+            .stdin(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("ctld.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let ctld = Self { child, dir, port };
+        ctld.wait_health("the first healthy report", |h| h.contains("\"status\": \"healthy\""));
+        ctld
+    }
+
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let code = text.split_whitespace().nth(1)?.parse().ok()?;
+        let body = text.split_once("\r\n\r\n")?.1.to_string();
+        Some((code, body))
+    }
+
+    fn health(&self) -> String {
+        self.get("/health").map(|(_, b)| b).unwrap_or_default()
+    }
+
+    fn wait_health(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let h = self.health();
+            if pred(&h) {
+                return h;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; last health: {h}\nlog:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("ctld.log")).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap().success();
+        assert!(ok);
+    }
+
+    fn stop(mut self) -> PathBuf {
+        self.signal("-INT");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "ctld exited with {status}\n{}", self.log());
+                break;
+            }
+            assert!(Instant::now() < deadline, "ctld did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.dir.clone()
+    }
+}
+
+impl Drop for Ctld {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Any engine it spawned dies with its socket gone; kill stragglers of this test.
+        let _ = Command::new("pkill").args(["-9", "-f", &self.dir.display().to_string()]).status();
+    }
+}
+
+fn json_u64(health: &str, key: &str) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_str(health).ok()?;
+    v.get(key)?.as_u64()
+}
+
+fn tone_config(extra: &str) -> String {
+    format!(
+        r#"
+[engine]
+socket = "engine.sock"
+
+[spool]
+path = "spool"
+
+[[flow]]
+name = "a"
+channels = 1
+period = 128
+
+[[flow.input]]
+name = "tone"
+producer = {{ test_signal = {{ kind = "sine", frequency = 1000.0, level_dbfs = -6.0 }} }}
+
+[[flow.output]]
+name = "rec"
+consumer = {{ wav = {{ path = "a.wav", format = "f32" }} }}
+{extra}
+"#
+    )
+}
+
+const FLOW_B: &str = r#"
+[[flow]]
+name = "b"
+channels = 1
+
+[[flow.input]]
+name = "tone"
+gain_db = -20.0
+producer = { test_signal = { kind = "sine", frequency = 440.0, level_dbfs = -6.0 } }
+
+[[flow.output]]
+name = "rec"
+consumer = { wav = { path = "b.wav", format = "f32" } }
+"#;
+
+const FLOW_C: &str = r#"
+[[flow]]
+name = "c"
+[[flow.input]]
+name = "noise"
+producer = { test_signal = { kind = "pink_noise" } }
+[[flow.output]]
+name = "void"
+consumer = "null"
+"#;
+
+#[test]
+fn engine_killed_is_restarted_and_the_gap_recorded() {
+    let ctld = Ctld::start("supervise", &tone_config(""));
+    let health = ctld.health();
+    let pid = json_u64(&health, "engine_pid").expect("engine pid in /health");
+    let killed = Instant::now();
+    assert!(Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success());
+    let health = ctld.wait_health("a new engine with flow a running", |h| {
+        json_u64(h, "engine_pid").is_some_and(|p| p != pid) && h.contains("\"state\": \"running\"")
+    });
+    let back = killed.elapsed();
+    assert!(back < Duration::from_secs(2), "flows back after {back:?}");
+    assert_eq!(json_u64(&health, "engine_restarts"), Some(1));
+    let (_, metrics) = ctld.get("/metrics").unwrap();
+    assert!(metrics.contains("airlift_engine_restarts_total 1"), "{metrics}");
+    let gap: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("airlift_engine_gap_seconds_total"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .expect("gap metric");
+    assert!(gap > 0.0 && gap < 2.0, "gap {gap}");
+    ctld.stop();
+}
+
+/// Samples of a mono f32 WAV.
+fn samples(path: &Path) -> (u32, Vec<f32>) {
+    let mut r = hound::WavReader::open(path).unwrap();
+    let rate = r.spec().sample_rate;
+    (rate, r.samples::<f32>().map(Result::unwrap).collect())
+}
+
+#[test]
+fn reload_applies_only_the_difference_and_refuses_bad_files() {
+    let ctld = Ctld::start("reload", &tone_config(FLOW_B));
+    std::thread::sleep(Duration::from_millis(700));
+    let config = ctld.dir.join("airlift.toml");
+
+    // Change b's gain and add c: a must not notice.
+    std::fs::write(
+        &config,
+        tone_config(&format!("{}\n{FLOW_C}", FLOW_B.replace("gain_db = -20.0", "gain_db = 0.0"))),
+    )
+    .unwrap();
+    ctld.signal("-HUP");
+    ctld.wait_health("flow c running", |h| {
+        h.contains("\"name\": \"c\"") && h.matches("\"running\"").count() == 3
+    });
+    std::thread::sleep(Duration::from_millis(700));
+
+    // A broken file is refused; everything keeps running.
+    std::fs::write(&config, tone_config("[[flow]]\nname = \"d\"\nchannels = 99\n")).unwrap();
+    ctld.signal("-HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ctld.log().contains("reload refused") {
+        assert!(Instant::now() < deadline, "no refusal logged:\n{}", ctld.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = ctld.log();
+    assert!(log.contains("airlift.toml:") && log.contains("channel count"), "{log}");
+    let (_, metrics) = ctld.get("/metrics").unwrap();
+    assert!(metrics.contains("airlift_config_reloads_total{result=\"ok\"} 1"), "{metrics}");
+    assert!(metrics.contains("airlift_config_reloads_total{result=\"rejected\"} 1"), "{metrics}");
+    assert_eq!(ctld.health().matches("\"running\"").count(), 3);
+    let dir = ctld.stop();
+
+    // Flow a: one continuous sine from its first sample to its last.
+    let (rate, a) = samples(&dir.join("a.wav"));
+    assert!(a.len() > rate as usize, "a recorded {} samples", a.len());
+    let amp = 10f64.powf(-6.0 / 20.0);
+    for (n, &s) in a.iter().enumerate() {
+        let want = amp * (std::f64::consts::TAU * 1000.0 * n as f64 / f64::from(rate)).sin();
+        assert!((f64::from(s) - want).abs() < 1e-4, "discontinuity at sample {n}: {s} vs {want}");
+    }
+    // Flow b: the gain change ramped in without a restart (one file, both levels).
+    let (_, b) = samples(&dir.join("b.wav"));
+    let peak = |s: &[f32]| s.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let (first, last) = (peak(&b[..4800]), peak(&b[b.len() - 4800..]));
+    assert!((20.0 * first.log10() + 26.0).abs() < 0.1, "b before: {first}");
+    assert!((20.0 * last.log10() + 6.0).abs() < 0.1, "b after: {last}");
+}
+
+#[test]
+fn metrics_pass_promtool() {
+    let ctld = Ctld::start("promtool", &tone_config(""));
+    std::thread::sleep(Duration::from_millis(1500));
+    let (code, metrics) = ctld.get("/metrics").unwrap();
+    assert_eq!(code, 200);
+    assert!(metrics.contains("airlift_periods_total{flow=\"a\"}"), "{metrics}");
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is installed (Debian package prometheus)");
+    promtool.stdin.take().unwrap().write_all(metrics.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ctld.stop();
+}
