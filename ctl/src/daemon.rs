@@ -9,18 +9,11 @@ use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::{self, Config, Overrides};
+pub use crate::controller::ConfigSource;
+use crate::controller::Controller;
 use crate::engine_link::{EngineLink, EngineLinkConfig, Shared};
 use crate::http::{self, HttpState};
 use crate::ports::{PortAllocator, udp_port_free};
-
-/// Where the configuration came from, so SIGHUP can read it again.
-#[derive(Debug, Clone)]
-pub enum ConfigSource {
-    /// A file.
-    File(PathBuf),
-    /// The built-in default (nothing to reload).
-    BuiltIn,
-}
 
 /// Finds the engine binary: the configured one, else `airlift-engine`
 /// beside this executable, else on `PATH`.
@@ -107,15 +100,26 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
         let _ = http_stopped.await;
     }));
 
+    let spawned = config.engine.spawn;
+    let dbus_config = config.dbus.clone();
+    let controller = Arc::new(Controller::new(link, shared, http_state.clone(), config, source, overrides));
+    let _dbus = match crate::dbus::serve(controller.clone(), &dbus_config).await {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::warn!("D-Bus control is off: {e}");
+            None
+        }
+    };
+
     let mut hup = signal(SignalKind::hangup())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_secs(2));
-    let mut current = config;
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                reload(&source, &overrides, &mut current, &link, &shared, &http_state).await;
+                // Errors are logged and counted by the controller.
+                let _ = controller.reload().await;
             }
             _ = int.recv() => break,
             _ = term.recv() => break,
@@ -125,21 +129,16 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
         }
     }
     tracing::info!("stopping: closing recordings, then the engine");
-    if current.engine.spawn {
-        match tokio::time::timeout(
-            Duration::from_secs(10),
-            link.command(airlift_ipc::message::Command::Shutdown),
-        )
-        .await
-        {
+    if spawned {
+        let shutdown = controller.link.command(airlift_ipc::message::Command::Shutdown);
+        match tokio::time::timeout(Duration::from_secs(10), shutdown).await {
             Ok(Ok(())) => tracing::info!("engine stopped cleanly"),
-            Ok(Err(e)) => tracing::warn!("engine shutdown: {}", e.message),
+            Ok(Err(e)) => tracing::warn!("engine shutdown: {e}"),
             Err(_) => tracing::warn!("engine did not answer the shutdown within 10 s"),
         }
     }
     let _ = stop_http.send(());
     let _ = http_task.await;
-    drop(link);
     Ok(())
 }
 
@@ -171,53 +170,6 @@ fn reserve_ports(ports: &mut PortAllocator, config: &Config) {
     for (port, owner) in listeners {
         if let Err(e) = ports.reserve(port, &owner, udp_port_free) {
             tracing::warn!(port, %owner, "SRT port: {e}");
-        }
-    }
-}
-
-async fn reload(
-    source: &ConfigSource,
-    overrides: &Overrides,
-    current: &mut Config,
-    link: &EngineLink,
-    shared: &Arc<Shared>,
-    http_state: &Arc<HttpState>,
-) {
-    let ConfigSource::File(path) = source else {
-        tracing::warn!("SIGHUP: running on the built-in default configuration; there is no file to reload");
-        return;
-    };
-    let result = |ok: bool| crate::metrics::ResultLabel { result: if ok { "ok" } else { "rejected" }.into() };
-    let new = match config::load(path, overrides) {
-        Ok(c) => c,
-        Err(errors) => {
-            tracing::error!("reload refused, the old configuration keeps running:\n{errors}");
-            shared.metrics.reloads.get_or_create(&result(false)).inc();
-            return;
-        }
-    };
-    if new.engine != current.engine || new.http != current.http || new.spool != current.spool {
-        tracing::warn!(
-            "reload: [engine], [http] and [spool] changes take effect at the next restart of ctld"
-        );
-    }
-    match link.apply(new.resolved_state()).await {
-        Ok(()) => {
-            tracing::info!(flows = new.state.flows.len(), "reloaded; unchanged flows kept running");
-            shared.metrics.reloads.get_or_create(&result(true)).inc();
-            if let Ok(mut d) = http_state.desired_flows.lock() {
-                *d = new.state.flows.iter().map(|f| f.name.to_string()).collect();
-            }
-            *current = new;
-        }
-        Err(e) => {
-            tracing::error!(
-                "reload refused by the engine, the old configuration keeps running: {}",
-                e.message
-            );
-            shared.metrics.reloads.get_or_create(&result(false)).inc();
-            // Put the old state back as the one to re-send on reconnect.
-            let _ = link.apply(current.resolved_state()).await;
         }
     }
 }

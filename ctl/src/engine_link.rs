@@ -16,7 +16,7 @@ use tokio::net::UnixStream;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use airlift_ipc::frame;
-use airlift_ipc::message::{Command, CommandId, CtlToEngine, EngineToCtl, FlowState, RejectKind, Rejection};
+use airlift_ipc::message::{Command, CommandId, CtlToEngine, EngineToCtl, FlowState, Rejection};
 use airlift_ipc::spec::DesiredState;
 
 use crate::metrics::Metrics;
@@ -87,9 +87,9 @@ impl Shared {
 #[derive(Debug)]
 enum Request {
     /// Replace the desired state and send it.
-    Apply(DesiredState, oneshot::Sender<Result<(), Rejection>>),
+    Apply(DesiredState, oneshot::Sender<Result<(), LinkError>>),
     /// Send one command.
-    Command(Command, oneshot::Sender<Result<(), Rejection>>),
+    Command(Command, oneshot::Sender<Result<(), LinkError>>),
 }
 
 /// The control handle of a running link.
@@ -98,8 +98,20 @@ pub struct EngineLink {
     tx: mpsc::Sender<Request>,
 }
 
-fn unavailable(message: &str) -> Rejection {
-    Rejection { kind: RejectKind::Internal, message: format!("engine unavailable: {message}") }
+/// Why a request to the engine did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    /// The engine is not connected (restarting, or never came up); retry later.
+    #[error("the engine is unavailable: {0}")]
+    Unavailable(String),
+    /// The engine refused the command; nothing changed.
+    #[error("{}", .0.message)]
+    Rejected(Rejection),
+}
+
+fn unavailable(message: &str) -> LinkError {
+    LinkError::Unavailable(message.to_string())
 }
 
 impl EngineLink {
@@ -112,14 +124,14 @@ impl EngineLink {
 
     /// Sets a new desired state and waits for the engine to accept it.
     /// While the engine is away the state is kept and sent on reconnect.
-    pub async fn apply(&self, state: DesiredState) -> Result<(), Rejection> {
+    pub async fn apply(&self, state: DesiredState) -> Result<(), LinkError> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(Request::Apply(state, reply)).await.map_err(|_| unavailable("link stopped"))?;
         rx.await.map_err(|_| unavailable("link stopped"))?
     }
 
     /// Sends a command and waits for its answer.
-    pub async fn command(&self, command: Command) -> Result<(), Rejection> {
+    pub async fn command(&self, command: Command) -> Result<(), LinkError> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(Request::Command(command, reply)).await.map_err(|_| unavailable("link stopped"))?;
         rx.await.map_err(|_| unavailable("link stopped"))?
@@ -130,7 +142,7 @@ struct Session {
     stream: UnixStream,
     buf: Vec<u8>,
     next_id: u64,
-    pending: HashMap<u64, oneshot::Sender<Result<(), Rejection>>>,
+    pending: HashMap<u64, oneshot::Sender<Result<(), LinkError>>>,
 }
 
 async fn supervise(
@@ -314,7 +326,7 @@ impl Session {
     async fn command(
         &mut self,
         command: Command,
-        reply: Option<oneshot::Sender<Result<(), Rejection>>>,
+        reply: Option<oneshot::Sender<Result<(), LinkError>>>,
     ) -> std::io::Result<()> {
         let id = self.next_id;
         self.next_id += 1;
@@ -398,7 +410,7 @@ fn handle_event(session: &mut Session, shared: &Arc<Shared>, msg: EngineToCtl) {
             tracing::warn!(command = id.0, "engine refused: {}", reason.message);
             match session.pending.remove(&id.0) {
                 Some(reply) => {
-                    let _ = reply.send(Err(reason.clone()));
+                    let _ = reply.send(Err(LinkError::Rejected(reason.clone())));
                 }
                 None => shared.view().last_rejection = Some(reason.message.clone()),
             }

@@ -9,6 +9,8 @@
 //!   re-send the desired state on every (re)connect, record gaps.
 //! - [`metrics`]: Prometheus metrics fed by engine events.
 //! - [`http`]: `/health` and `/metrics`.
+//! - [`controller`]: the operations shared by SIGHUP and D-Bus, validating every argument.
+//! - [`dbus`]: the `org.airlift.Node1` service.
 //! - [`daemon`]: everything together, with SIGHUP reload.
 //!
 //! ctld never touches audio samples, FFmpeg or libsrt.
@@ -16,7 +18,9 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod controller;
 pub mod daemon;
+pub mod dbus;
 pub mod engine_link;
 pub mod http;
 pub mod metrics;

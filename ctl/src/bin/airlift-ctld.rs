@@ -23,6 +23,9 @@ struct Cli {
     /// Engine binary to spawn (overrides [engine] binary and AIRLIFT_ENGINE_BINARY).
     #[arg(long)]
     engine_binary: Option<String>,
+    /// D-Bus address to serve on instead of the configured bus (e.g. a private test bus).
+    #[arg(long)]
+    dbus_address: Option<String>,
     #[command(subcommand)]
     command: Option<Cmd>,
 }
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         http_listen: cli.http_listen.clone(),
         spool: cli.spool.clone(),
         engine_binary: cli.engine_binary.clone(),
+        dbus_address: cli.dbus_address.clone(),
     });
     if let Some(Cmd::CheckConfig { file }) = &cli.command {
         return match config::load(file, &overrides) {

@@ -229,6 +229,50 @@ fn default_region() -> String {
     "us-east-1".into()
 }
 
+/// Which bus the D-Bus service is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BusKind {
+    /// The session bus if `DBUS_SESSION_BUS_ADDRESS` is set, else the system bus.
+    Auto,
+    /// The system bus (appliances; needs the shipped policy file).
+    System,
+    /// The session bus (development).
+    Session,
+    /// No D-Bus service.
+    None,
+}
+
+/// `[dbus]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DbusSection {
+    /// Which bus.
+    #[serde(default = "default_bus")]
+    pub bus: BusKind,
+    /// A bus address used instead (e.g. a private test bus); overrides `bus`.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// Members of this group (besides root and ctld's own user) may call
+    /// methods that change the node.
+    #[serde(default = "default_group")]
+    pub group: Option<String>,
+}
+
+fn default_bus() -> BusKind {
+    BusKind::Auto
+}
+
+fn default_group() -> Option<String> {
+    Some("airlift".into())
+}
+
+impl Default for DbusSection {
+    fn default() -> Self {
+        Self { bus: default_bus(), address: None, group: default_group() }
+    }
+}
+
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -250,6 +294,8 @@ pub struct Config {
     pub limits: LimitsSection,
     /// `[[s3]]`.
     pub s3: Vec<S3Target>,
+    /// `[dbus]`.
+    pub dbus: DbusSection,
     /// `[[flow]]` and `[[pull]]`: the desired state sent to the engine.
     pub state: DesiredState,
 }
@@ -309,6 +355,8 @@ pub struct Overrides {
     pub spool: Option<String>,
     /// `AIRLIFT_ENGINE_BINARY` / `--engine-binary`.
     pub engine_binary: Option<String>,
+    /// `AIRLIFT_DBUS_ADDRESS` / `--dbus-address`.
+    pub dbus_address: Option<String>,
 }
 
 impl Overrides {
@@ -318,6 +366,7 @@ impl Overrides {
             http_listen: std::env::var("AIRLIFT_HTTP_LISTEN").ok(),
             spool: std::env::var("AIRLIFT_SPOOL").ok(),
             engine_binary: std::env::var("AIRLIFT_ENGINE_BINARY").ok(),
+            dbus_address: std::env::var("AIRLIFT_DBUS_ADDRESS").ok(),
         }
     }
 
@@ -327,6 +376,7 @@ impl Overrides {
             http_listen: other.http_listen.or(self.http_listen),
             spool: other.spool.or(self.spool),
             engine_binary: other.engine_binary.or(self.engine_binary),
+            dbus_address: other.dbus_address.or(self.dbus_address),
         }
     }
 }
@@ -361,13 +411,13 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &Overrides) -> 
     for (key, value) in root {
         let name = key.get_ref().to_string();
         match name.as_str() {
-            "node" | "engine" | "http" | "srt" | "spool" | "limits" | "s3" | "flow" | "pull" => {
+            "node" | "engine" | "http" | "srt" | "spool" | "limits" | "s3" | "dbus" | "flow" | "pull" => {
                 sections.insert(name, value);
             }
             other => cx.at(
                 key.span().start,
                 other,
-                "unknown section; expected node, engine, http, srt, spool, limits, s3, flow or pull",
+                "unknown section; expected node, engine, http, srt, spool, limits, s3, dbus, flow or pull",
             ),
         }
     }
@@ -378,6 +428,7 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &Overrides) -> 
     let spool: Option<SpoolSection> = cx.section(&mut sections, "spool");
     let limits: Option<LimitsSection> = cx.section(&mut sections, "limits");
     let s3: Vec<(usize, S3Target)> = cx.array(&mut sections, "s3");
+    let dbus: Option<DbusSection> = cx.section(&mut sections, "dbus");
     let flows: Vec<(usize, FlowSpec)> = cx.array(&mut sections, "flow");
     let pulls: Vec<(usize, PullSpec)> = cx.array(&mut sections, "pull");
 
@@ -400,6 +451,7 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &Overrides) -> 
             upload_queue: default_upload_queue(),
         }),
         s3: s3.iter().map(|(_, t)| t.clone()).collect(),
+        dbus: dbus.unwrap_or_default(),
         state: DesiredState {
             flows: flows.iter().map(|(_, f)| f.clone()).collect(),
             pulls: pulls.iter().map(|(_, p)| p.clone()).collect(),
@@ -432,6 +484,9 @@ fn apply_overrides(config: &mut Config, o: &Overrides, errors: &mut Vec<ConfigEr
             Ok(p) => config.spool.path = p,
             Err(e) => errors.push(env_error("AIRLIFT_SPOOL", e.to_string())),
         }
+    }
+    if let Some(addr) = &o.dbus_address {
+        config.dbus.address = Some(addr.clone());
     }
     if let Some(bin) = &o.engine_binary {
         match SafePath::new(bin.as_str()) {

@@ -1,0 +1,286 @@
+//! The `org.airlift.Node1` service on a private `dbus-daemon`, driven by
+//! `busctl` and `gdbus`: every method, named errors for bad arguments with
+//! no state change, signals seen by `gdbus monitor`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A private session-style bus, killed on drop.
+struct Bus {
+    child: Child,
+    address: String,
+}
+
+impl Bus {
+    fn start(dir: &std::path::Path) -> Self {
+        let socket = dir.join("bus");
+        let address = format!("unix:path={}", socket.display());
+        let child = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--nopidfile"])
+            .arg(format!("--address={address}"))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon is installed");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "dbus-daemon did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, address }
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Node {
+    ctld: Child,
+    bus: Bus,
+    dir: PathBuf,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-INT", &self.ctld.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.ctld.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.ctld.kill();
+        let _ = self.ctld.wait();
+        let _ = Command::new("pkill").args(["-9", "-f", &self.dir.display().to_string()]).status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+const CONFIG: &str = r#"
+[engine]
+socket = "engine.sock"
+
+[spool]
+path = "spool"
+
+[[flow]]
+name = "main"
+period = 128
+
+[[flow.input]]
+name = "tone"
+producer = { test_signal = { kind = "sine", frequency = 1000.0, level_dbfs = -20.0 } }
+
+[[flow.processor]]
+meter = {}
+
+[[flow.output]]
+name = "void"
+consumer = "null"
+"#;
+
+impl Node {
+    fn start(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("airlift-dbus-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("airlift.toml"), CONFIG).unwrap();
+        let bus = Bus::start(&dir);
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let ctld_bin = PathBuf::from(env!("CARGO_BIN_EXE_airlift-ctld"));
+        let ctld = Command::new(&ctld_bin)
+            .arg("--config")
+            .arg(dir.join("airlift.toml"))
+            .args(["--http-listen", &format!("127.0.0.1:{port}"), "--dbus-address", &bus.address])
+            .arg("--engine-binary")
+            .arg(ctld_bin.with_file_name("airlift-engine"))
+            .stderr(std::fs::File::create(dir.join("ctld.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let node = Self { ctld, bus, dir };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = node.busctl(&[
+                "call",
+                "org.airlift.Node1",
+                "/org/airlift/Node1",
+                "org.airlift.Node1",
+                "ListFlows",
+            ]);
+            if String::from_utf8_lossy(&out.stdout).contains("running") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "service not up: {}", node.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        node
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("ctld.log")).unwrap_or_default()
+    }
+
+    fn busctl(&self, args: &[&str]) -> Output {
+        Command::new("busctl").arg(format!("--address={}", self.bus.address)).args(args).output().unwrap()
+    }
+
+    fn call(&self, method: &str, signature: &str, args: &[&str]) -> Output {
+        // `--` so that negative numbers are not taken for options.
+        let mut a =
+            vec!["call", "--", "org.airlift.Node1", "/org/airlift/Node1", "org.airlift.Node1", method];
+        if !signature.is_empty() {
+            a.push(signature);
+        }
+        a.extend_from_slice(args);
+        self.busctl(&a)
+    }
+
+    fn gdbus(&self, method: &str, args: &[&str]) -> Output {
+        Command::new("gdbus")
+            .args([
+                "call",
+                "--address",
+                &self.bus.address,
+                "--dest",
+                "org.airlift.Node1",
+                "--object-path",
+                "/org/airlift/Node1",
+            ])
+            .args(["--method", &format!("org.airlift.Node1.{method}"), "--"])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn every_method_over_busctl_and_gdbus() {
+    let node = Node::start("methods");
+    let intro = text(&node.busctl(&["introspect", "org.airlift.Node1", "/org/airlift/Node1"]));
+    for member in [
+        "ListFlows",
+        "StartFlow",
+        "StopFlow",
+        "SetGain",
+        "SetMute",
+        "SetPan",
+        "StartPull",
+        "StopPull",
+        "ListPulls",
+        "Status",
+        "Reload",
+        "ListSegments",
+        "ListUploads",
+        "Version",
+        "State",
+        "Flows",
+        "EngineConnected",
+        "Xruns",
+        "SpoolBytes",
+        "UploadBacklog",
+        "FlowStateChanged",
+        "SegmentClosed",
+        "SegmentUploaded",
+        "Alarm",
+        "Levels",
+    ] {
+        assert!(intro.contains(member), "{member} missing from introspection:\n{intro}");
+    }
+    let flow_intro = text(&node.busctl(&["introspect", "org.airlift.Node1", "/org/airlift/Node1/flow/main"]));
+    assert!(flow_intro.contains("org.airlift.Flow1") && flow_intro.contains("SetGain"), "{flow_intro}");
+
+    for (method, sig, args) in [
+        ("SetGain", "ssd", vec!["main", "tone", "-6"]),
+        ("SetMute", "ssb", vec!["main", "tone", "true"]),
+        ("SetMute", "ssb", vec!["main", "tone", "false"]),
+        ("SetPan", "ssd", vec!["main", "tone", "0.5"]),
+        ("StopFlow", "s", vec!["main"]),
+        ("StartFlow", "s", vec!["main"]),
+        ("Reload", "", vec![]),
+        ("ListSegments", "uu", vec!["0", "10"]),
+        ("ListPulls", "", vec![]),
+    ] {
+        let out = node.call(method, sig, &args);
+        assert!(out.status.success(), "{method}: {}", text(&out));
+    }
+    let status = text(&node.call("Status", "", &[]));
+    assert!(status.contains("engine_connected") && status.contains("true"), "{status}");
+    let flows = text(&node.gdbus("ListFlows", &[]));
+    assert!(flows.contains("('main', 'running')"), "{flows}");
+    let version = text(&node.busctl(&[
+        "get-property",
+        "org.airlift.Node1",
+        "/org/airlift/Node1",
+        "org.airlift.Node1",
+        "Version",
+    ]));
+    assert!(version.contains(env!("CARGO_PKG_VERSION")), "{version}");
+    let uploads = text(&node.call("ListUploads", "uu", &["0", "10"]));
+    assert!(
+        uploads.contains("org.airlift.Node1.Error.NotSupported") || uploads.contains("not available"),
+        "{uploads}"
+    );
+}
+
+#[test]
+fn bad_arguments_get_named_errors_and_change_nothing() {
+    let node = Node::start("bad-args");
+    let huge = format!("'{}'", "x".repeat(100_000));
+    // gdbus prints the D-Bus error name (busctl only the message).
+    let cases: Vec<(&str, Vec<&str>, &str)> = vec![
+        ("SetGain", vec!["'nope'", "'tone'", "-6.0"], "NotFound"),
+        ("SetGain", vec!["'main'", "'nope'", "-6.0"], "NotFound"),
+        ("SetGain", vec!["'main'", "'tone'", "nan"], "InvalidArgument"),
+        ("SetGain", vec!["'main'", "'tone'", "300.0"], "InvalidArgument"),
+        ("SetGain", vec!["'../etc'", "'tone'", "0.0"], "InvalidArgument"),
+        ("SetGain", vec![&huge, "'tone'", "0.0"], "InvalidArgument"),
+        ("SetPan", vec!["'main'", "'tone'", "2.0"], "InvalidArgument"),
+        ("StartFlow", vec!["'ghost'"], "NotFound"),
+        ("StartPull", vec!["'http://example.net/'", "@a{sv} {}"], "InvalidArgument"),
+        ("StartPull", vec!["'srt://127.0.0.1:0'", "@a{sv} {}"], "InvalidArgument"),
+        ("ListSegments", vec!["@u 0", "@u 100000"], "InvalidArgument"),
+    ];
+    for (method, args, error) in cases {
+        let out = node.gdbus(method, &args);
+        let t = text(&out);
+        assert!(!out.status.success(), "{method} accepted");
+        assert!(
+            t.contains(&format!("org.airlift.Node1.Error.{error}")),
+            "{method}: {}",
+            t.chars().take(300).collect::<String>()
+        );
+    }
+    // An invalid file: Reload is refused, the running configuration stays.
+    std::fs::write(node.dir.join("airlift.toml"), CONFIG.replace("period = 128", "period = 1")).unwrap();
+    let t = text(&node.gdbus("Reload", &[]));
+    assert!(t.contains("org.airlift.Node1.Error.InvalidArgument") && t.contains("period size"), "{t}");
+    // Still alive and unchanged.
+    let flows = text(&node.gdbus("ListFlows", &[]));
+    assert!(flows.contains("('main', 'running')"), "{flows}");
+}
+
+#[test]
+fn signals_reach_gdbus_monitor() {
+    let node = Node::start("signals");
+    let mut monitor = Command::new("gdbus")
+        .args(["monitor", "--address", &node.bus.address, "--dest", "org.airlift.Node1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(node.call("StopFlow", "s", &["main"]).status.success());
+    assert!(node.call("StartFlow", "s", &["main"]).status.success());
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = monitor.kill();
+    let out = monitor.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&out.stdout);
+    assert!(seen.contains("org.airlift.Node1.FlowStateChanged ('main', 'stopped')"), "{seen}");
+    assert!(seen.contains("org.airlift.Node1.FlowStateChanged ('main', 'running')"), "{seen}");
+    assert!(seen.contains("org.airlift.Node1.Levels ('main'"), "{seen}");
+}
