@@ -360,13 +360,17 @@ impl NodeService {
     #[zbus(signal)]
     async fn alarm(emitter: &SignalEmitter<'_>, kind: &str, flow: &str, message: &str) -> zbus::Result<()>;
 
-    /// Levels of a flow's bus (peak and RMS dBFS per channel), at most 5 per second.
+    /// Levels of a flow's bus: peak and RMS dBFS per channel, and EBU R128
+    /// momentary and integrated loudness (−200 without a loudness
+    /// processor), at most 5 per second.
     #[zbus(signal)]
     async fn levels(
         emitter: &SignalEmitter<'_>,
         flow: &str,
         peak_dbfs: Vec<f64>,
         rms_dbfs: Vec<f64>,
+        momentary_lufs: f64,
+        integrated_lufs: f64,
     ) -> zbus::Result<()>;
 }
 
@@ -522,13 +526,16 @@ async fn forward_events(conn: Connection, ctl: Arc<Controller>, policy: CallerPo
                     EngineToCtl::SegmentClosed(m) => {
                         NodeService::segment_closed(&emitter, m.job.as_str(), m.sequence, &m.path, m.bytes, &m.sha256).await
                     }
-                    EngineToCtl::Meters { flow, channels, .. } if !channels.is_empty() => {
+                    EngineToCtl::Meters { flow, channels, loudness } if !channels.is_empty() => {
                         let due = last_levels.get(flow.as_str()).is_none_or(|t| t.elapsed() >= Duration::from_millis(200));
                         if due {
                             last_levels.insert(flow.to_string(), Instant::now());
                             let peak = channels.iter().map(|c| f64::from(c.peak_dbfs).max(-200.0)).collect();
                             let rms = channels.iter().map(|c| f64::from(c.rms_dbfs).max(-200.0)).collect();
-                            NodeService::levels(&emitter, flow.as_str(), peak, rms).await
+                            let (m, i) = loudness.map_or((-200.0, -200.0), |l| {
+                                (l.momentary_lufs.max(-200.0), l.integrated_lufs.max(-200.0))
+                            });
+                            NodeService::levels(&emitter, flow.as_str(), peak, rms, m, i).await
                         } else {
                             Ok(())
                         }

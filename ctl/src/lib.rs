@@ -10,13 +10,14 @@
 //! - [`metrics`]: Prometheus metrics fed by engine events.
 //! - [`http`]: `/health` and `/metrics`.
 //! - [`controller`]: the operations shared by SIGHUP and D-Bus, validating every argument.
-//! - [`dbus`]: the `org.airlift.Node1` service.
+//! - [`dbus`]: the `org.airlift.Node1` service; [`client`]: its proxy, used by `airliftctl`.
 //! - [`daemon`]: everything together, with SIGHUP reload.
 //!
 //! ctld never touches audio samples, FFmpeg or libsrt.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod client;
 pub mod config;
 pub mod controller;
 pub mod daemon;

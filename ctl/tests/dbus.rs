@@ -284,3 +284,108 @@ fn signals_reach_gdbus_monitor() {
     assert!(seen.contains("org.airlift.Node1.FlowStateChanged ('main', 'running')"), "{seen}");
     assert!(seen.contains("org.airlift.Node1.Levels ('main'"), "{seen}");
 }
+
+fn airliftctl(node: &Node, args: &[&str]) -> Output {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_airliftctl"));
+    Command::new(bin).args(["--address", &node.bus.address]).args(args).output().unwrap()
+}
+
+#[test]
+fn airliftctl_matches_the_bus_and_uses_exit_codes() {
+    let node = Node::start("cli");
+    let out = airliftctl(&node, &["--json", "status"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["engine_connected"], serde_json::json!(true));
+    assert_eq!(status["flows"], serde_json::json!(1));
+    let busctl = text(&node.call("Status", "", &[]));
+    assert!(busctl.contains(&format!("\"node\" s \"{}\"", status["node"].as_str().unwrap())), "{busctl}");
+
+    let out = airliftctl(&node, &["--json", "flows"]);
+    let flows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(flows, serde_json::json!([{"name": "main", "state": "running"}]));
+    assert!(text(&node.gdbus("ListFlows", &[])).contains("('main', 'running')"));
+
+    assert!(airliftctl(&node, &["gain", "main", "tone", "-6"]).status.success());
+    let out = airliftctl(&node, &["gain", "main", "tone", "300"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("InvalidArgument"), "{}", text(&out));
+    let out = airliftctl(&node, &["gain", "main"]);
+    assert_eq!(out.status.code(), Some(2), "usage error");
+    let out = airliftctl(&node, &["--json", "segments"]);
+    assert!(out.status.success());
+    assert!(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap().is_array());
+
+    // No daemon on the bus, or no bus at all: exit 3.
+    let lonely = Bus::start(&node.dir.join("lonely").tap_mkdir());
+    let out = Command::new(env!("CARGO_BIN_EXE_airliftctl"))
+        .args(["--address", &lonely.address, "status"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let out = Command::new(env!("CARGO_BIN_EXE_airliftctl"))
+        .args(["--address", "unix:path=/nonexistent/bus", "status"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+
+    // Completions and the man page come from clap.
+    let out = Command::new(env!("CARGO_BIN_EXE_airliftctl")).args(["completions", "bash"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("airliftctl"));
+    let out = Command::new(env!("CARGO_BIN_EXE_airliftctl")).arg("man").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(".TH airliftctl"));
+}
+
+trait TapMkdir {
+    fn tap_mkdir(self) -> PathBuf;
+}
+
+impl TapMkdir for PathBuf {
+    fn tap_mkdir(self) -> PathBuf {
+        std::fs::create_dir_all(&self).unwrap();
+        self
+    }
+}
+
+/// Runs `airliftctl meter` in a tmux pane and reads the screen.
+#[test]
+fn meter_in_a_terminal_shows_the_tone_and_then_silence() {
+    let node = Node::start("meter");
+    let session = format!("airlift-meter-{}", std::process::id());
+    let cmd = format!("{} --address {} meter main", env!("CARGO_BIN_EXE_airliftctl"), node.bus.address);
+    let started = Command::new("tmux")
+        .args(["new-session", "-d", "-s", &session, "-x", "100", "-y", "12", &cmd])
+        .status()
+        .unwrap();
+    assert!(started.success());
+    struct Kill(String);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = Command::new("tmux").args(["kill-session", "-t", &self.0]).status();
+        }
+    }
+    let _guard = Kill(session.clone());
+    let screen = || {
+        let out = Command::new("tmux").args(["capture-pane", "-p", "-t", &session]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let wait_for = |what: &str, pred: &dyn Fn(&str) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = screen();
+            if pred(&s) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "meter never showed {what}:\n{s}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // A −20 dBFS mono tone centred on a stereo bus: −23 dBFS peak per channel.
+    let s = wait_for("the tone", &|s| s.contains("ch0") && s.contains("-23.0 dBFS"));
+    assert!(s.contains("##########"), "{s}");
+    // The screen is redrawn in place: one frame, not a scroll of them.
+    assert_eq!(s.matches("ch0").count(), 1, "{s}");
+    assert!(airliftctl(&node, &["mute", "main", "tone"]).status.success());
+    let s = wait_for("silence", &|s| s.matches("-inf dBFS").count() >= 4);
+    assert!(!s.contains("#####"), "bars still lit:\n{s}");
+}

@@ -1,4 +1,327 @@
-//! The Airlift command-line client.
-fn main() {
-    println!("airliftctl {}", airlift_ctl::VERSION);
+//! `airliftctl`: drive an Airlift node over D-Bus from a terminal or script.
+//!
+//! Exit codes: 0 ok, 1 the daemon refused or failed, 2 usage, 3 daemon unreachable.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use futures_util::StreamExt;
+
+use airlift_ctl::client::{BusChoice, Failure, MeterView, Node1Proxy, classify, connect, status_json};
+
+#[derive(Parser)]
+#[command(name = "airliftctl", version, about = "Control an Airlift node over D-Bus")]
+struct Cli {
+    /// Use the system bus (the default).
+    #[arg(long, global = true, conflicts_with_all = ["session", "address"])]
+    system: bool,
+    /// Use the session bus.
+    #[arg(long, global = true, conflicts_with = "address")]
+    session: bool,
+    /// Use this bus address.
+    #[arg(long, global = true)]
+    address: Option<String>,
+    /// Print JSON (read commands).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Node status.
+    Status,
+    /// List, start or stop flows.
+    Flows {
+        #[command(subcommand)]
+        action: Option<FlowsCmd>,
+    },
+    /// Set an input's gain in dB.
+    Gain {
+        /// Flow.
+        flow: String,
+        /// Input.
+        input: String,
+        /// Gain in dB (−120 … 24).
+        #[arg(allow_negative_numbers = true)]
+        db: f64,
+    },
+    /// Mute an input (`--off` to unmute).
+    Mute {
+        /// Flow.
+        flow: String,
+        /// Input.
+        input: String,
+        /// Unmute instead.
+        #[arg(long)]
+        off: bool,
+    },
+    /// Set an input's pan (−1 left … 1 right).
+    Pan {
+        /// Flow.
+        flow: String,
+        /// Input.
+        input: String,
+        /// Position.
+        #[arg(allow_negative_numbers = true)]
+        position: f64,
+    },
+    /// Pull jobs.
+    Pull {
+        #[command(subcommand)]
+        action: PullCmd,
+    },
+    /// Files in the spool.
+    Segments {
+        /// Skip this many.
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+        /// Show at most this many (≤ 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Uploads.
+    Uploads {
+        /// Skip this many.
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+        /// Show at most this many (≤ 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Re-read the daemon's configuration file.
+    Reload,
+    /// Live level meters (bars redrawn in place on a terminal, lines otherwise).
+    Meter {
+        /// Only this flow.
+        flow: Option<String>,
+        /// Stop after this many updates.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Print shell completions.
+    Completions {
+        /// bash, zsh, fish, …
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}
+
+#[derive(Subcommand)]
+enum FlowsCmd {
+    /// List flows (the default).
+    List,
+    /// Start a flow.
+    Start {
+        /// Flow.
+        flow: String,
+    },
+    /// Stop a flow.
+    Stop {
+        /// Flow.
+        flow: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PullCmd {
+    /// Start pulling `srt://host:port`.
+    Start {
+        /// Source URL.
+        url: String,
+    },
+    /// Stop a pull job.
+    Stop {
+        /// Job id.
+        id: String,
+    },
+    /// List pull jobs.
+    List,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match &cli.command {
+        Cmd::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "airliftctl", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Cmd::Man => {
+            let man = clap_mangen::Man::new(Cli::command());
+            return match man.render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("airliftctl: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
+        _ => {}
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("airliftctl: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let bus = match (&cli.address, cli.session) {
+        (Some(a), _) => BusChoice::Address(a.clone()),
+        (None, true) => BusChoice::Session,
+        (None, false) => BusChoice::System,
+    };
+    let result = runtime.block_on(async {
+        let conn =
+            connect(&bus).await.map_err(|e| (Failure::Unreachable, format!("cannot reach the bus: {e}")))?;
+        run(cli, conn).await.map_err(|e| classify(&e))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((failure, message)) => {
+            eprintln!("airliftctl: {message}");
+            ExitCode::from(failure.code())
+        }
+    }
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+async fn run(cli: Cli, conn: zbus::Connection) -> zbus::Result<()> {
+    let node = Node1Proxy::new(&conn).await?;
+    match cli.command {
+        Cmd::Status => {
+            let status = node.status().await?;
+            let json = status_json(&status);
+            if cli.json {
+                print_json(&json);
+            } else if let serde_json::Value::Object(map) = json {
+                for (k, v) in map {
+                    println!("{k:18} {}", v.as_str().map_or_else(|| v.to_string(), str::to_string));
+                }
+            }
+        }
+        Cmd::Flows { action: None | Some(FlowsCmd::List) } => {
+            let flows = node.list_flows().await?;
+            if cli.json {
+                print_json(&serde_json::json!(
+                    flows.iter().map(|(n, s)| serde_json::json!({"name": n, "state": s})).collect::<Vec<_>>()
+                ));
+            } else {
+                for (name, state) in flows {
+                    println!("{name:24} {state}");
+                }
+            }
+        }
+        Cmd::Flows { action: Some(FlowsCmd::Start { flow }) } => node.start_flow(&flow).await?,
+        Cmd::Flows { action: Some(FlowsCmd::Stop { flow }) } => node.stop_flow(&flow).await?,
+        Cmd::Gain { flow, input, db } => node.set_gain(&flow, &input, db).await?,
+        Cmd::Mute { flow, input, off } => node.set_mute(&flow, &input, !off).await?,
+        Cmd::Pan { flow, input, position } => node.set_pan(&flow, &input, position).await?,
+        Cmd::Pull { action: PullCmd::Start { url } } => {
+            println!("{}", node.start_pull(&url, HashMap::new()).await?)
+        }
+        Cmd::Pull { action: PullCmd::Stop { id } } => node.stop_pull(&id).await?,
+        Cmd::Pull { action: PullCmd::List } => {
+            let pulls = node.list_pulls().await?;
+            if cli.json {
+                print_json(&serde_json::json!(
+                    pulls.iter().map(|(n, s)| serde_json::json!({"id": n, "state": s})).collect::<Vec<_>>()
+                ));
+            } else {
+                for (id, state) in pulls {
+                    println!("{id:24} {state}");
+                }
+            }
+        }
+        Cmd::Segments { offset, limit } => {
+            let files = node.list_segments(offset, limit).await?;
+            if cli.json {
+                print_json(&serde_json::json!(
+                    files.iter().map(|(p, b)| serde_json::json!({"path": p, "bytes": b})).collect::<Vec<_>>()
+                ));
+            } else {
+                for (path, bytes) in files {
+                    println!("{bytes:>12}  {path}");
+                }
+            }
+        }
+        Cmd::Uploads { offset, limit } => {
+            let uploads = node.list_uploads(offset, limit).await?;
+            if cli.json {
+                print_json(&serde_json::json!(
+                    uploads
+                        .iter()
+                        .map(|(k, b, s)| serde_json::json!({"key": k, "bytes": b, "state": s}))
+                        .collect::<Vec<_>>()
+                ));
+            } else {
+                for (key, bytes, state) in uploads {
+                    println!("{bytes:>12}  {state:10} {key}");
+                }
+            }
+        }
+        Cmd::Reload => {
+            let n = node.reload().await?;
+            println!("reloaded: {n} flows");
+        }
+        Cmd::Meter { flow, count } => meter(&node, flow, count, cli.json).await?,
+        Cmd::Completions { .. } | Cmd::Man => {}
+    }
+    Ok(())
+}
+
+async fn meter(
+    node: &Node1Proxy<'_>,
+    only: Option<String>,
+    count: Option<u64>,
+    json: bool,
+) -> zbus::Result<()> {
+    let mut stream = node.receive_levels().await?;
+    let tty = std::io::stdout().is_terminal() && !json;
+    let mut views: HashMap<String, MeterView> = HashMap::new();
+    let mut drawn_lines = 0;
+    let mut n = 0u64;
+    let width = 40;
+    while let Some(signal) = stream.next().await {
+        let args = signal.args()?;
+        let flow = args.flow().to_string();
+        if only.as_ref().is_some_and(|f| f != &flow) {
+            continue;
+        }
+        let (peak, rms) = (args.peak_dbfs().clone(), args.rms_dbfs().clone());
+        let (m, i) = (*args.momentary_lufs(), *args.integrated_lufs());
+        let mut out = std::io::stdout().lock();
+        if json {
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::json!({"flow": flow, "peak_dbfs": peak, "rms_dbfs": rms, "momentary_lufs": m, "integrated_lufs": i})
+            );
+        } else if tty {
+            let lines = views.entry(flow.clone()).or_default().render(&flow, &peak, &rms, m, i, width);
+            // Move back over the previous frame and redraw it in place.
+            if drawn_lines > 0 {
+                let _ = write!(out, "\x1b[{drawn_lines}A");
+            }
+            for l in &lines {
+                let _ = writeln!(out, "\x1b[2K{l}");
+            }
+            drawn_lines = lines.len();
+        } else {
+            let chans: Vec<String> = peak.iter().zip(&rms).map(|(p, r)| format!("{p:.1}/{r:.1}")).collect();
+            let _ = writeln!(out, "{flow} peak/rms dBFS {} M {m:.1} LUFS I {i:.1} LUFS", chans.join(" "));
+        }
+        let _ = out.flush();
+        n += 1;
+        if count.is_some_and(|c| n >= c) {
+            break;
+        }
+    }
+    Ok(())
 }
