@@ -389,3 +389,95 @@ fn meter_in_a_terminal_shows_the_tone_and_then_silence() {
     let s = wait_for("silence", &|s| s.matches("-inf dBFS").count() >= 4);
     assert!(!s.contains("#####"), "bars still lit:\n{s}");
 }
+
+/// The interface XML shipped in packaging/ is what the service introspects as.
+#[test]
+fn shipped_introspection_matches_the_service() {
+    let node = Node::start("introspect");
+    for (path, iface, file) in [
+        ("/org/airlift/Node1", "org.airlift.Node1", "org.airlift.Node1.xml"),
+        ("/org/airlift/Node1/flow/main", "org.airlift.Flow1", "org.airlift.Flow1.xml"),
+    ] {
+        let live = text(&node.busctl(&["introspect", "--xml-interface", "org.airlift.Node1", path]));
+        let shipped = std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../packaging/dbus").join(file),
+        )
+        .unwrap();
+        let start =
+            shipped.find(&format!("  <interface name=\"{iface}\">")).expect("interface in the shipped file");
+        let end = shipped.rfind("  </interface>").unwrap() + "  </interface>".len();
+        assert!(
+            live.contains(&shipped[start..end]),
+            "{file} differs from the live introspection of {path}:\n{live}"
+        );
+    }
+}
+
+/// Arbitrary arguments thrown at every method through a real client: each
+/// call succeeds or fails with a named `org.airlift.Node1.Error.*`, and the
+/// daemon keeps serving.
+#[test]
+fn arbitrary_arguments_never_break_the_daemon() {
+    use airlift_ctl::client::Node1Proxy;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let node = Node::start("proptest");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let conn = rt.block_on(zbus::connection::Builder::address(node.bus.address.as_str()).build()).unwrap();
+    let proxy = rt.block_on(Node1Proxy::new(&conn)).unwrap();
+    let named = |r: zbus::Result<()>| -> Result<(), TestCaseError> {
+        match r {
+            Ok(()) => Ok(()),
+            Err(zbus::Error::MethodError(name, _, _))
+                if name.as_str().starts_with("org.airlift.Node1.Error.") =>
+            {
+                Ok(())
+            }
+            Err(e) => {
+                eprintln!("unnamed failure: {e}");
+                Err(TestCaseError::fail(format!("unnamed failure: {e}")))
+            }
+        }
+    };
+    let text = prop_oneof![
+        Just("main".to_string()),
+        Just("tone".to_string()),
+        ".{0,40}",
+        "[a-z/.]{0,12}",
+        prop::collection::vec(any::<char>(), 0..5000).prop_map(|c| c.into_iter().collect()),
+    ]
+    // D-Bus strings cannot carry NUL (the bus drops a client that sends one).
+    .prop_map(|s: String| s.replace('\0', ""));
+    let number = prop_oneof![any::<f64>(), Just(f64::NAN), Just(f64::INFINITY), -130.0f64..30.0];
+    let mut runner = TestRunner::new(Config { cases: 200, ..Config::default() });
+    runner
+        .run(
+            &(text.clone(), text.clone(), number, any::<bool>(), any::<u32>(), any::<u32>(), 0u8..9),
+            |(a, b, x, flag, o, l, which)| {
+                if std::env::var_os("AIRLIFT_TRACE_CASES").is_some() {
+                    eprintln!(
+                        "case {which} {:?} {:?} {x} {flag} {o} {l}",
+                        a.chars().take(30).collect::<String>(),
+                        b.chars().take(30).collect::<String>()
+                    );
+                }
+                rt.block_on(async {
+                    match which {
+                        0 => named(proxy.set_gain(&a, &b, x).await),
+                        1 => named(proxy.set_pan(&a, &b, x).await),
+                        2 => named(proxy.set_mute(&a, &b, flag).await),
+                        3 => named(proxy.start_flow(&a).await),
+                        4 => named(proxy.stop_flow(&b).await.and(proxy.start_flow("main").await)),
+                        5 => named(proxy.start_pull(&a, Default::default()).await.map(|_| ())),
+                        6 => named(proxy.stop_pull(&a).await),
+                        7 => named(proxy.list_segments(o, l).await.map(|_| ())),
+                        _ => named(proxy.list_uploads(o, l).await.map(|_| ())),
+                    }
+                })
+            },
+        )
+        .unwrap();
+    let flows = rt.block_on(proxy.list_flows()).unwrap();
+    assert_eq!(flows, vec![("main".to_string(), "running".to_string())]);
+}
