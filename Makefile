@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
 
-.PHONY: deps demo test test-rust lint fuzz-check fuzz bench doc clean
+.PHONY: deps demo test test-rust lint fuzz-check fuzz bench doc clean deb test-package
 
 deps:
 	scripts/install-deps
@@ -12,8 +12,9 @@ deps:
 demo: deps
 	scripts/demo
 
-## Run every test: unit, property, integration, examples, lints, fuzz corpus replay.
-test: deps lint test-rust fuzz-check
+## Run every test: unit, property, integration, examples, lints, fuzz corpus
+## replay, and the Debian package (lintian, unit hardening, install in a chroot).
+test: deps lint test-rust fuzz-check test-package
 
 test-rust:
 	$(CARGO) test --workspace --all-targets
@@ -35,6 +36,16 @@ fuzz:
 ## Criterion benches; each reports against a baseline measured in the same run.
 bench: deps
 	$(CARGO) bench -p airlift-benches
+
+## Build target/debian/airlift_*.deb.
+deb: deps
+	scripts/build-deb
+
+## lintian, systemd-analyze security, and install/remove/purge in a Debian 12 chroot.
+test-package: deb
+	scripts/check-units
+	lintian --fail-on error $${CARGO_TARGET_DIR:-target}/debian/airlift_*.deb
+	scripts/test-deb
 
 doc:
 	$(CARGO) doc --workspace --no-deps

@@ -85,7 +85,8 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
     let listener = tokio::net::TcpListener::bind(config.http.listen.0)
         .await
         .with_context(|| format!("cannot listen on {}", config.http.listen.0))?;
-    tracing::info!(address = %listener.local_addr()?, "health and metrics on http://{}/health and /metrics", listener.local_addr()?);
+    let listen_addr = listener.local_addr()?;
+    tracing::info!(address = %listen_addr, "health and metrics on http://{listen_addr}/health and /metrics");
     let http_state = Arc::new(HttpState {
         shared: shared.clone(),
         node: config.node.name.to_string(),
@@ -111,6 +112,13 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
         }
     };
 
+    let _ = sd_notify::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&format!("serving http://{listen_addr}")),
+    ]);
+    let watchdog = sd_notify::watchdog_enabled();
+    let mut watchdog_tick = tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |w| w / 2));
+
     let mut hup = signal(SignalKind::hangup())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
@@ -118,8 +126,13 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
     loop {
         tokio::select! {
             _ = hup.recv() => {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
                 // Errors are logged and counted by the controller.
                 let _ = controller.reload().await;
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+            }
+            _ = watchdog_tick.tick(), if watchdog.is_some() => {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
             }
             _ = int.recv() => break,
             _ = term.recv() => break,
@@ -128,6 +141,7 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
             }
         }
     }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     tracing::info!("stopping: closing recordings, then the engine");
     if spawned {
         let shutdown = controller.link.command(airlift_ipc::message::Command::Shutdown);

@@ -24,6 +24,10 @@ fn example_configs_are_valid() {
         n += 1;
     }
     assert!(n >= 4, "only {n} example configs");
+    for shipped in ["packaging/airlift.toml", "packaging/docker/airlift.toml"] {
+        let out = ctld().arg("check-config").arg(repo().join(shipped)).output().unwrap();
+        assert!(out.status.success(), "{shipped}: {}", String::from_utf8_lossy(&out.stderr));
+    }
 }
 
 /// (file, texts that must appear in the errors)

@@ -42,12 +42,19 @@ enum Mode {
         #[arg(long)]
         seconds: f64,
     },
+    /// Print the man page (roff) and exit.
+    #[command(hide = true)]
+    Man,
     /// Serve airlift-ctld on a Unix socket; flows keep running across
     /// ctl reconnects.
     Serve {
-        /// Socket path.
+        /// Socket path (default: `[engine] socket` of --config).
         #[arg(long)]
-        listen: PathBuf,
+        listen: Option<PathBuf>,
+        /// ctld's configuration file: its `[engine]` section gives the
+        /// socket, cpu, rt_priority and mlock (flags override it).
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Also accept connections from this uid.
         #[arg(long)]
         allow_uid: Option<u32>,
@@ -76,12 +83,7 @@ impl RtArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AIRLIFT_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -89,6 +91,21 @@ fn main() -> ExitCode {
             eprintln!("airlift-engine: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Logs to journald (structured fields) when started by systemd with the
+/// journal as stderr, else to the terminal. `AIRLIFT_LOG` sets the filter.
+fn init_logging() {
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLIFT_LOG").unwrap_or_else(|_| "info".into());
+    let journald = std::env::var_os("JOURNAL_STREAM").and_then(|_| tracing_journald::layer().ok());
+    match journald {
+        Some(layer) => tracing_subscriber::registry().with(filter).with(layer).init(),
+        None => tracing_subscriber::registry()
+            .with(filter)
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .init(),
     }
 }
 
@@ -109,6 +126,11 @@ fn base_dir(path: &Path) -> PathBuf {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.mode {
+        Mode::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(())
+        }
         Mode::Render { flows, seconds } => {
             anyhow::ensure!(seconds.is_finite() && seconds > 0.0, "--seconds must be a positive number");
             let state = load(&flows)?;
@@ -145,7 +167,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             node.shutdown(&mut events);
             Ok(())
         }
-        Mode::Serve { listen, allow_uid, rt } => {
+        Mode::Serve { listen, config, allow_uid, rt } => {
+            let (listen, rt) = serve_settings(listen, config.as_deref(), rt)?;
             if listen.exists() {
                 std::fs::remove_file(&listen)
                     .with_context(|| format!("cannot remove stale {}", listen.display()))?;
@@ -196,6 +219,53 @@ fn print_run_stats(stats: &airlift_ipc::message::FlowStats) {
         );
     }
     println!("flow {}: realtime {:?}", stats.flow, stats.realtime);
+}
+
+/// The `[engine]` section of ctld's configuration, as far as the engine needs it.
+#[derive(serde::Deserialize, Default)]
+struct EngineSection {
+    socket: Option<String>,
+    cpu: Option<usize>,
+    rt_priority: Option<u8>,
+    mlock: Option<bool>,
+}
+
+#[derive(serde::Deserialize)]
+struct ConfigFile {
+    #[serde(default)]
+    engine: toml::Table,
+}
+
+/// Merges `--config`'s `[engine]` section under the command-line flags.
+fn serve_settings(
+    listen: Option<PathBuf>,
+    config: Option<&Path>,
+    rt: RtArgs,
+) -> anyhow::Result<(PathBuf, RtArgs)> {
+    let section = match config {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let file: ConfigFile =
+                toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            toml::Value::Table(file.engine)
+                .try_into()
+                .map_err(|e| anyhow::anyhow!("{}: [engine]: {e}", path.display()))?
+        }
+        None => EngineSection::default(),
+    };
+    if let Some(p) = section.rt_priority {
+        anyhow::ensure!((1..=99).contains(&p), "[engine] rt_priority must be 1 to 99");
+    }
+    let listen = listen
+        .or_else(|| section.socket.map(PathBuf::from))
+        .ok_or_else(|| anyhow::anyhow!("give --listen PATH or a --config with [engine] socket"))?;
+    let rt = RtArgs {
+        cpu: rt.cpu.or(section.cpu),
+        rt_priority: rt.rt_priority.or(section.rt_priority),
+        mlock: rt.mlock || section.mlock.unwrap_or(false),
+    };
+    Ok((listen, rt))
 }
 
 /// Blocks SIGINT and SIGTERM in every thread (call before starting any), so

@@ -228,6 +228,11 @@ impl Node {
         Ok(self.flow_mut(flow)?.set(input, |i| ParamChange::Pan(i, p))?)
     }
 
+    /// Periods processed so far by each running flow (for liveness checks).
+    pub fn periods(&self) -> BTreeMap<Name, u64> {
+        self.running.iter().map(|(n, f)| (n.clone(), f.stats().periods)).collect()
+    }
+
     /// Statistics of every running flow.
     pub fn stats(&self) -> EngineStats {
         EngineStats { flows: self.running.values().map(RunningFlow::stats).collect() }

@@ -32,6 +32,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Print the man page (roff) and exit.
+    #[command(hide = true)]
+    Man,
     /// Validate a configuration file and exit: 0 valid, 2 invalid.
     CheckConfig {
         /// The file.
@@ -47,6 +50,16 @@ fn main() -> ExitCode {
         engine_binary: cli.engine_binary.clone(),
         dbus_address: cli.dbus_address.clone(),
     });
+    if let Some(Cmd::Man) = &cli.command {
+        use clap::CommandFactory;
+        return match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("airlift-ctld: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     if let Some(Cmd::CheckConfig { file }) = &cli.command {
         return match config::load(file, &overrides) {
             Ok(c) => {
@@ -64,12 +77,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AIRLIFT_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     let (config, source) = match daemon::load_config(cli.config.as_deref(), &overrides) {
         Ok(c) => c,
         Err(errors) => {
@@ -91,5 +99,20 @@ fn main() -> ExitCode {
             eprintln!("airlift-ctld: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Logs to journald (structured fields) when started by systemd with the
+/// journal as stderr, else to the terminal. `AIRLIFT_LOG` sets the filter.
+fn init_logging() {
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLIFT_LOG").unwrap_or_else(|_| "info".into());
+    let journald = std::env::var_os("JOURNAL_STREAM").and_then(|_| tracing_journald::layer().ok());
+    match journald {
+        Some(layer) => tracing_subscriber::registry().with(filter).with(layer).init(),
+        None => tracing_subscriber::registry()
+            .with(filter)
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .init(),
     }
 }

@@ -86,7 +86,27 @@ pub fn serve(
     let mut conn: Option<UnixStream> = None;
     let mut events = Vec::new();
     let mut last_stats = Instant::now();
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let watchdog = sd_notify::watchdog_enabled();
+    let mut last_ping = Instant::now();
+    let mut last_periods = node.periods();
     loop {
+        // Ping systemd's watchdog only while every running flow's audio
+        // thread keeps counting periods.
+        if let Some(interval) = watchdog
+            && last_ping.elapsed() >= interval / 2
+        {
+            let periods = node.periods();
+            let alive =
+                periods.iter().all(|(flow, n)| last_periods.get(flow).is_none_or(|before| n > before));
+            if alive {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            } else {
+                tracing::error!("an audio thread stopped counting periods; withholding the watchdog ping");
+            }
+            last_periods = periods;
+            last_ping = Instant::now();
+        }
         if stop.load(Ordering::Acquire) {
             tracing::info!("stopping on a signal: closing every flow");
             node.shutdown(&mut events);
