@@ -4,6 +4,7 @@
 //! running is touched, so a command either applies whole or changes nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use airlift_ipc::message::{ChannelMeter, EngineStats, EngineToCtl, FlowState, RejectKind, Rejection};
 use airlift_ipc::spec::{DesiredState, FlowSpec};
@@ -11,8 +12,9 @@ use airlift_ipc::units::{GainDb, Name, Pan};
 
 use crate::flow::{ParamError, RunningFlow, start_built};
 use crate::graph::build::{BuildError, BuildOptions, build};
-use crate::graph::processor::{Processor, Report};
+use crate::graph::processor::{NodeRef, Processor, Report};
 use crate::graph::rt_graph::{Pacing, ParamChange};
+use crate::io::alsa::AlsaError;
 use crate::rt::thread::RealtimeRequest;
 
 /// A command the node refused. Nothing changed.
@@ -44,6 +46,10 @@ impl NodeError {
                 RejectKind::Unsupported
             }
             NodeError::Build(BuildError::Thread { .. }) => RejectKind::Internal,
+            NodeError::Build(BuildError::Alsa { source: AlsaError::NotFound { .. }, .. }) => {
+                RejectKind::NotFound
+            }
+            NodeError::Build(BuildError::Alsa { source: AlsaError::Busy { .. }, .. }) => RejectKind::Busy,
             NodeError::Build(_) => RejectKind::InvalidArgument,
             NodeError::Param(ParamError::UnknownInput { .. }) | NodeError::UnknownFlow(_) => {
                 RejectKind::NotFound
@@ -63,6 +69,20 @@ pub struct Node {
     desired: BTreeMap<Name, FlowSpec>,
     stopped: BTreeSet<Name>,
     running: BTreeMap<Name, RunningFlow>,
+    /// Flows whose device was lost, with when to try reopening them.
+    failed: BTreeMap<Name, Reopen>,
+}
+
+/// First wait before reopening a lost device's flow.
+const REOPEN_FIRST: Duration = Duration::from_millis(500);
+/// Longest wait between reopen attempts.
+const REOPEN_MAX: Duration = Duration::from_secs(30);
+
+/// When a failed flow is next rebuilt, and the wait after that.
+#[derive(Debug, Clone, Copy)]
+struct Reopen {
+    at: Instant,
+    delay: Duration,
 }
 
 impl Node {
@@ -70,7 +90,19 @@ impl Node {
     /// audio thread.
     pub fn new(mut options: BuildOptions, rt: RealtimeRequest) -> Self {
         options.pacing = Pacing::Realtime;
-        Self { options, rt, desired: BTreeMap::new(), stopped: BTreeSet::new(), running: BTreeMap::new() }
+        Self {
+            options,
+            rt,
+            desired: BTreeMap::new(),
+            stopped: BTreeSet::new(),
+            running: BTreeMap::new(),
+            failed: BTreeMap::new(),
+        }
+    }
+
+    /// The running flow named `name`.
+    pub fn flow(&self, name: &str) -> Option<&RunningFlow> {
+        self.running.get(name)
     }
 
     /// Names of the running flows.
@@ -122,6 +154,7 @@ impl Node {
         let gone: Vec<Name> = self.desired.keys().filter(|n| !keep.contains(n)).cloned().collect();
         for name in gone {
             self.desired.remove(&name);
+            self.failed.remove(&name);
             self.stopped.remove(&name);
             if let Some(flow) = self.running.remove(&name) {
                 flow.stop();
@@ -176,6 +209,7 @@ impl Node {
         if let Some(flow) = self.running.remove(&key) {
             flow.stop();
         }
+        self.failed.remove(&key);
         self.stopped.insert(key.clone());
         events.push(EngineToCtl::FlowState { flow: key, state: FlowState::Stopped });
         Ok(())
@@ -207,16 +241,30 @@ impl Node {
         EngineStats { flows: self.running.values().map(RunningFlow::stats).collect() }
     }
 
-    /// Collects replaced graphs and turns processor reports into events.
+    /// Collects replaced graphs, turns processor and device reports into
+    /// events, fails flows whose device was lost and reopens them with
+    /// backoff.
     pub fn poll(&mut self, events: &mut Vec<EngineToCtl>) {
+        let mut lost = Vec::new();
         for (name, flow) in &mut self.running {
             flow.collect();
             let mut meters: Option<Vec<ChannelMeter>> = None;
             let mut loudness = None;
+            let spec = flow.spec().clone();
             flow.drain_reports(|r| match r {
                 Report::Meters { channels, levels } => meters = Some(levels[..channels].to_vec()),
                 Report::Loudness(l) => loudness = Some(l),
                 Report::Silence(silent) => events.push(EngineToCtl::Silence { flow: name.clone(), silent }),
+                Report::Xrun { node, total } => {
+                    if let Some(node) = node_name(&spec, node) {
+                        events.push(EngineToCtl::Xrun { flow: name.clone(), node, total });
+                    }
+                }
+                Report::DeviceLost { node, errno } => {
+                    let node = node_name(&spec, node).map(|n| n.to_string()).unwrap_or_default();
+                    let why = nix::errno::Errno::from_raw(errno).desc();
+                    lost.push((name.clone(), format!("ALSA device of {node} lost: {why}")));
+                }
             });
             if meters.is_some() || loudness.is_some() {
                 events.push(EngineToCtl::Meters {
@@ -224,6 +272,47 @@ impl Node {
                     channels: meters.unwrap_or_default(),
                     loudness,
                 });
+            }
+        }
+        self.fail_and_reopen(lost, events);
+    }
+
+    /// Stops flows whose device was lost (the audio thread already runs on
+    /// the internal clock, so this joins promptly), then rebuilds failed
+    /// flows whose backoff has passed.
+    fn fail_and_reopen(&mut self, lost: Vec<(Name, String)>, events: &mut Vec<EngineToCtl>) {
+        for (name, reason) in lost {
+            if let Some(flow) = self.running.remove(&name) {
+                flow.stop();
+            }
+            tracing::warn!(flow = %name, %reason, "flow failed; reopening with backoff");
+            events.push(EngineToCtl::FlowState { flow: name.clone(), state: FlowState::Failed { reason } });
+            self.failed.insert(name, Reopen { at: Instant::now() + REOPEN_FIRST, delay: REOPEN_FIRST });
+        }
+        let now = Instant::now();
+        let due: Vec<Name> =
+            self.failed.iter().filter(|(_, r)| r.at <= now).map(|(n, _)| n.clone()).collect();
+        for name in due {
+            let Some(spec) = self.desired.get(&name).cloned() else {
+                self.failed.remove(&name);
+                continue;
+            };
+            match build(&spec, &self.options, Vec::new())
+                .map_err(NodeError::from)
+                .and_then(|built| start_built(&spec, built, &self.rt).map_err(NodeError::from))
+            {
+                Ok(flow) => {
+                    self.failed.remove(&name);
+                    self.running.insert(name.clone(), flow);
+                    events.push(EngineToCtl::FlowState { flow: name, state: FlowState::Running });
+                }
+                Err(e) => {
+                    if let Some(r) = self.failed.get_mut(&name) {
+                        r.delay = (r.delay * 2).min(REOPEN_MAX);
+                        r.at = now + r.delay;
+                        tracing::debug!(flow = %name, error = %e, retry_in = ?r.delay, "reopen failed");
+                    }
+                }
             }
         }
     }
@@ -234,5 +323,13 @@ impl Node {
             flow.stop();
             events.push(EngineToCtl::FlowState { flow: name, state: FlowState::Stopped });
         }
+    }
+}
+
+/// The name of an input or output of `spec`.
+fn node_name(spec: &FlowSpec, node: NodeRef) -> Option<Name> {
+    match node {
+        NodeRef::Input(i) => spec.inputs.get(i).map(|x| x.name.clone()),
+        NodeRef::Output(i) => spec.outputs.get(i).map(|x| x.name.clone()),
     }
 }

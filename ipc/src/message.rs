@@ -273,6 +273,10 @@ pub struct FlowStats {
     pub process_load_histogram: Vec<u64>,
     /// Realtime settings actually achieved for the flow's thread.
     pub realtime: RealtimeReport,
+    /// Input → output latency in frames of a duplex ALSA flow (capture
+    /// period + playback queue); `None` for other flows.
+    #[serde(default)]
+    pub latency_frames: Option<u64>,
 }
 
 /// Upper bounds of the processing-load histogram buckets, as a fraction of the

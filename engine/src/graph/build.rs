@@ -8,13 +8,16 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use airlift_ipc::spec::{ConsumerSpec, FlowSpec, ProcessorSpec, ProducerSpec, SpecError};
+use airlift_ipc::spec::{
+    AlsaSpec, ClockSpec, ConsumerSpec, FlowSpec, ProcessorSpec, ProducerSpec, SpecError,
+};
 use airlift_ipc::units::Name;
 
 use crate::dsp::mix::MixKernel;
 use crate::dsp::signal::SignalGenerator;
-use crate::graph::processor::{BusGain, LoudnessMeter, Meter, Processor, Report, SilenceDetector};
+use crate::graph::processor::{BusGain, LoudnessMeter, Meter, NodeRef, Processor, Report, SilenceDetector};
 use crate::graph::rt_graph::{Pacing, RtGraph, RtInput, Sink, Source};
+use crate::io::alsa::{AlsaDevice, AlsaError, OpenRequest};
 use crate::io::wav::{WavError, WavRecorder, WavSource};
 use crate::io::worker::Worker;
 use crate::rt::stats::FlowCounters;
@@ -56,6 +59,31 @@ pub enum BuildError {
         field: String,
         /// Why.
         message: String,
+    },
+    /// An ALSA device cannot be used; the source lists what exists or what
+    /// the device offers.
+    #[error("flow {flow}: {field}: {source}")]
+    Alsa {
+        /// The flow.
+        flow: String,
+        /// The field, e.g. `input[mic].producer.alsa_capture`.
+        field: String,
+        /// Why.
+        source: AlsaError,
+    },
+    /// An ALSA device in a realtime flow that its clock does not name. A
+    /// device is driven by blocking I/O on the audio thread, so the flow must
+    /// be clocked by one of its devices (`clock = { device = { node = … } }`);
+    /// capture and playback of one card may share that clock. A device with
+    /// an unrelated clock belongs in a flow of its own.
+    #[error(
+        "flow {flow}: {field}: an ALSA device needs the flow clocked by a device (set clock.device.node to one of its ALSA inputs or outputs)"
+    )]
+    NeedsDeviceClock {
+        /// The flow.
+        flow: String,
+        /// The field.
+        field: String,
     },
     /// A worker thread could not be started (out of resources).
     #[error("flow {flow}: cannot start a worker thread: {source}")]
@@ -155,6 +183,7 @@ pub fn build(
         counters: counters.clone(),
         created: Vec::new(),
     };
+    let mut latency = DuplexLatency::default();
     let result = (|| {
         let mut inputs = Vec::new();
         let mut next_plane = 0;
@@ -187,8 +216,18 @@ pub fn build(
                     built.workers.push(worker);
                     (Source::Ring { ring: rx, ended, worker: thread }, channels)
                 }
-                ProducerSpec::AlsaCapture(_) => {
-                    return Err(unsupported(&flow, field, "ALSA capture"));
+                ProducerSpec::AlsaCapture(alsa) => {
+                    let request = OpenRequest {
+                        flow: &flow,
+                        node: NodeRef::Input(index),
+                        direction: alsa::Direction::Capture,
+                        period: frames,
+                        rate,
+                    };
+                    let device = open_device(spec, options, alsa, &request, field, &mut built)?;
+                    latency.capture = Some(device.period());
+                    let channels = device.channels();
+                    (Source::Alsa(Box::new(device)), channels)
                 }
                 ProducerSpec::SrtIn(_) => {
                     return Err(unsupported(&flow, field, "SRT input"));
@@ -234,7 +273,7 @@ pub fn build(
         processors.extend(custom);
 
         let mut sinks = Vec::new();
-        for output in &spec.outputs {
+        for (index, output) in spec.outputs.iter().enumerate() {
             let field = format!("output[{}].consumer", output.name);
             match &output.consumer {
                 ConsumerSpec::Null => sinks.push(Sink::Null),
@@ -256,8 +295,17 @@ pub fn build(
                     sinks.push(Sink::Ring { ring: tx, worker: worker.thread() });
                     built.workers.push(worker);
                 }
-                ConsumerSpec::AlsaPlayback(_) => {
-                    return Err(unsupported(&flow, field, "ALSA playback"));
+                ConsumerSpec::AlsaPlayback(alsa) => {
+                    let request = OpenRequest {
+                        flow: &flow,
+                        node: NodeRef::Output(index),
+                        direction: alsa::Direction::Playback,
+                        period: frames,
+                        rate,
+                    };
+                    let device = open_device(spec, options, alsa, &request, field, &mut built)?;
+                    latency.playback = Some(device.prefill());
+                    sinks.push(Sink::Alsa(Box::new(device)));
                 }
                 ConsumerSpec::Encoded(_) => {
                     return Err(unsupported(&flow, field, "encoding to MPEG-TS (FFmpeg)"));
@@ -269,6 +317,11 @@ pub fn build(
 
     match result {
         Ok((inputs, processors, sinks)) => {
+            if let (Some(capture), Some(prefill)) = (latency.capture, latency.playback) {
+                counters
+                    .latency_frames
+                    .store((capture + prefill) as u64, std::sync::atomic::Ordering::Relaxed);
+            }
             built.graph = Box::new(RtGraph::new(
                 options.pacing,
                 options.kernel,
@@ -292,6 +345,35 @@ pub fn build(
             Err(e)
         }
     }
+}
+
+/// The parts of a duplex flow's input → output latency, in frames.
+#[derive(Debug, Default)]
+struct DuplexLatency {
+    /// The capture period: a frame waits for its period to complete.
+    capture: Option<usize>,
+    /// Silence queued ahead of playback: `(periods − 1) × period`.
+    playback: Option<usize>,
+}
+
+/// Opens an ALSA device for `request`, with its own report ring.
+fn open_device(
+    spec: &FlowSpec,
+    options: &BuildOptions,
+    alsa: &AlsaSpec,
+    request: &OpenRequest<'_>,
+    field: String,
+    built: &mut BuiltFlow,
+) -> Result<AlsaDevice, BuildError> {
+    let flow = request.flow.to_owned();
+    if options.pacing == Pacing::Realtime && !matches!(spec.clock, ClockSpec::Device { .. }) {
+        return Err(BuildError::NeedsDeviceClock { flow, field });
+    }
+    let (tx, rx) = rtrb::RingBuffer::new(64);
+    let device =
+        AlsaDevice::open(alsa, request, tx).map_err(|source| BuildError::Alsa { flow, field, source })?;
+    built.reports.push(rx);
+    Ok(device)
 }
 
 fn unsupported(flow: &str, field: String, what: &'static str) -> BuildError {

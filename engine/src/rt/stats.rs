@@ -23,6 +23,8 @@ pub struct FlowCounters {
     pub overruns: AtomicU64,
     /// Device xruns.
     pub xruns: AtomicU64,
+    /// A duplex ALSA flow's input → output latency in frames (0: not duplex).
+    pub latency_frames: AtomicU64,
     /// Largest processing time in ns.
     pub max_process_ns: AtomicU64,
     /// Processing-load histogram.
@@ -53,6 +55,10 @@ impl FlowCounters {
             max_process_us: u32::try_from(self.max_process_ns.load(Relaxed) / 1000).unwrap_or(u32::MAX),
             process_load_histogram: self.load.iter().map(|b| b.load(Relaxed)).collect(),
             realtime,
+            latency_frames: match self.latency_frames.load(Relaxed) {
+                0 => None,
+                n => Some(n),
+            },
         }
     }
 }

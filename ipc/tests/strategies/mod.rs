@@ -312,6 +312,7 @@ pub fn engine_to_ctl() -> impl Strategy<Value = EngineToCtl> {
                 max_process_us,
                 process_load_histogram,
                 realtime,
+                latency_frames: (frames % 3 == 0).then_some(frames / 7),
             },
         );
     prop_oneof![
