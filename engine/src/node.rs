@@ -71,6 +71,9 @@ pub struct Node {
     running: BTreeMap<Name, RunningFlow>,
     /// Flows whose device was lost, with when to try reopening them.
     failed: BTreeMap<Name, Reopen>,
+    /// Flows reopened after a loss: when, and the wait that preceded it, so
+    /// a device that fails again soon backs off further instead of looping.
+    reopened: BTreeMap<Name, Reopen>,
 }
 
 /// First wait before reopening a lost device's flow.
@@ -97,6 +100,7 @@ impl Node {
             stopped: BTreeSet::new(),
             running: BTreeMap::new(),
             failed: BTreeMap::new(),
+            reopened: BTreeMap::new(),
         }
     }
 
@@ -155,6 +159,7 @@ impl Node {
         for name in gone {
             self.desired.remove(&name);
             self.failed.remove(&name);
+            self.reopened.remove(&name);
             self.stopped.remove(&name);
             if let Some(flow) = self.running.remove(&name) {
                 flow.stop();
@@ -287,7 +292,11 @@ impl Node {
             }
             tracing::warn!(flow = %name, %reason, "flow failed; reopening with backoff");
             events.push(EngineToCtl::FlowState { flow: name.clone(), state: FlowState::Failed { reason } });
-            self.failed.insert(name, Reopen { at: Instant::now() + REOPEN_FIRST, delay: REOPEN_FIRST });
+            let delay = match self.reopened.remove(&name) {
+                Some(last) if last.at.elapsed() < REOPEN_MAX => (last.delay * 2).min(REOPEN_MAX),
+                _ => REOPEN_FIRST,
+            };
+            self.failed.insert(name, Reopen { at: Instant::now() + delay, delay });
         }
         let now = Instant::now();
         let due: Vec<Name> =
@@ -302,7 +311,9 @@ impl Node {
                 .and_then(|built| start_built(&spec, built, &self.rt).map_err(NodeError::from))
             {
                 Ok(flow) => {
-                    self.failed.remove(&name);
+                    if let Some(r) = self.failed.remove(&name) {
+                        self.reopened.insert(name.clone(), Reopen { at: now, delay: r.delay });
+                    }
                     self.running.insert(name.clone(), flow);
                     events.push(EngineToCtl::FlowState { flow: name, state: FlowState::Running });
                 }

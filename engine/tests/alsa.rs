@@ -81,6 +81,21 @@ fn same_bytes(got: &[u8], want: &[u8], what: &str) {
     }
 }
 
+const FLAKY_GONE: &str =
+    "pcm.flaky { type file slave.pcm { type null } file \"/dev/full\" format \"raw\" }\n";
+
+/// Redefines `flaky` as a working device: the asoundrc is replaced by
+/// rename, and alsa-lib re-reads a changed configuration on the next open.
+fn device_comes_back(dir: &Path) {
+    let mut rc = std::fs::read_to_string(dir.join("asoundrc.base")).unwrap();
+    rc.push_str(&format!(
+        "pcm.flaky {{ type file slave.pcm {{ type null }} file \"{}\" format \"raw\" }}\n",
+        dir.join("flaky_out.raw").display()
+    ));
+    std::fs::write(dir.join("asoundrc.new"), rc).unwrap();
+    std::fs::rename(dir.join("asoundrc.new"), dir.join("asoundrc")).unwrap();
+}
+
 /// The test directory, with its asoundrc in force for this process.
 fn setup() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -108,10 +123,15 @@ fn setup() -> &'static Path {
             "pcm.cap_rt {{ type file slave.pcm {{ type null }} file \"/dev/null\" infile \"{d}/in_rt.raw\" format \"raw\" }}\n\
              pcm.play_rt {{ type file slave.pcm {{ type null }} file \"{d}/out_rt.raw\" format \"raw\" }}\n"
         ));
-        for name in ["nul_xrun", "nul_busy", "nul_clock", "nul_lat"] {
+        for name in ["nul_xrun", "nul_busy", "nul_clock", "nul_lost"] {
             rc.push_str(&format!("pcm.{name} {{ type null }}\n"));
         }
+        rc.push_str("pcm.r44k { type plug slave { pcm { type null } rate 44100 } }\n");
         let path = dir.join("asoundrc");
+        std::fs::write(dir.join("asoundrc.base"), &rc).unwrap();
+        // A playback device whose writes fail (the file plugin reports EIO),
+        // as an unplugged card's do; `device_comes_back` redefines it.
+        rc.push_str(FLAKY_GONE);
         std::fs::write(&path, rc).unwrap();
         // SAFETY: every test calls `setup` before anything reads the
         // environment or touches alsa-lib, and the OnceLock makes the other
@@ -388,4 +408,55 @@ fn a_realtime_flow_with_a_device_must_be_clocked_by_a_device() {
         BuildError::NeedsDeviceClock { field, .. } => assert_eq!(field, "input[mic].producer"),
         other => panic!("wrong error: {other}"),
     }
+}
+
+#[test]
+fn an_unsupported_rate_gives_the_range_offered() {
+    setup();
+    let spec = duplex("rate", alsa("r44k", SampleFormat::S16Le, 2), alsa("nul", SampleFormat::S16Le, 2));
+    match build_error(&spec) {
+        BuildError::Alsa { source: AlsaError::RateUnsupported { rate, min, max, .. }, .. } => {
+            assert_eq!(rate, RATE);
+            assert_eq!((min, max), (44_100, 44_100));
+        }
+        other => panic!("wrong error: {other}"),
+    }
+}
+
+#[test]
+fn a_lost_device_fails_the_flow_and_it_reopens_when_the_device_returns() {
+    let dir = setup();
+    let spec =
+        duplex("lost", alsa("nul_lost", SampleFormat::S16Le, 2), alsa("flaky", SampleFormat::S16Le, 2));
+    let mut node = Node::new(BuildOptions::default(), RealtimeRequest::default());
+    let mut events = Vec::new();
+    node.add_flow(spec, vec![], &mut events).unwrap();
+    let wait_for = |node: &mut Node, what: &dyn Fn(&EngineToCtl) -> bool| {
+        let started = Instant::now();
+        let mut seen = Vec::new();
+        while started.elapsed() < Duration::from_secs(10) {
+            let mut events = Vec::new();
+            node.poll(&mut events);
+            if let Some(e) = events.iter().find(|e| what(e)) {
+                return e.clone();
+            }
+            seen.extend(events);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("event not seen; got {seen:?}");
+    };
+    let failed =
+        wait_for(&mut node, &|e| matches!(e, EngineToCtl::FlowState { state: FlowState::Failed { .. }, .. }));
+    let EngineToCtl::FlowState { flow, state: FlowState::Failed { reason } } = failed else { unreachable!() };
+    assert_eq!(flow.as_str(), "lost");
+    assert!(reason.contains("monitor") && reason.contains("I/O error"), "{reason}");
+    assert!(node.flow("lost").is_none(), "a failed flow is not running");
+
+    device_comes_back(dir);
+    wait_for(&mut node, &|e| matches!(e, EngineToCtl::FlowState { state: FlowState::Running, .. }));
+    let flow = node.flow("lost").expect("running again");
+    let before = flow.stats().periods;
+    std::thread::sleep(Duration::from_millis(30));
+    assert!(node.flow("lost").unwrap().stats().periods > before);
+    node.shutdown(&mut events);
 }

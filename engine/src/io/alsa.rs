@@ -305,11 +305,19 @@ impl AlsaDevice {
             hw.set_channels(channels).map_err(failed)?;
             hw.set_rate_resample(false).map_err(failed)?;
             if hw.test_rate(request.rate).is_err() {
+                // alsa-lib may give open bounds: report the rates inside.
+                let (mut min, mut max) = (hw.get_rate_min().unwrap_or(0), hw.get_rate_max().unwrap_or(0));
+                if min < max && hw.test_rate(min).is_err() {
+                    min += 1;
+                }
+                if max > min && hw.test_rate(max).is_err() {
+                    max -= 1;
+                }
                 return Err(AlsaError::RateUnsupported {
                     device: device.to_owned(),
                     rate: request.rate,
-                    min: hw.get_rate_min().unwrap_or(0),
-                    max: hw.get_rate_max().unwrap_or(0),
+                    min,
+                    max,
                 });
             }
             hw.set_rate(request.rate, ValueOr::Nearest).map_err(failed)?;

@@ -110,14 +110,6 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const ALL: [SampleFormat; 5] = [
-        SampleFormat::S16Le,
-        SampleFormat::S24_3le,
-        SampleFormat::S24Le,
-        SampleFormat::S32Le,
-        SampleFormat::FloatLe,
-    ];
-
     fn round_trip(format: SampleFormat, bytes: &[u8], channels: usize) -> Vec<u8> {
         let frames = bytes.len() / bytes_per_sample(format) / channels;
         let mut planes = vec![0.0; channels * frames];
