@@ -144,3 +144,34 @@ fn placeholder() -> airlift_engine::graph::rt_graph::RtGraph {
         Default::default(),
     )
 }
+
+#[test]
+fn the_clock_domain_bridge_never_allocates() {
+    use airlift_engine::rt::bridge::{BridgeQuality, bridge};
+    for quality in [BridgeQuality::Sinc, BridgeQuality::Cubic] {
+        let counters = std::sync::Arc::new(airlift_engine::rt::stats::FlowCounters::default());
+        let (mut writer, mut reader) = bridge(48_000, 2, 64, 8, quality, Some(counters)).unwrap();
+        let block = vec![0.25f32; 64 * 2];
+        let mut planes = vec![0.0f32; 64 * 2];
+        let thread = std::thread::spawn(move || {
+            ARMED.with(|a| a.set(true));
+            let (mut pushed, mut pulled) = (0u64, 0u64);
+            for i in 0..5_000u64 {
+                let t = i * 1_333_333;
+                // The writer runs 1 % fast: every 100th period it writes twice.
+                writer.push(&block, t);
+                if i % 100 == 0 {
+                    writer.push(&block, t + 1);
+                }
+                pushed += 1;
+                pulled += u64::from(reader.pull(&mut planes, 64, t + 600_000));
+            }
+            ARMED.with(|a| a.set(false));
+            (pushed, pulled)
+        });
+        let (pushed, pulled) = thread.join().unwrap();
+        assert!(pushed == 5_000 && pulled > 4_000, "{quality:?}: {pulled} periods pulled");
+    }
+    assert_eq!(ALLOCS.load(Ordering::Relaxed), 0, "allocations on the audio thread");
+    assert_eq!(FREES.load(Ordering::Relaxed), 0, "frees on the audio thread");
+}

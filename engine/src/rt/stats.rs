@@ -1,7 +1,7 @@
 //! Per-flow counters written by the audio thread with relaxed atomic stores
 //! and read by the control thread: no locks, no allocation.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use airlift_ipc::message::{FlowStats, PROCESS_LOAD_BUCKETS, RealtimeReport};
 
@@ -25,6 +25,10 @@ pub struct FlowCounters {
     pub xruns: AtomicU64,
     /// A duplex ALSA flow's input → output latency in frames (0: not duplex).
     pub latency_frames: AtomicU64,
+    /// Set when the flow reads through a clock-domain bridge.
+    pub bridged: AtomicBool,
+    /// The bridge's estimate of the other clock's offset, in parts per billion.
+    pub drift_ppb: AtomicI64,
     /// Largest processing time in ns.
     pub max_process_ns: AtomicU64,
     /// Processing-load histogram.
@@ -59,6 +63,7 @@ impl FlowCounters {
                 0 => None,
                 n => Some(n),
             },
+            drift_ppm: self.bridged.load(Relaxed).then(|| self.drift_ppb.load(Relaxed) as f64 / 1e3),
         }
     }
 }
