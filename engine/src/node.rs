@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use airlift_ipc::message::{ChannelMeter, EngineStats, EngineToCtl, FlowState, RejectKind, Rejection};
-use airlift_ipc::spec::{DesiredState, FlowSpec};
+use airlift_ipc::spec::{ConsumerSpec, DesiredState, FlowSpec, ProducerSpec};
 use airlift_ipc::units::{GainDb, Name, Pan};
 
 use crate::flow::{ParamError, RunningFlow, start_built};
@@ -136,6 +136,12 @@ impl Node {
     /// flows whose spec changed, starts new ones, and leaves unchanged flows
     /// running untouched. All new graphs are built first; if any fails,
     /// nothing changes.
+    ///
+    /// Flows with ALSA devices are restarted rather than swapped (a device
+    /// clocks its thread, and a PCM cannot be opened twice): a changed flow
+    /// that holds devices is stopped, then rebuilt after every other change
+    /// applied. If that rebuild fails, its previous spec is started again
+    /// and the error returned; the other changes stay applied.
     pub fn apply_state(
         &mut self,
         state: &DesiredState,
@@ -146,10 +152,15 @@ impl Node {
             return Err(NodeError::Unsupported("pulling SRT streams into segments"));
         }
         let mut prepared = Vec::new();
+        let mut restart = Vec::new();
         for spec in &state.flows {
             let unchanged = self.desired.get(&spec.name) == Some(spec);
             let wants_running = !self.stopped.contains(&spec.name);
             if unchanged || !wants_running {
+                continue;
+            }
+            if self.running.get(&spec.name).is_some_and(|f| uses_alsa(f.spec())) {
+                restart.push(spec);
                 continue;
             }
             prepared.push((spec, build(spec, &self.options, Vec::new())?));
@@ -169,7 +180,9 @@ impl Node {
         for (spec, built) in prepared {
             match self.running.get_mut(&spec.name) {
                 Some(flow)
-                    if flow.spec().sample_rate == spec.sample_rate && flow.spec().period == spec.period =>
+                    if flow.spec().sample_rate == spec.sample_rate
+                        && flow.spec().period == spec.period
+                        && !uses_alsa(spec) =>
                 {
                     flow.replace(spec, built)?;
                 }
@@ -183,10 +196,48 @@ impl Node {
             }
             events.push(EngineToCtl::FlowState { flow: spec.name.clone(), state: FlowState::Running });
         }
-        for spec in &state.flows {
-            self.desired.insert(spec.name.clone(), spec.clone());
+        let mut result = Ok(());
+        for spec in restart {
+            if let Some(old) = self.running.remove(&spec.name) {
+                let previous = old.spec().clone();
+                old.stop();
+                match build(spec, &self.options, Vec::new())
+                    .map_err(NodeError::from)
+                    .and_then(|built| start_built(spec, built, &self.rt).map_err(NodeError::from))
+                {
+                    Ok(flow) => {
+                        self.running.insert(spec.name.clone(), flow);
+                        self.desired.insert(spec.name.clone(), spec.clone());
+                        events.push(EngineToCtl::FlowState {
+                            flow: spec.name.clone(),
+                            state: FlowState::Running,
+                        });
+                    }
+                    Err(e) => {
+                        if let Ok(flow) =
+                            build(&previous, &self.options, Vec::new()).map_err(NodeError::from).and_then(
+                                |built| start_built(&previous, built, &self.rt).map_err(NodeError::from),
+                            )
+                        {
+                            self.running.insert(previous.name.clone(), flow);
+                        } else {
+                            events.push(EngineToCtl::FlowState {
+                                flow: previous.name.clone(),
+                                state: FlowState::Failed { reason: e.to_string() },
+                            });
+                        }
+                        result = result.and(Err(e));
+                    }
+                }
+            }
         }
-        Ok(())
+        for spec in &state.flows {
+            let failed_restart = result.is_err() && self.desired.get(&spec.name).is_some_and(|d| d != spec);
+            if !failed_restart || !uses_alsa(spec) {
+                self.desired.insert(spec.name.clone(), spec.clone());
+            }
+        }
+        result
     }
 
     /// Starts a flow of the desired state that was stopped.
@@ -343,4 +394,10 @@ fn node_name(spec: &FlowSpec, node: NodeRef) -> Option<Name> {
         NodeRef::Input(i) => spec.inputs.get(i).map(|x| x.name.clone()),
         NodeRef::Output(i) => spec.outputs.get(i).map(|x| x.name.clone()),
     }
+}
+
+/// Whether `spec` has ALSA inputs or outputs.
+fn uses_alsa(spec: &FlowSpec) -> bool {
+    spec.inputs.iter().any(|i| matches!(i.producer, ProducerSpec::AlsaCapture(_)))
+        || spec.outputs.iter().any(|o| matches!(o.consumer, ConsumerSpec::AlsaPlayback(_)))
 }

@@ -21,7 +21,7 @@ use airlift_engine::node::Node;
 use airlift_engine::rt::thread::RealtimeRequest;
 use airlift_ipc::message::{EngineToCtl, FlowState};
 use airlift_ipc::spec::{
-    AlsaSpec, ClockSpec, ConsumerSpec, FlowSpec, ProcessorSpec, ProducerSpec, SampleFormat,
+    AlsaSpec, ClockSpec, ConsumerSpec, DesiredState, FlowSpec, ProcessorSpec, ProducerSpec, SampleFormat,
 };
 use airlift_ipc::units::{Channels, GainDb, Name, Periods};
 
@@ -123,7 +123,7 @@ fn setup() -> &'static Path {
             "pcm.cap_rt {{ type file slave.pcm {{ type null }} file \"/dev/null\" infile \"{d}/in_rt.raw\" format \"raw\" }}\n\
              pcm.play_rt {{ type file slave.pcm {{ type null }} file \"{d}/out_rt.raw\" format \"raw\" }}\n"
         ));
-        for name in ["nul_xrun", "nul_busy", "nul_clock", "nul_lost"] {
+        for name in ["nul_xrun", "nul_busy", "nul_clock", "nul_lost", "nul_change"] {
             rc.push_str(&format!("pcm.{name} {{ type null }}\n"));
         }
         rc.push_str("pcm.r44k { type plug slave { pcm { type null } rate 44100 } }\n");
@@ -458,5 +458,35 @@ fn a_lost_device_fails_the_flow_and_it_reopens_when_the_device_returns() {
     let before = flow.stats().periods;
     std::thread::sleep(Duration::from_millis(30));
     assert!(node.flow("lost").unwrap().stats().periods > before);
+    node.shutdown(&mut events);
+}
+
+#[test]
+fn changing_a_device_flow_restarts_it_and_a_bad_change_keeps_the_old_one() {
+    setup();
+    let first = duplex(
+        "change",
+        alsa("nul_change", SampleFormat::S16Le, 2),
+        alsa("nul_change", SampleFormat::S16Le, 2),
+    );
+    let mut node = Node::new(BuildOptions::default(), RealtimeRequest::default());
+    let mut events = Vec::new();
+    node.apply_state(&DesiredState { flows: vec![first.clone()], pulls: vec![] }, &mut events).unwrap();
+
+    // A changed spec on the same devices: the old flow must let go of them.
+    let mut second = first.clone();
+    second.processors.push(ProcessorSpec::Meter);
+    node.apply_state(&DesiredState { flows: vec![second.clone()], pulls: vec![] }, &mut events).unwrap();
+    assert_eq!(node.flow("change").unwrap().spec(), &second);
+    let before = node.flow("change").unwrap().stats().periods;
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(node.flow("change").unwrap().stats().periods > before, "the restarted flow runs");
+
+    // A change to a device that does not exist: the error, and the flow as it was.
+    let mut third = second.clone();
+    third.inputs[0].producer = ProducerSpec::AlsaCapture(alsa("no_such_pcm", SampleFormat::S16Le, 2));
+    let err = node.apply_state(&DesiredState { flows: vec![third], pulls: vec![] }, &mut events).unwrap_err();
+    assert!(err.to_string().contains("not found"), "{err}");
+    assert_eq!(node.flow("change").expect("the old flow runs again").spec(), &second);
     node.shutdown(&mut events);
 }
