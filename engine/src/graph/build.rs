@@ -75,7 +75,9 @@ pub enum BuildError {
     /// device is driven by blocking I/O on the audio thread, so the flow must
     /// be clocked by one of its devices (`clock = { device = { node = … } }`);
     /// capture and playback of one card may share that clock. A device with
-    /// an unrelated clock belongs in a flow of its own.
+    /// an unrelated clock belongs in a flow of its own, joined through a
+    /// clock-domain bridge (`rt::bridge`). Offline rendering needs no device
+    /// clock: the devices' blocking I/O simply runs as fast as they allow.
     #[error(
         "flow {flow}: {field}: an ALSA device needs the flow clocked by a device (set clock.device.node to one of its ALSA inputs or outputs)"
     )]

@@ -12,6 +12,8 @@ use crate::dsp::pan::route_gain;
 use crate::dsp::signal::SignalGenerator;
 use crate::graph::processor::{Bus, Processor};
 use crate::io::alsa::{AlsaDevice, XrunInjector};
+use crate::rt::bridge::{BridgeReader, BridgeWriter};
+use crate::rt::clock::now_ns;
 use crate::rt::stats::FlowCounters;
 
 /// How the graph treats rings that are empty or full.
@@ -39,6 +41,10 @@ pub enum Source {
     },
     /// An ALSA capture device, read with blocking I/O on the audio thread.
     Alsa(Box<AlsaDevice>),
+    /// Another flow's audio, from another clock domain, through an adaptive
+    /// resampler. Built with this graph's period and rate; its channels must
+    /// equal the input's. It always produces whole periods.
+    Bridge(Box<BridgeReader>),
 }
 
 impl std::fmt::Debug for Source {
@@ -47,6 +53,7 @@ impl std::fmt::Debug for Source {
             Source::Signal(g) => f.debug_tuple("Signal").field(g).finish(),
             Source::Ring { .. } => f.write_str("Ring"),
             Source::Alsa(d) => f.debug_tuple("Alsa").field(d).finish(),
+            Source::Bridge(b) => f.debug_tuple("Bridge").field(b).finish(),
         }
     }
 }
@@ -81,6 +88,9 @@ pub enum Sink {
     },
     /// An ALSA playback device, written with blocking I/O on the audio thread.
     Alsa(Box<AlsaDevice>),
+    /// To another flow in another clock domain. Its channels must equal the
+    /// bus's.
+    Bridge(Box<BridgeWriter>),
 }
 
 impl std::fmt::Debug for Sink {
@@ -89,6 +99,7 @@ impl std::fmt::Debug for Sink {
             Sink::Null => f.write_str("Null"),
             Sink::Ring { .. } => f.write_str("Ring"),
             Sink::Alsa(d) => f.debug_tuple("Alsa").field(d).finish(),
+            Sink::Bridge(b) => f.debug_tuple("Bridge").field(b).finish(),
         }
     }
 }
@@ -326,6 +337,10 @@ impl RtGraph {
         let (stride, pacing) = (self.stride, self.pacing);
         for input in &mut self.inputs {
             let planes = &mut self.planes[input.first_plane * stride..][..input.channels * stride];
+            if let Source::Bridge(reader) = &mut input.source {
+                report.underrun |= !reader.pull(planes, stride, now_ns()) && reader.starved() > 0;
+                continue;
+            }
             if let Source::Alsa(device) = &mut input.source {
                 let outcome = device.capture(planes, stride, frames);
                 report.device_lost |= outcome.lost;
@@ -349,6 +364,10 @@ impl RtGraph {
         }
         let need = frames * self.bus_channels;
         for sink in &mut self.sinks {
+            if let Sink::Bridge(writer) = sink {
+                report.overrun |= !writer.push_planes(&self.bus, stride, frames, now_ns());
+                continue;
+            }
             if let Sink::Alsa(device) = sink {
                 let outcome = device.playback(&self.bus, stride, self.bus_channels, frames);
                 report.device_lost |= outcome.lost;
@@ -476,7 +495,7 @@ fn pull_input(
             (got < frames && !finished, finished && ring.is_empty())
         }
         // Read by the caller before it gets here.
-        Source::Alsa(_) => (false, true),
+        Source::Alsa(_) | Source::Bridge(_) => (false, true),
     }
 }
 

@@ -101,6 +101,24 @@ impl BridgeWriter {
         true
     }
 
+    /// Pushes `frames` frames of `channels` planes (channel `c` at
+    /// `planes[c * stride..]`), interleaving straight into the ring; when
+    /// the ring lacks room the block is dropped and counted. Realtime-safe.
+    pub fn push_planes(&mut self, planes: &[f32], stride: usize, frames: usize, now_ns: u64) -> bool {
+        if !crate::graph::rt_graph::write_interleaved(&mut self.ring, planes, stride, self.channels, frames) {
+            self.dropped += frames as u64;
+            return false;
+        }
+        self.last_block.store(frames as u64, Relaxed);
+        self.last_push.store(now_ns, Release);
+        true
+    }
+
+    /// Channels carried.
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
     /// Frames dropped because the ring was full.
     pub fn dropped(&self) -> u64 {
         self.dropped
@@ -286,6 +304,11 @@ impl BridgeReader {
     /// writer runs fast).
     pub fn drift_ppm(&self) -> f64 {
         self.offset * 1e6
+    }
+
+    /// Channels carried.
+    pub fn channels(&self) -> usize {
+        self.channels
     }
 
     /// Frames in the ring now.
