@@ -100,6 +100,16 @@ fn device_comes_back(dir: &Path) {
 fn setup() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
+        // The directory outlives the tests (a static cannot clean up):
+        // remove those of earlier runs whose process is gone.
+        for entry in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("airlift-alsa-").and_then(|p| p.parse::<u32>().ok())
+                && !Path::new(&format!("/proc/{pid}")).exists()
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
         let dir = std::env::temp_dir().join(format!("airlift-alsa-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -111,7 +121,7 @@ fn setup() -> &'static Path {
         for (format, tag, _) in FORMATS {
             std::fs::write(dir.join(format!("in_{tag}.raw")), input_bytes(format, INPUT_FRAMES, tag.len() as u64 * 7919))
                 .unwrap();
-            for (who, _) in [("engine", 0), ("alsautils", 1)] {
+            for (who, _) in [("engine", 0), ("alsautils", 1), ("cli", 2)] {
                 rc.push_str(&format!(
                     "pcm.cap_{who}_{tag} {{ type file slave.pcm {{ type null }} file \"/dev/null\" infile \"{d}/in_{tag}.raw\" format \"raw\" hint.description \"capture {tag}\" }}\n\
                      pcm.play_{who}_{tag} {{ type file slave.pcm {{ type null }} file \"{d}/out_{who}_{tag}.raw\" format \"raw\" }}\n"
@@ -123,7 +133,7 @@ fn setup() -> &'static Path {
             "pcm.cap_rt {{ type file slave.pcm {{ type null }} file \"/dev/null\" infile \"{d}/in_rt.raw\" format \"raw\" }}\n\
              pcm.play_rt {{ type file slave.pcm {{ type null }} file \"{d}/out_rt.raw\" format \"raw\" }}\n"
         ));
-        for name in ["nul_xrun", "nul_busy", "nul_clock", "nul_lost", "nul_change"] {
+        for name in ["nul_xrun", "nul_busy", "nul_clock", "nul_lost", "nul_change", "nul_cli", "nul_cli_bad"] {
             rc.push_str(&format!("pcm.{name} {{ type null }}\n"));
         }
         rc.push_str("pcm.r44k { type plug slave { pcm { type null } rate 44100 } }\n");
@@ -489,4 +499,82 @@ fn changing_a_device_flow_restarts_it_and_a_bad_change_keeps_the_old_one() {
     assert!(err.to_string().contains("not found"), "{err}");
     assert_eq!(node.flow("change").expect("the old flow runs again").spec(), &second);
     node.shutdown(&mut events);
+}
+
+fn engine_cli(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlift-engine"));
+    cmd.args(args).env("ALSA_CONFIG_PATH", dir.join("asoundrc"));
+    cmd
+}
+
+#[test]
+fn the_engine_binary_renders_and_runs_alsa_flows_from_toml() {
+    let dir = setup();
+    // render: S24_3LE through the binary, from the TOML form of the spec.
+    let flows = dir.join("cli.toml");
+    std::fs::write(
+        &flows,
+        r#"
+[[flow]]
+name = "cli"
+channels = 2
+period = 256
+clock = { device = { node = "mic" } }
+
+[[flow.input]]
+name = "mic"
+producer = { alsa_capture = { device = "cap_cli_s24_3", channels = 2, format = "S24_3LE", periods = 4 } }
+
+[[flow.output]]
+name = "monitor"
+consumer = { alsa_playback = { device = "play_cli_s24_3", channels = 2, format = "S24_3LE", periods = 4 } }
+"#,
+    )
+    .unwrap();
+    let out =
+        engine_cli(dir, &["render", "--flows", flows.to_str().unwrap(), "--seconds", "1"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let input = std::fs::read(dir.join("in_s24_3.raw")).unwrap();
+    let output = std::fs::read(dir.join("out_cli_s24_3.raw")).unwrap();
+    let prefill = 3 * PERIOD * 6;
+    assert!(output[..prefill].iter().all(|&b| b == 0));
+    same_bytes(&output[prefill..], &input[..RATE as usize * 6], "render through the binary");
+
+    // run: device-clocked on the null plugin until SIGINT, then a clean exit.
+    let run_flows = dir.join("cli_run.toml");
+    std::fs::write(
+        &run_flows,
+        std::fs::read_to_string(&flows)
+            .unwrap()
+            .replace("cap_cli_s24_3", "nul_cli")
+            .replace("play_cli_s24_3", "nul_cli"),
+    )
+    .unwrap();
+    let child = engine_cli(dir, &["run", "--flows", run_flows.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("flow cli:") && stdout.contains("0 deadline misses"), "{stdout}");
+
+    // run: an ALSA flow on the internal clock is refused with the reason.
+    let bad = dir.join("cli_bad.toml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&run_flows)
+            .unwrap()
+            .replace("clock = { device = { node = \"mic\" } }\n", "")
+            .replace("nul_cli", "nul_cli_bad"),
+    )
+    .unwrap();
+    let out = engine_cli(dir, &["run", "--flows", bad.to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("needs the flow clocked by a device"), "{stderr}");
 }
