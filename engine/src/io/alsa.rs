@@ -481,6 +481,8 @@ impl AlsaDevice {
                     .map_err(|e| e.errno())
             };
             match result {
+                // Blocking reads return at least one frame; never spin on zero.
+                Ok(0) => break,
                 Ok(n) => got += n,
                 Err(errno) => {
                     if self.recover(errno) && is_xrun(errno) {
@@ -489,10 +491,9 @@ impl AlsaDevice {
                 }
             }
         }
-        if self.lost {
-            self.bytes[got * frame_bytes..].fill(0);
-            outcome.lost = true;
-        }
+        // Whatever was not read (a lost device, a zero-length read) is silence.
+        self.bytes[got.min(frames) * frame_bytes..].fill(0);
+        outcome.lost = self.lost;
         decode_into_planes(self.format, &self.bytes, self.channels, planes, stride, frames);
         outcome
     }
@@ -526,6 +527,7 @@ impl AlsaDevice {
                     .map_err(|e| e.errno())
             };
             match result {
+                Ok(0) => break,
                 Ok(n) => done += n,
                 Err(errno) => {
                     if !self.recover(errno) {
