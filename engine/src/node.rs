@@ -153,13 +153,28 @@ impl Node {
         }
         let mut prepared = Vec::new();
         let mut restart = Vec::new();
-        for spec in &state.flows {
-            let unchanged = self.desired.get(&spec.name) == Some(spec);
-            let wants_running = !self.stopped.contains(&spec.name);
-            if unchanged || !wants_running {
-                continue;
+        let wanted: Vec<&FlowSpec> = state.flows.iter().filter(|s| !self.stopped.contains(&s.name)).collect();
+        let changed: Vec<&FlowSpec> =
+            wanted.iter().copied().filter(|s| self.desired.get(&s.name) != Some(*s)).collect();
+        // A link's reading end is taken once: a rebuilt flow rebuilds every
+        // flow linked to it. Devices make a whole group restart.
+        let mut todo = Vec::new();
+        let mut deferred = BTreeSet::new();
+        for spec in &changed {
+            let group = link_group(&wanted, &spec.name);
+            let holds_devices =
+                group.iter().any(|g| self.running.get(&g.name).is_some_and(|f| uses_alsa(f.spec())));
+            for member in group {
+                if holds_devices {
+                    deferred.insert(member.name.clone());
+                }
+                if !todo.iter().any(|t: &&FlowSpec| t.name == member.name) {
+                    todo.push(member);
+                }
             }
-            if self.running.get(&spec.name).is_some_and(|f| uses_alsa(f.spec())) {
+        }
+        for spec in writers_first(todo) {
+            if deferred.contains(&spec.name) {
                 restart.push(spec);
                 continue;
             }
@@ -198,22 +213,23 @@ impl Node {
         }
         let mut result = Ok(());
         for spec in restart {
-            if let Some(old) = self.running.remove(&spec.name) {
+            let previous = self.running.remove(&spec.name).map(|old| {
                 let previous = old.spec().clone();
                 old.stop();
-                match build(spec, &self.options, Vec::new())
-                    .map_err(NodeError::from)
-                    .and_then(|built| start_built(spec, built, &self.rt).map_err(NodeError::from))
-                {
-                    Ok(flow) => {
-                        self.running.insert(spec.name.clone(), flow);
-                        self.desired.insert(spec.name.clone(), spec.clone());
-                        events.push(EngineToCtl::FlowState {
-                            flow: spec.name.clone(),
-                            state: FlowState::Running,
-                        });
-                    }
-                    Err(e) => {
+                previous
+            });
+            match build(spec, &self.options, Vec::new())
+                .map_err(NodeError::from)
+                .and_then(|built| start_built(spec, built, &self.rt).map_err(NodeError::from))
+            {
+                Ok(flow) => {
+                    self.running.insert(spec.name.clone(), flow);
+                    self.desired.insert(spec.name.clone(), spec.clone());
+                    events
+                        .push(EngineToCtl::FlowState { flow: spec.name.clone(), state: FlowState::Running });
+                }
+                Err(e) => {
+                    if let Some(previous) = previous {
                         if let Ok(flow) =
                             build(&previous, &self.options, Vec::new()).map_err(NodeError::from).and_then(
                                 |built| start_built(&previous, built, &self.rt).map_err(NodeError::from),
@@ -226,8 +242,8 @@ impl Node {
                                 state: FlowState::Failed { reason: e.to_string() },
                             });
                         }
-                        result = result.and(Err(e));
                     }
+                    result = result.and(Err(e));
                 }
             }
         }
@@ -246,11 +262,29 @@ impl Node {
         if self.running.contains_key(name) {
             return Ok(());
         }
-        let built = build(&spec, &self.options, Vec::new())?;
-        let flow = start_built(&spec, built, &self.rt)?;
-        self.running.insert(spec.name.clone(), flow);
+        self.start_linked(&spec.name, events)?;
         self.stopped.remove(&spec.name);
-        events.push(EngineToCtl::FlowState { flow: spec.name, state: FlowState::Running });
+        Ok(())
+    }
+
+    /// (Re)starts `name` and every running flow linked to it, writers first:
+    /// a link's ends are made together. Control thread only.
+    fn start_linked(&mut self, name: &Name, events: &mut Vec<EngineToCtl>) -> Result<(), NodeError> {
+        let desired: Vec<FlowSpec> = self.desired.values().cloned().collect();
+        let all: Vec<&FlowSpec> = desired.iter().collect();
+        let group: Vec<&FlowSpec> = link_group(&all, name)
+            .into_iter()
+            .filter(|g| &g.name == name || self.running.contains_key(&g.name))
+            .collect();
+        for spec in writers_first(group) {
+            if let Some(old) = self.running.remove(&spec.name) {
+                old.stop();
+            }
+            let built = build(spec, &self.options, Vec::new())?;
+            let flow = start_built(spec, built, &self.rt)?;
+            self.running.insert(spec.name.clone(), flow);
+            events.push(EngineToCtl::FlowState { flow: spec.name.clone(), state: FlowState::Running });
+        }
         Ok(())
     }
 
@@ -357,16 +391,11 @@ impl Node {
                 self.failed.remove(&name);
                 continue;
             };
-            match build(&spec, &self.options, Vec::new())
-                .map_err(NodeError::from)
-                .and_then(|built| start_built(&spec, built, &self.rt).map_err(NodeError::from))
-            {
-                Ok(flow) => {
+            match self.start_linked(&spec.name, events) {
+                Ok(()) => {
                     if let Some(r) = self.failed.remove(&name) {
                         self.reopened.insert(name.clone(), Reopen { at: now, delay: r.delay });
                     }
-                    self.running.insert(name.clone(), flow);
-                    events.push(EngineToCtl::FlowState { flow: name, state: FlowState::Running });
                 }
                 Err(e) => {
                     if let Some(r) = self.failed.get_mut(&name) {
@@ -400,4 +429,60 @@ fn node_name(spec: &FlowSpec, node: NodeRef) -> Option<Name> {
 fn uses_alsa(spec: &FlowSpec) -> bool {
     spec.inputs.iter().any(|i| matches!(i.producer, ProducerSpec::AlsaCapture(_)))
         || spec.outputs.iter().any(|o| matches!(o.consumer, ConsumerSpec::AlsaPlayback(_)))
+}
+
+/// `name` and every flow of `specs` linked to it, directly or through others.
+fn link_group<'a>(specs: &[&'a FlowSpec], name: &Name) -> Vec<&'a FlowSpec> {
+    let links = |spec: &FlowSpec| -> Vec<Name> {
+        let read = spec.inputs.iter().filter_map(|i| match &i.producer {
+            ProducerSpec::Link(l) => Some(l.name.clone()),
+            _ => None,
+        });
+        let written = spec.outputs.iter().filter_map(|o| match &o.consumer {
+            ConsumerSpec::Link(l) => Some(l.name.clone()),
+            _ => None,
+        });
+        read.chain(written).collect()
+    };
+    let Some(first) = specs.iter().find(|s| &s.name == name) else {
+        return Vec::new();
+    };
+    let mut group = vec![*first];
+    let mut names: BTreeSet<Name> = links(first).into_iter().collect();
+    loop {
+        let before = group.len();
+        for spec in specs {
+            if !group.iter().any(|g| g.name == spec.name) && links(spec).iter().any(|l| names.contains(l)) {
+                names.extend(links(spec));
+                group.push(*spec);
+            }
+        }
+        if group.len() == before {
+            return group;
+        }
+    }
+}
+
+/// `specs` ordered so that each link's writer comes before its reader
+/// (cycles keep their given order).
+fn writers_first(mut specs: Vec<&FlowSpec>) -> Vec<&FlowSpec> {
+    let written = |spec: &FlowSpec, link: &Name| {
+        spec.outputs.iter().any(|o| matches!(&o.consumer, ConsumerSpec::Link(l) if &l.name == link))
+    };
+    let mut ordered = Vec::with_capacity(specs.len());
+    while !specs.is_empty() {
+        let ready = specs
+            .iter()
+            .position(|spec| {
+                spec.inputs.iter().all(|i| match &i.producer {
+                    ProducerSpec::Link(l) => {
+                        !specs.iter().any(|w| w.name != spec.name && written(w, &l.name))
+                    }
+                    _ => true,
+                })
+            })
+            .unwrap_or(0);
+        ordered.push(specs.remove(ready));
+    }
+    ordered
 }

@@ -15,11 +15,13 @@ use airlift_ipc::units::Name;
 
 use crate::dsp::mix::MixKernel;
 use crate::dsp::signal::SignalGenerator;
+use crate::graph::link::LinkBoard;
 use crate::graph::processor::{BusGain, LoudnessMeter, Meter, NodeRef, Processor, Report, SilenceDetector};
 use crate::graph::rt_graph::{Pacing, RtGraph, RtInput, Sink, Source};
 use crate::io::alsa::{AlsaDevice, AlsaError, OpenRequest};
 use crate::io::wav::{WavError, WavRecorder, WavSource};
 use crate::io::worker::Worker;
+use crate::rt::bridge::{BridgeQuality, link};
 use crate::rt::stats::FlowCounters;
 
 /// A flow that cannot be built. Nothing was started; the message names the
@@ -87,6 +89,20 @@ pub enum BuildError {
         /// The field.
         field: String,
     },
+    /// A link input whose writing flow has not been built (build the writer
+    /// first; the node orders this itself), or a period too long for the
+    /// link's ring.
+    #[error("flow {flow}: {field}: link {link:?}: {why}")]
+    Link {
+        /// The flow.
+        flow: String,
+        /// The field.
+        field: String,
+        /// The link.
+        link: String,
+        /// What is wrong.
+        why: &'static str,
+    },
     /// A worker thread could not be started (out of resources).
     #[error("flow {flow}: cannot start a worker thread: {source}")]
     Thread {
@@ -110,11 +126,18 @@ pub struct BuildOptions {
     pub kernel: MixKernel,
     /// Relative file paths are resolved against this directory.
     pub base_dir: PathBuf,
+    /// Where link writers leave the reading ends for link readers.
+    pub links: LinkBoard,
 }
 
 impl Default for BuildOptions {
     fn default() -> Self {
-        Self { pacing: Pacing::Realtime, kernel: MixKernel::detect(), base_dir: PathBuf::from(".") }
+        Self {
+            pacing: Pacing::Realtime,
+            kernel: MixKernel::detect(),
+            base_dir: PathBuf::from("."),
+            links: LinkBoard::default(),
+        }
     }
 }
 
@@ -231,6 +254,26 @@ pub fn build(
                     let channels = device.channels();
                     (Source::Alsa(Box::new(device)), channels)
                 }
+                ProducerSpec::Link(spec_link) => {
+                    let name = spec_link.name.as_str();
+                    let link_error = |why| BuildError::Link {
+                        flow: flow.clone(),
+                        field: format!("{field}.link.name"),
+                        link: name.to_owned(),
+                        why,
+                    };
+                    let tail = options.links.take(name).ok_or_else(|| link_error("no flow writes it yet"))?;
+                    if tail.capacity() < 4 * frames {
+                        return Err(link_error(
+                            "this flow's period is too long for the link (at most 1/4 of its ring)",
+                        ));
+                    }
+                    let channels = tail.channels();
+                    let reader = tail
+                        .reader(frames, BridgeQuality::Sinc, Some(counters.clone()))
+                        .map_err(|_| link_error("the resampler refused this flow's period"))?;
+                    (Source::Bridge(Box::new(reader)), channels)
+                }
                 ProducerSpec::SrtIn(_) => {
                     return Err(unsupported(&flow, field, "SRT input"));
                 }
@@ -308,6 +351,12 @@ pub fn build(
                     let device = open_device(spec, options, alsa, &request, field, &mut built)?;
                     latency.playback = Some(device.prefill());
                     sinks.push(Sink::Alsa(Box::new(device)));
+                }
+                ConsumerSpec::Link(spec_link) => {
+                    // 200 ms of ring, or 16 periods: the reader keeps it half full.
+                    let (writer, tail) = link(rate, bus_channels, ring_frames(frames * 2, rate));
+                    options.links.park(spec_link.name.as_str(), tail);
+                    sinks.push(Sink::Bridge(Box::new(writer)));
                 }
                 ConsumerSpec::Encoded(_) => {
                     return Err(unsupported(&flow, field, "encoding to MPEG-TS (FFmpeg)"));

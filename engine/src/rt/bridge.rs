@@ -164,10 +164,112 @@ impl std::fmt::Debug for BridgeReader {
     }
 }
 
+/// The reading end of a bridge before the reader's period is known: the
+/// ring and the writer's timestamps. Turn it into a [`BridgeReader`] on the
+/// reading flow's control thread.
+pub struct BridgeTail {
+    ring: rtrb::Consumer<f32>,
+    channels: usize,
+    rate: u32,
+    last_push: Arc<AtomicU64>,
+    last_block: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for BridgeTail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BridgeTail").field("channels", &self.channels).field("rate", &self.rate).finish()
+    }
+}
+
+/// Builds the ring of a bridge carrying `channels` channels at nominal
+/// `rate` Hz, holding `capacity` frames (kept half full once read).
+/// Control thread only.
+pub fn link(rate: u32, channels: usize, capacity: usize) -> (BridgeWriter, BridgeTail) {
+    let (tx, rx) = rtrb::RingBuffer::new(capacity * channels);
+    let last_push = Arc::new(AtomicU64::new(0));
+    let last_block = Arc::new(AtomicU64::new(0));
+    let writer = BridgeWriter {
+        ring: tx,
+        channels,
+        last_push: last_push.clone(),
+        last_block: last_block.clone(),
+        dropped: 0,
+    };
+    (writer, BridgeTail { ring: rx, channels, rate, last_push, last_block })
+}
+
+impl BridgeTail {
+    /// Channels carried.
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
+    /// Frames the ring holds.
+    pub fn capacity(&self) -> usize {
+        self.ring.buffer().capacity() / self.channels
+    }
+
+    /// The reader, producing `period` frames per call; it publishes its
+    /// drift estimate into `counters` when given. Control thread only.
+    pub fn reader(
+        self,
+        period: usize,
+        quality: BridgeQuality,
+        counters: Option<Arc<FlowCounters>>,
+    ) -> Result<BridgeReader, BridgeError> {
+        let channels = self.channels;
+        let resampler = match quality {
+            BridgeQuality::Sinc => Async::new_sinc(
+                1.0,
+                1.0 + 2.0 * MAX_OFFSET,
+                &SincInterpolationParameters::new(128, WindowFunction::BlackmanHarris2),
+                period,
+                channels,
+                FixedAsync::Output,
+            )?,
+            BridgeQuality::Cubic => Async::new_poly(
+                1.0,
+                1.0 + 2.0 * MAX_OFFSET,
+                PolynomialDegree::Cubic,
+                period,
+                channels,
+                FixedAsync::Output,
+            )?,
+        };
+        if let Some(c) = &counters {
+            c.bridged.store(true, Relaxed);
+        }
+        // Critically damped: kp·P = 2/T, ki·P = 1/T² with T in periods.
+        let p = period as f64;
+        Ok(BridgeReader {
+            target_fill: self.capacity() as f64 / 2.0,
+            ring: self.ring,
+            last_push: self.last_push,
+            last_block: self.last_block,
+            frames_per_ns: f64::from(self.rate) / 1e9,
+            input: vec![0.0; resampler.input_frames_max() * channels],
+            output: vec![0.0; period * channels],
+            resampler,
+            channels,
+            period,
+            fill: 0.0,
+            integral: 0.0,
+            kp: 2.0 / LOOP_PERIODS / p,
+            ki: 1.0 / (LOOP_PERIODS * LOOP_PERIODS) / p,
+            offset: 0.0,
+            primed: false,
+            starved: 0,
+            consumed: 0,
+            counters,
+        })
+    }
+}
+
 /// Builds a bridge for `channels` channels at nominal `rate` Hz on both
 /// sides, whose reader produces `period` frames per call; the ring holds
-/// `ring_periods` periods and is kept half full. The reader publishes its
-/// drift estimate into `counters` when given. Control thread only.
+/// `ring_periods` periods (at least 4) and is kept half full. The reader
+/// publishes its drift estimate into `counters` when given. Control thread
+/// only.
 pub fn bridge(
     rate: u32,
     channels: usize,
@@ -176,55 +278,8 @@ pub fn bridge(
     quality: BridgeQuality,
     counters: Option<Arc<FlowCounters>>,
 ) -> Result<(BridgeWriter, BridgeReader), BridgeError> {
-    let ring_periods = ring_periods.max(4);
-    let resampler = match quality {
-        BridgeQuality::Sinc => Async::new_sinc(
-            1.0,
-            1.0 + 2.0 * MAX_OFFSET,
-            &SincInterpolationParameters::new(128, WindowFunction::BlackmanHarris2),
-            period,
-            channels,
-            FixedAsync::Output,
-        )?,
-        BridgeQuality::Cubic => Async::new_poly(
-            1.0,
-            1.0 + 2.0 * MAX_OFFSET,
-            PolynomialDegree::Cubic,
-            period,
-            channels,
-            FixedAsync::Output,
-        )?,
-    };
-    if let Some(c) = &counters {
-        c.bridged.store(true, Relaxed);
-    }
-    let (tx, rx) = rtrb::RingBuffer::new(ring_periods * period * channels);
-    // Critically damped: kp·P = 2/T, ki·P = 1/T² with T in periods.
-    let p = period as f64;
-    let last_push = Arc::new(AtomicU64::new(0));
-    let last_block = Arc::new(AtomicU64::new(0));
-    let reader = BridgeReader {
-        ring: rx,
-        last_push: last_push.clone(),
-        last_block: last_block.clone(),
-        frames_per_ns: f64::from(rate) / 1e9,
-        input: vec![0.0; resampler.input_frames_max() * channels],
-        output: vec![0.0; period * channels],
-        resampler,
-        channels,
-        period,
-        target_fill: (ring_periods * period) as f64 / 2.0,
-        fill: 0.0,
-        integral: 0.0,
-        kp: 2.0 / LOOP_PERIODS / p,
-        ki: 1.0 / (LOOP_PERIODS * LOOP_PERIODS) / p,
-        offset: 0.0,
-        primed: false,
-        starved: 0,
-        consumed: 0,
-        counters,
-    };
-    Ok((BridgeWriter { ring: tx, channels, last_push, last_block, dropped: 0 }, reader))
+    let (writer, tail) = link(rate, channels, ring_periods.max(4) * period);
+    Ok((writer, tail.reader(period, quality, counters)?))
 }
 
 impl BridgeReader {
@@ -245,6 +300,9 @@ impl BridgeReader {
                 return false;
             }
             self.primed = true;
+            // Hold the level found at priming (the target plus at most one
+            // writer block): no initial error for the loop to work off.
+            self.target_fill = fill;
             self.fill = fill;
         }
         self.steer(fill);
