@@ -161,6 +161,9 @@ consumer = {{ wav = {{ path = "{}", format = "f32" }} }}
     std::thread::sleep(std::time::Duration::from_millis(600));
     let after = node.flow("air").unwrap().stats();
     assert_eq!(after.underruns, 0, "the rebuilt link feeds the reader");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let later = node.flow("air").unwrap().stats();
+    assert_ne!(later.drift_ppm, after.drift_ppm, "the rebuilt reader publishes into the flow's counters");
     node.shutdown(&mut events);
 
     let mut reader = hound::WavReader::open(dir.join("air.wav")).unwrap();

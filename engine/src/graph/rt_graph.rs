@@ -239,6 +239,11 @@ impl RtGraph {
     /// The same graph reporting into `counters` (a rebuilt flow keeps its
     /// counters). Control thread only.
     pub fn with_counters(mut self: Box<Self>, counters: Arc<FlowCounters>) -> Box<Self> {
+        for input in &mut self.inputs {
+            if let Source::Bridge(reader) = &mut input.source {
+                reader.publish_to(counters.clone());
+            }
+        }
         self.counters = counters;
         self
     }

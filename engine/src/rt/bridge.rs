@@ -369,6 +369,14 @@ impl BridgeReader {
         self.channels
     }
 
+    /// Publishes the drift estimate into `counters` from now on (a rebuilt
+    /// flow keeps its counters). Control thread only, before the reader
+    /// moves to its audio thread.
+    pub fn publish_to(&mut self, counters: Arc<FlowCounters>) {
+        counters.bridged.store(true, Relaxed);
+        self.counters = Some(counters);
+    }
+
     /// Frames in the ring now.
     pub fn fill_frames(&self) -> usize {
         self.ring.slots() / self.channels
