@@ -11,8 +11,11 @@
 //!   clocks the audio thread that calls them.
 //! - Xruns (`EPIPE`, `ESTRPIPE`) are recovered with `snd_pcm_recover` (a
 //!   playback device is refilled with its silence prefill so the latency stays
-//!   what it was), counted, reported on the device's report ring and in the
-//!   flow's counters; the period goes on. A device that fails for good
+//!   what it was); a running device that moves no data for four buffers'
+//!   time (at least 100 ms) is restarted the same way, and after three such
+//!   stalls in a row counts as lost. Xruns and stalls are counted, reported
+//!   on the device's report ring and in the flow's counters; the period goes
+//!   on. A device that fails for good
 //!   (`ENODEV` after an unplug, `EIO`, …) is marked lost, reported once, and
 //!   from then on reads silence and drops writes without touching alsa-lib;
 //!   the control side rebuilds the flow when the device is back.
@@ -29,7 +32,7 @@ use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use airlift_ipc::spec::{AlsaSpec, SampleFormat};
-use alsa::pcm::{Access, Format, HwParams, PCM};
+use alsa::pcm::{Access, Format, HwParams, PCM, State};
 use alsa::{Direction, ValueOr};
 
 use crate::graph::processor::{NodeRef, Report};
@@ -167,10 +170,14 @@ impl Drop for Claim {
     }
 }
 
-/// Overrun, underrun or suspend: what `snd_pcm_recover` calls an xrun.
+/// Overrun, underrun or suspend (what `snd_pcm_recover` calls an xrun), or
+/// a running device that moved no data for the stall timeout.
 fn is_xrun(errno: i32) -> bool {
-    errno == libc::EPIPE || errno == libc::ESTRPIPE
+    errno == libc::EPIPE || errno == libc::ESTRPIPE || errno == libc::ETIMEDOUT
 }
+
+/// Consecutive stalls after which a device counts as lost.
+const MAX_STALLS: u32 = 3;
 
 fn alsa_format(format: SampleFormat) -> Format {
     match format {
@@ -227,6 +234,10 @@ pub struct AlsaDevice {
     /// One period of interleaved device bytes.
     bytes: Vec<u8>,
     xruns: u64,
+    /// Longest wait for a running device to move data, in ms.
+    stall_ms: u32,
+    /// Consecutive stalls so far.
+    stalls: u32,
     lost: bool,
     injected: Arc<AtomicU32>,
     reports: rtrb::Producer<Report>,
@@ -373,6 +384,9 @@ impl AlsaDevice {
             prefill,
             bytes: vec![0; request.period * channels as usize * bps],
             xruns: 0,
+            // Four buffers' time, at least 100 ms.
+            stall_ms: ((buffer as u64 * 4_000 / u64::from(request.rate)) as u32).max(100),
+            stalls: 0,
             lost: false,
             injected: Arc::new(AtomicU32::new(0)),
             reports,
@@ -434,6 +448,22 @@ impl AlsaDevice {
         Ok(())
     }
 
+    /// Waits, at most the stall timeout, until a running device can move
+    /// data; `Err(ETIMEDOUT)` for a stalled one. A device not running yet is
+    /// started by the read or write itself. This bounds every blocking call,
+    /// so a dead device cannot hang the audio thread (and with it `stop`).
+    /// Realtime-safe (its syscall is the device wait).
+    fn await_device(&mut self) -> Result<(), i32> {
+        if self.pcm.state() != State::Running {
+            return Ok(());
+        }
+        match self.pcm.wait(Some(self.stall_ms)) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(libc::ETIMEDOUT),
+            Err(e) => Err(e.errno()),
+        }
+    }
+
     /// An injected xrun, if one is queued. Realtime-safe.
     fn take_injected(&self) -> bool {
         self.injected.fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1)).is_ok()
@@ -446,6 +476,11 @@ impl AlsaDevice {
         let xrun = is_xrun(errno);
         let recovered = match errno {
             libc::EPIPE | libc::ESTRPIPE | libc::EINTR => self.pcm.recover(-errno, true).is_ok(),
+            // Running but silent: restart it, a few times.
+            libc::ETIMEDOUT if self.stalls < MAX_STALLS => {
+                self.stalls += 1;
+                self.pcm.drop().is_ok() && self.pcm.prepare().is_ok()
+            }
             // A PCM stopped under us (not running, not prepared): prepare again.
             libc::EBADFD => self.pcm.prepare().is_ok(),
             _ => false,
@@ -475,15 +510,20 @@ impl AlsaDevice {
             let result = if self.take_injected() {
                 Err(libc::EPIPE)
             } else {
-                self.pcm
-                    .io_bytes()
-                    .readi(&mut self.bytes[got * frame_bytes..frames * frame_bytes])
-                    .map_err(|e| e.errno())
+                self.await_device().and_then(|()| {
+                    self.pcm
+                        .io_bytes()
+                        .readi(&mut self.bytes[got * frame_bytes..frames * frame_bytes])
+                        .map_err(|e| e.errno())
+                })
             };
             match result {
                 // Blocking reads return at least one frame; never spin on zero.
                 Ok(0) => break,
-                Ok(n) => got += n,
+                Ok(n) => {
+                    got += n;
+                    self.stalls = 0;
+                }
                 Err(errno) => {
                     if self.recover(errno) && is_xrun(errno) {
                         outcome.xruns += 1;
@@ -521,14 +561,19 @@ impl AlsaDevice {
             let result = if self.take_injected() {
                 Err(libc::EPIPE)
             } else {
-                self.pcm
-                    .io_bytes()
-                    .writei(&self.bytes[done * frame_bytes..frames * frame_bytes])
-                    .map_err(|e| e.errno())
+                self.await_device().and_then(|()| {
+                    self.pcm
+                        .io_bytes()
+                        .writei(&self.bytes[done * frame_bytes..frames * frame_bytes])
+                        .map_err(|e| e.errno())
+                })
             };
             match result {
                 Ok(0) => break,
-                Ok(n) => done += n,
+                Ok(n) => {
+                    done += n;
+                    self.stalls = 0;
+                }
                 Err(errno) => {
                     if !self.recover(errno) {
                         outcome.lost = true;
