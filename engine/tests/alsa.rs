@@ -562,6 +562,7 @@ consumer = { alsa_playback = { device = "play_cli_s24_3", channels = 2, format =
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("flow cli:") && stdout.contains("0 deadline misses"), "{stdout}");
+    assert!(stdout.contains("0 device xruns, duplex latency 1024 frames"), "{stdout}");
 
     // run: an ALSA flow on the internal clock is refused with the reason.
     let bad = dir.join("cli_bad.toml");
