@@ -40,6 +40,8 @@ struct AudioThread {
     /// A replaced graph waiting for room on the return ring.
     pending_return: Option<Box<RtGraph>>,
     counters: Arc<FlowCounters>,
+    /// The last period found an ALSA device lost.
+    device_lost: bool,
 }
 
 impl AudioThread {
@@ -80,7 +82,37 @@ impl AudioThread {
         if report.overrun {
             self.counters.overruns.fetch_add(1, Relaxed);
         }
+        if report.xruns > 0 {
+            self.counters.xruns.fetch_add(u64::from(report.xruns), Relaxed);
+        }
+        self.device_lost = report.device_lost;
         true
+    }
+}
+
+/// What paces a flow's audio thread between periods.
+#[derive(Debug)]
+enum Pace {
+    /// The graph's ALSA devices: their blocking `readi`/`writei` inside the
+    /// period is the wait, so nothing else waits.
+    Device,
+    /// The engine's clock: sleep to the next absolute deadline.
+    Internal(InternalClock),
+}
+
+impl Pace {
+    /// Waits for the next period unless a device already did; a lost device
+    /// hands over to the internal clock so the thread neither spins nor
+    /// stops. Realtime-safe.
+    fn after_period(&mut self, device_lost: bool, frames: u32, rate: u32, counters: &FlowCounters) {
+        if device_lost && matches!(self, Pace::Device) {
+            *self = Pace::Internal(InternalClock::new(frames, rate));
+        }
+        if let Pace::Internal(clock) = self
+            && clock.wait().missed
+        {
+            counters.deadline_misses.fetch_add(1, Relaxed);
+        }
     }
 }
 
@@ -99,6 +131,7 @@ pub fn audio_driver(graph: Box<RtGraph>) -> (FlowControl, AudioDriver) {
             returned: ret_tx,
             pending_return: None,
             counters,
+            device_lost: false,
         }),
     )
 }
@@ -156,6 +189,7 @@ pub struct RunningFlow {
     inputs: std::collections::HashMap<airlift_ipc::units::Name, usize>,
     counters: Arc<FlowCounters>,
     realtime: RealtimeReport,
+    injectors: Vec<crate::io::alsa::XrunInjector>,
 }
 
 /// Starts `spec` on a realtime audio thread named `airlift-rt-<flow>`.
@@ -179,6 +213,7 @@ pub fn start_built(
     rt: &RealtimeRequest,
 ) -> Result<RunningFlow, BuildError> {
     let BuiltFlow { graph, workers, reports, inputs, counters, .. } = built;
+    let injectors = graph.xrun_injectors();
     let (control, mut driver) = audio_driver(graph);
     let (rt_tx, rt_rx) = std::sync::mpsc::sync_channel(1);
     let rt = *rt;
@@ -190,13 +225,16 @@ pub fn start_built(
         .spawn(move || {
             let report = apply(&rt);
             let _ = rt_tx.send(report);
-            let mut clock = InternalClock::new(frames, rate);
-            let period_ns = clock.period().as_nanos() as u64;
+            let period_ns = u64::from(frames) * 1_000_000_000 / u64::from(rate);
+            // A graph with ALSA devices was built for a flow clocked by one
+            // of them (the build refuses anything else in realtime pacing).
+            let mut pace = if driver.graph().has_devices() {
+                Pace::Device
+            } else {
+                Pace::Internal(InternalClock::new(frames, rate))
+            };
             while driver.run_period(period_ns) {
-                let tick = clock.wait();
-                if tick.missed {
-                    driver.0.counters.deadline_misses.fetch_add(1, Relaxed);
-                }
+                pace.after_period(driver.0.device_lost, frames, rate, &driver.0.counters);
             }
             driver.0.pending_return.take();
             driver.0.graph
@@ -216,6 +254,7 @@ pub fn start_built(
         inputs,
         counters,
         realtime,
+        injectors,
     })
 }
 
@@ -265,6 +304,7 @@ impl RunningFlow {
         // The counters live on across the swap: keep the old ones.
         drop(counters);
         let graph = graph.with_counters(self.counters.clone());
+        let injectors = graph.xrun_injectors();
         if let Err(RtCommand::Swap(graph)) = self.control.send(RtCommand::Swap(graph)) {
             drop(graph);
             return Err(BuildError::Processor {
@@ -276,6 +316,7 @@ impl RunningFlow {
         self.retired.push_back(std::mem::replace(&mut self.workers, workers));
         self.reports = reports;
         self.inputs = inputs;
+        self.injectors = injectors;
         self.spec = spec.clone();
         Ok(())
     }
@@ -301,6 +342,12 @@ impl RunningFlow {
         }
     }
 
+    /// Handles that inject xruns into the running graph's ALSA devices
+    /// (fault drills and tests); empty once the graph was replaced.
+    pub fn xrun_injectors(&self) -> &[crate::io::alsa::XrunInjector] {
+        &self.injectors
+    }
+
     /// Statistics.
     pub fn stats(&self) -> FlowStats {
         self.counters.snapshot(self.spec.name.as_str(), self.realtime.clone())
@@ -321,7 +368,10 @@ impl RunningFlow {
         }
         if let Some(thread) = self.thread.take() {
             match thread.join() {
-                Ok(graph) => drop(graph),
+                Ok(mut graph) => {
+                    graph.drain_devices();
+                    drop(graph);
+                }
                 Err(_) => tracing::error!(flow = %self.spec.name, "audio thread panicked"),
             }
         }
@@ -381,6 +431,7 @@ pub fn render(
         if report.underrun {
             built.counters.underruns.fetch_add(1, Relaxed);
         }
+        built.counters.xruns.fetch_add(u64::from(report.xruns), Relaxed);
         for ring in &mut built.reports {
             while let Ok(r) = ring.pop() {
                 if let Report::Loudness(l) = r {
@@ -390,6 +441,7 @@ pub fn render(
         }
     }
     let wall_seconds = (now_ns() - started) as f64 / 1e9;
+    built.graph.drain_devices();
     // A final loudness reading covering everything rendered.
     built.graph.finish_processors();
     for ring in &mut built.reports {

@@ -2,13 +2,16 @@
 //!
 //! # Layout
 //!
-//! - [`rt`]: realtime thread setup, clocks, lock-free counters.
+//! - [`rt`]: realtime thread setup, clocks, lock-free counters, and
+//!   [`rt::bridge`], the adaptive-resampling bridge between two clock domains.
 //! - [`dsp`]: SIMD kernels (mix, meters) with scalar references, pan law,
 //!   test signals.
 //! - [`graph`]: the flow graph; [`graph::build`] prepares it on the control
 //!   thread, [`graph::rt_graph::RtGraph::process`] runs one period on the
 //!   audio thread; the [`Processor`] trait for your own DSP.
-//! - [`io`]: WAV source and recorder on named worker threads.
+//! - [`io`]: WAV source and recorder on named worker threads; [`io::alsa`],
+//!   ALSA capture and playback whose blocking I/O clocks the flow's audio
+//!   thread (the only module that calls alsa-lib).
 //! - [`flow`]: a flow on its audio thread, or rendered offline.
 //! - [`node`]: the set of flows converged to a desired state.
 //! - [`control`]: the Unix-socket server that `airlift-ctld` talks to.

@@ -205,6 +205,14 @@ fn print_run_stats(stats: &airlift_ipc::message::FlowStats) {
         stats.overruns,
         stats.max_process_us
     );
+    if stats.xruns > 0 || stats.latency_frames.is_some() || stats.drift_ppm.is_some() {
+        let latency = stats.latency_frames.map_or_else(|| "-".to_owned(), |f| format!("{f} frames"));
+        let drift = stats.drift_ppm.map_or_else(|| "-".to_owned(), |d| format!("{d:+.1} ppm"));
+        println!(
+            "flow {}: {} device xruns, duplex latency {latency}, link drift {drift}",
+            stats.flow, stats.xruns
+        );
+    }
     let total = stats.periods.max(1) as f64;
     let mut cumulative = 0u64;
     for (i, count) in stats.process_load_histogram.iter().enumerate() {

@@ -4,15 +4,17 @@
 //! running is touched, so a command either applies whole or changes nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use airlift_ipc::message::{ChannelMeter, EngineStats, EngineToCtl, FlowState, RejectKind, Rejection};
-use airlift_ipc::spec::{DesiredState, FlowSpec};
+use airlift_ipc::spec::{ConsumerSpec, DesiredState, FlowSpec, ProducerSpec};
 use airlift_ipc::units::{GainDb, Name, Pan};
 
 use crate::flow::{ParamError, RunningFlow, start_built};
 use crate::graph::build::{BuildError, BuildOptions, build};
-use crate::graph::processor::{Processor, Report};
+use crate::graph::processor::{NodeRef, Processor, Report};
 use crate::graph::rt_graph::{Pacing, ParamChange};
+use crate::io::alsa::AlsaError;
 use crate::rt::thread::RealtimeRequest;
 
 /// A command the node refused. Nothing changed.
@@ -44,6 +46,10 @@ impl NodeError {
                 RejectKind::Unsupported
             }
             NodeError::Build(BuildError::Thread { .. }) => RejectKind::Internal,
+            NodeError::Build(BuildError::Alsa { source: AlsaError::NotFound { .. }, .. }) => {
+                RejectKind::NotFound
+            }
+            NodeError::Build(BuildError::Alsa { source: AlsaError::Busy { .. }, .. }) => RejectKind::Busy,
             NodeError::Build(_) => RejectKind::InvalidArgument,
             NodeError::Param(ParamError::UnknownInput { .. }) | NodeError::UnknownFlow(_) => {
                 RejectKind::NotFound
@@ -63,6 +69,23 @@ pub struct Node {
     desired: BTreeMap<Name, FlowSpec>,
     stopped: BTreeSet<Name>,
     running: BTreeMap<Name, RunningFlow>,
+    /// Flows whose device was lost, with when to try reopening them.
+    failed: BTreeMap<Name, Reopen>,
+    /// Flows reopened after a loss: when, and the wait that preceded it, so
+    /// a device that fails again soon backs off further instead of looping.
+    reopened: BTreeMap<Name, Reopen>,
+}
+
+/// First wait before reopening a lost device's flow.
+const REOPEN_FIRST: Duration = Duration::from_millis(500);
+/// Longest wait between reopen attempts.
+const REOPEN_MAX: Duration = Duration::from_secs(30);
+
+/// When a failed flow is next rebuilt, and the wait after that.
+#[derive(Debug, Clone, Copy)]
+struct Reopen {
+    at: Instant,
+    delay: Duration,
 }
 
 impl Node {
@@ -70,7 +93,20 @@ impl Node {
     /// audio thread.
     pub fn new(mut options: BuildOptions, rt: RealtimeRequest) -> Self {
         options.pacing = Pacing::Realtime;
-        Self { options, rt, desired: BTreeMap::new(), stopped: BTreeSet::new(), running: BTreeMap::new() }
+        Self {
+            options,
+            rt,
+            desired: BTreeMap::new(),
+            stopped: BTreeSet::new(),
+            running: BTreeMap::new(),
+            failed: BTreeMap::new(),
+            reopened: BTreeMap::new(),
+        }
+    }
+
+    /// The running flow named `name`.
+    pub fn flow(&self, name: &str) -> Option<&RunningFlow> {
+        self.running.get(name)
     }
 
     /// Names of the running flows.
@@ -100,6 +136,12 @@ impl Node {
     /// flows whose spec changed, starts new ones, and leaves unchanged flows
     /// running untouched. All new graphs are built first; if any fails,
     /// nothing changes.
+    ///
+    /// Flows with ALSA devices are restarted rather than swapped (a device
+    /// clocks its thread, and a PCM cannot be opened twice): a changed flow
+    /// that holds devices is stopped, then rebuilt after every other change
+    /// applied. If that rebuild fails, its previous spec is started again
+    /// and the error returned; the other changes stay applied.
     pub fn apply_state(
         &mut self,
         state: &DesiredState,
@@ -110,18 +152,40 @@ impl Node {
             return Err(NodeError::Unsupported("pulling SRT streams into segments"));
         }
         let mut prepared = Vec::new();
+        let mut restart = Vec::new();
+        let wanted: Vec<&FlowSpec> = state.flows.iter().filter(|s| !self.stopped.contains(&s.name)).collect();
+        let changed: Vec<&FlowSpec> =
+            wanted.iter().copied().filter(|s| self.desired.get(&s.name) != Some(*s)).collect();
+        // A link's reading end is taken once: a rebuilt flow rebuilds every
+        // flow linked to it. Devices make a whole group restart.
+        let mut todo = Vec::new();
+        let mut deferred = BTreeSet::new();
+        for spec in &changed {
+            let group = link_group(&wanted, &spec.name);
+            let holds_devices =
+                group.iter().any(|g| self.running.get(&g.name).is_some_and(|f| uses_alsa(f.spec())));
+            for member in group {
+                if holds_devices {
+                    deferred.insert(member.name.clone());
+                }
+                if !todo.iter().any(|t: &&FlowSpec| t.name == member.name) {
+                    todo.push(member);
+                }
+            }
+        }
         let mut retuned = Vec::new();
-        for spec in &state.flows {
-            let old = self.desired.get(&spec.name);
-            let unchanged = old == Some(spec);
-            let wants_running = !self.stopped.contains(&spec.name);
-            if unchanged || !wants_running {
+        for spec in writers_first(todo) {
+            if deferred.contains(&spec.name) {
+                restart.push(spec);
                 continue;
             }
-            // Only gains, mutes or pans changed: ramp them in, keep the graph
-            // (and its recordings) running without a single dropped sample.
-            if let Some(old) = old
+            // Only gains, mutes or pans changed on a flow without links:
+            // ramp them in and keep the graph (and its recordings) running
+            // without a single dropped sample.
+            if let Some(old) = self.desired.get(&spec.name)
+                && old != spec
                 && self.running.contains_key(&spec.name)
+                && link_group(&wanted, &spec.name).len() == 1
                 && only_input_params_differ(old, spec)
             {
                 retuned.push(spec);
@@ -136,6 +200,8 @@ impl Node {
         let gone: Vec<Name> = self.desired.keys().filter(|n| !keep.contains(n)).cloned().collect();
         for name in gone {
             self.desired.remove(&name);
+            self.failed.remove(&name);
+            self.reopened.remove(&name);
             self.stopped.remove(&name);
             if let Some(flow) = self.running.remove(&name) {
                 flow.stop();
@@ -145,7 +211,9 @@ impl Node {
         for (spec, built) in prepared {
             match self.running.get_mut(&spec.name) {
                 Some(flow)
-                    if flow.spec().sample_rate == spec.sample_rate && flow.spec().period == spec.period =>
+                    if flow.spec().sample_rate == spec.sample_rate
+                        && flow.spec().period == spec.period
+                        && !uses_alsa(spec) =>
                 {
                     flow.replace(spec, built)?;
                 }
@@ -159,10 +227,49 @@ impl Node {
             }
             events.push(EngineToCtl::FlowState { flow: spec.name.clone(), state: FlowState::Running });
         }
-        for spec in &state.flows {
-            self.desired.insert(spec.name.clone(), spec.clone());
+        let mut result = Ok(());
+        for spec in restart {
+            let previous = self.running.remove(&spec.name).map(|old| {
+                let previous = old.spec().clone();
+                old.stop();
+                previous
+            });
+            match build(spec, &self.options, Vec::new())
+                .map_err(NodeError::from)
+                .and_then(|built| start_built(spec, built, &self.rt).map_err(NodeError::from))
+            {
+                Ok(flow) => {
+                    self.running.insert(spec.name.clone(), flow);
+                    self.desired.insert(spec.name.clone(), spec.clone());
+                    events
+                        .push(EngineToCtl::FlowState { flow: spec.name.clone(), state: FlowState::Running });
+                }
+                Err(e) => {
+                    if let Some(previous) = previous {
+                        if let Ok(flow) =
+                            build(&previous, &self.options, Vec::new()).map_err(NodeError::from).and_then(
+                                |built| start_built(&previous, built, &self.rt).map_err(NodeError::from),
+                            )
+                        {
+                            self.running.insert(previous.name.clone(), flow);
+                        } else {
+                            events.push(EngineToCtl::FlowState {
+                                flow: previous.name.clone(),
+                                state: FlowState::Failed { reason: e.to_string() },
+                            });
+                        }
+                    }
+                    result = result.and(Err(e));
+                }
+            }
         }
-        Ok(())
+        for spec in &state.flows {
+            let failed_restart = result.is_err() && self.desired.get(&spec.name).is_some_and(|d| d != spec);
+            if !failed_restart || !uses_alsa(spec) {
+                self.desired.insert(spec.name.clone(), spec.clone());
+            }
+        }
+        result
     }
 
     /// Sends the gain, mute and pan of every input of `spec` to its running flow.
@@ -183,11 +290,29 @@ impl Node {
         if self.running.contains_key(name) {
             return Ok(());
         }
-        let built = build(&spec, &self.options, Vec::new())?;
-        let flow = start_built(&spec, built, &self.rt)?;
-        self.running.insert(spec.name.clone(), flow);
+        self.start_linked(&spec.name, events)?;
         self.stopped.remove(&spec.name);
-        events.push(EngineToCtl::FlowState { flow: spec.name, state: FlowState::Running });
+        Ok(())
+    }
+
+    /// (Re)starts `name` and every running flow linked to it, writers first:
+    /// a link's ends are made together. Control thread only.
+    fn start_linked(&mut self, name: &Name, events: &mut Vec<EngineToCtl>) -> Result<(), NodeError> {
+        let desired: Vec<FlowSpec> = self.desired.values().cloned().collect();
+        let all: Vec<&FlowSpec> = desired.iter().collect();
+        let group: Vec<&FlowSpec> = link_group(&all, name)
+            .into_iter()
+            .filter(|g| &g.name == name || self.running.contains_key(&g.name))
+            .collect();
+        for spec in writers_first(group) {
+            if let Some(old) = self.running.remove(&spec.name) {
+                old.stop();
+            }
+            let built = build(spec, &self.options, Vec::new())?;
+            let flow = start_built(spec, built, &self.rt)?;
+            self.running.insert(spec.name.clone(), flow);
+            events.push(EngineToCtl::FlowState { flow: spec.name.clone(), state: FlowState::Running });
+        }
         Ok(())
     }
 
@@ -202,6 +327,7 @@ impl Node {
         if let Some(flow) = self.running.remove(&key) {
             flow.stop();
         }
+        self.failed.remove(&key);
         self.stopped.insert(key.clone());
         events.push(EngineToCtl::FlowState { flow: key, state: FlowState::Stopped });
         Ok(())
@@ -238,16 +364,30 @@ impl Node {
         EngineStats { flows: self.running.values().map(RunningFlow::stats).collect() }
     }
 
-    /// Collects replaced graphs and turns processor reports into events.
+    /// Collects replaced graphs, turns processor and device reports into
+    /// events, fails flows whose device was lost and reopens them with
+    /// backoff.
     pub fn poll(&mut self, events: &mut Vec<EngineToCtl>) {
+        let mut lost = Vec::new();
         for (name, flow) in &mut self.running {
             flow.collect();
             let mut meters: Option<Vec<ChannelMeter>> = None;
             let mut loudness = None;
+            let spec = flow.spec().clone();
             flow.drain_reports(|r| match r {
                 Report::Meters { channels, levels } => meters = Some(levels[..channels].to_vec()),
                 Report::Loudness(l) => loudness = Some(l),
                 Report::Silence(silent) => events.push(EngineToCtl::Silence { flow: name.clone(), silent }),
+                Report::Xrun { node, total } => {
+                    if let Some(node) = node_name(&spec, node) {
+                        events.push(EngineToCtl::Xrun { flow: name.clone(), node, total });
+                    }
+                }
+                Report::DeviceLost { node, errno } => {
+                    let node = node_name(&spec, node).map(|n| n.to_string()).unwrap_or_default();
+                    let why = nix::errno::Errno::from_raw(errno).desc();
+                    lost.push((name.clone(), format!("ALSA device of {node} lost: {why}")));
+                }
             });
             if meters.is_some() || loudness.is_some() {
                 events.push(EngineToCtl::Meters {
@@ -255,6 +395,48 @@ impl Node {
                     channels: meters.unwrap_or_default(),
                     loudness,
                 });
+            }
+        }
+        self.fail_and_reopen(lost, events);
+    }
+
+    /// Stops flows whose device was lost (the audio thread already runs on
+    /// the internal clock, so this joins promptly), then rebuilds failed
+    /// flows whose backoff has passed.
+    fn fail_and_reopen(&mut self, lost: Vec<(Name, String)>, events: &mut Vec<EngineToCtl>) {
+        for (name, reason) in lost {
+            if let Some(flow) = self.running.remove(&name) {
+                flow.stop();
+            }
+            tracing::warn!(flow = %name, %reason, "flow failed; reopening with backoff");
+            events.push(EngineToCtl::FlowState { flow: name.clone(), state: FlowState::Failed { reason } });
+            let delay = match self.reopened.remove(&name) {
+                Some(last) if last.at.elapsed() < REOPEN_MAX => (last.delay * 2).min(REOPEN_MAX),
+                _ => REOPEN_FIRST,
+            };
+            self.failed.insert(name, Reopen { at: Instant::now() + delay, delay });
+        }
+        let now = Instant::now();
+        let due: Vec<Name> =
+            self.failed.iter().filter(|(_, r)| r.at <= now).map(|(n, _)| n.clone()).collect();
+        for name in due {
+            let Some(spec) = self.desired.get(&name).cloned() else {
+                self.failed.remove(&name);
+                continue;
+            };
+            match self.start_linked(&spec.name, events) {
+                Ok(()) => {
+                    if let Some(r) = self.failed.remove(&name) {
+                        self.reopened.insert(name.clone(), Reopen { at: now, delay: r.delay });
+                    }
+                }
+                Err(e) => {
+                    if let Some(r) = self.failed.get_mut(&name) {
+                        r.delay = (r.delay * 2).min(REOPEN_MAX);
+                        r.at = now + r.delay;
+                        tracing::debug!(flow = %name, error = %e, retry_in = ?r.delay, "reopen failed");
+                    }
+                }
             }
         }
     }
@@ -266,6 +448,76 @@ impl Node {
             events.push(EngineToCtl::FlowState { flow: name, state: FlowState::Stopped });
         }
     }
+}
+
+/// The name of an input or output of `spec`.
+fn node_name(spec: &FlowSpec, node: NodeRef) -> Option<Name> {
+    match node {
+        NodeRef::Input(i) => spec.inputs.get(i).map(|x| x.name.clone()),
+        NodeRef::Output(i) => spec.outputs.get(i).map(|x| x.name.clone()),
+    }
+}
+
+/// Whether `spec` has ALSA inputs or outputs.
+fn uses_alsa(spec: &FlowSpec) -> bool {
+    spec.inputs.iter().any(|i| matches!(i.producer, ProducerSpec::AlsaCapture(_)))
+        || spec.outputs.iter().any(|o| matches!(o.consumer, ConsumerSpec::AlsaPlayback(_)))
+}
+
+/// `name` and every flow of `specs` linked to it, directly or through others.
+fn link_group<'a>(specs: &[&'a FlowSpec], name: &Name) -> Vec<&'a FlowSpec> {
+    let links = |spec: &FlowSpec| -> Vec<Name> {
+        let read = spec.inputs.iter().filter_map(|i| match &i.producer {
+            ProducerSpec::Link(l) => Some(l.name.clone()),
+            _ => None,
+        });
+        let written = spec.outputs.iter().filter_map(|o| match &o.consumer {
+            ConsumerSpec::Link(l) => Some(l.name.clone()),
+            _ => None,
+        });
+        read.chain(written).collect()
+    };
+    let Some(first) = specs.iter().find(|s| &s.name == name) else {
+        return Vec::new();
+    };
+    let mut group = vec![*first];
+    let mut names: BTreeSet<Name> = links(first).into_iter().collect();
+    loop {
+        let before = group.len();
+        for spec in specs {
+            if !group.iter().any(|g| g.name == spec.name) && links(spec).iter().any(|l| names.contains(l)) {
+                names.extend(links(spec));
+                group.push(*spec);
+            }
+        }
+        if group.len() == before {
+            return group;
+        }
+    }
+}
+
+/// `specs` ordered so that each link's writer comes before its reader
+/// (cycles keep their given order).
+fn writers_first(mut specs: Vec<&FlowSpec>) -> Vec<&FlowSpec> {
+    let written = |spec: &FlowSpec, link: &Name| {
+        spec.outputs.iter().any(|o| matches!(&o.consumer, ConsumerSpec::Link(l) if &l.name == link))
+    };
+    let mut ordered = Vec::with_capacity(specs.len());
+    while !specs.is_empty() {
+        let ready = specs
+            .iter()
+            .position(|spec| {
+                spec.inputs.iter().all(|i| match &i.producer {
+                    ProducerSpec::Link(l) => {
+                        !specs.iter().any(|w| w.name != spec.name && written(w, &l.name))
+                    }
+                    _ => true,
+                })
+            })
+            .unwrap_or(0);
+        ordered.push(specs.remove(ready));
+    }
+    ordered
 }
 
 /// True when `new` equals `old` except for inputs' gain, mute and pan.

@@ -275,6 +275,14 @@ pub struct FlowStats {
     pub process_load_histogram: Vec<u64>,
     /// Realtime settings actually achieved for the flow's thread.
     pub realtime: RealtimeReport,
+    /// Input → output latency in frames of a duplex ALSA flow (capture
+    /// period + playback queue); `None` for other flows.
+    #[serde(default)]
+    pub latency_frames: Option<u64>,
+    /// Estimated clock offset of a bridged input against the flow's clock,
+    /// in ppm (positive: the input's clock runs fast); `None` without a bridge.
+    #[serde(default)]
+    pub drift_ppm: Option<f64>,
 }
 
 /// Upper bounds of the processing-load histogram buckets, as a fraction of the

@@ -199,6 +199,20 @@ pub enum ProducerSpec {
     AlsaCapture(AlsaSpec),
     /// An SRT input carrying MPEG-TS audio.
     SrtIn(SrtInSpec),
+    /// Another flow's output of the same name (`ConsumerSpec::Link`), from
+    /// that flow's clock domain through adaptive resampling.
+    Link(LinkSpec),
+}
+
+/// One end of a link between two flows that run on unrelated clocks (e.g.
+/// two sound cards). The writing flow's bus goes out as `consumer = { link =
+/// { name = "x" } }`; the reading flow takes it in as `producer = { link = {
+/// name = "x" } }`. Both flows must have the same sample rate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    /// The link's name, unique in the desired state.
+    pub name: Name,
 }
 
 /// The shape of a test signal.
@@ -438,6 +452,8 @@ pub enum ConsumerSpec {
     AlsaPlayback(AlsaSpec),
     /// An encoder into MPEG-TS, sent to `sink`.
     Encoded(EncodedSpec),
+    /// To another flow on another clock (`ProducerSpec::Link`).
+    Link(LinkSpec),
 }
 
 /// Audio codecs for MPEG-TS.
@@ -537,6 +553,81 @@ pub struct DesiredState {
 }
 
 impl DesiredState {
+    /// Each link has exactly one writing output and at most one reading
+    /// input, in flows of the same sample rate.
+    fn validate_links(&self, errors: &mut Vec<SpecError>) {
+        let mut writers: std::collections::HashMap<&str, &FlowSpec> = std::collections::HashMap::new();
+        for flow in &self.flows {
+            for output in &flow.outputs {
+                if let ConsumerSpec::Link(link) = &output.consumer
+                    && writers.insert(link.name.as_str(), flow).is_some()
+                {
+                    errors.push(SpecError::new(
+                        flow.name.as_str(),
+                        format!("output[{}].consumer.link.name", output.name),
+                        format!("link {:?} has more than one writer", link.name.as_str()),
+                    ));
+                }
+            }
+        }
+        let mut readers = HashSet::new();
+        let read: HashSet<&str> = self
+            .flows
+            .iter()
+            .flat_map(|f| f.inputs.iter())
+            .filter_map(|i| match &i.producer {
+                ProducerSpec::Link(l) => Some(l.name.as_str()),
+                _ => None,
+            })
+            .collect();
+        for flow in &self.flows {
+            for output in &flow.outputs {
+                if let ConsumerSpec::Link(link) = &output.consumer
+                    && !read.contains(link.name.as_str())
+                {
+                    errors.push(SpecError::new(
+                        flow.name.as_str(),
+                        format!("output[{}].consumer.link.name", output.name),
+                        format!("no flow reads link {:?}", link.name.as_str()),
+                    ));
+                }
+            }
+        }
+        for flow in &self.flows {
+            for input in &flow.inputs {
+                let ProducerSpec::Link(link) = &input.producer else { continue };
+                let field = format!("input[{}].producer.link.name", input.name);
+                match writers.get(link.name.as_str()) {
+                    None => errors.push(SpecError::new(
+                        flow.name.as_str(),
+                        field,
+                        format!("no flow writes link {:?}", link.name.as_str()),
+                    )),
+                    Some(writer) if writer.name == flow.name => errors.push(SpecError::new(
+                        flow.name.as_str(),
+                        field,
+                        "a flow cannot read its own link",
+                    )),
+                    Some(writer) if writer.sample_rate != flow.sample_rate => errors.push(SpecError::new(
+                        flow.name.as_str(),
+                        field,
+                        format!(
+                            "link {:?} comes from flow {} at another sample rate",
+                            link.name.as_str(),
+                            writer.name
+                        ),
+                    )),
+                    Some(_) if !readers.insert(link.name.as_str()) => errors.push(SpecError::new(
+                        flow.name.as_str(),
+                        field,
+                        format!("link {:?} has more than one reader", link.name.as_str()),
+                    )),
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+
     /// Validates every flow and checks names are unique across flows and
     /// across pull jobs. Returns all errors.
     pub fn validate(&self) -> Result<(), Vec<SpecError>> {
@@ -550,6 +641,7 @@ impl DesiredState {
                 errors.append(&mut e);
             }
         }
+        self.validate_links(&mut errors);
         let mut jobs = HashSet::new();
         for pull in &self.pulls {
             if !jobs.insert(pull.name.as_str()) {

@@ -8,15 +8,20 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use airlift_ipc::spec::{ConsumerSpec, FlowSpec, ProcessorSpec, ProducerSpec, SpecError};
+use airlift_ipc::spec::{
+    AlsaSpec, ClockSpec, ConsumerSpec, FlowSpec, ProcessorSpec, ProducerSpec, SpecError,
+};
 use airlift_ipc::units::Name;
 
 use crate::dsp::mix::MixKernel;
 use crate::dsp::signal::SignalGenerator;
-use crate::graph::processor::{BusGain, LoudnessMeter, Meter, Processor, Report, SilenceDetector};
+use crate::graph::link::LinkBoard;
+use crate::graph::processor::{BusGain, LoudnessMeter, Meter, NodeRef, Processor, Report, SilenceDetector};
 use crate::graph::rt_graph::{Pacing, RtGraph, RtInput, Sink, Source};
+use crate::io::alsa::{AlsaDevice, AlsaError, OpenRequest};
 use crate::io::wav::{WavError, WavRecorder, WavSource};
 use crate::io::worker::Worker;
+use crate::rt::bridge::{BridgeQuality, link};
 use crate::rt::stats::FlowCounters;
 
 /// A flow that cannot be built. Nothing was started; the message names the
@@ -57,6 +62,47 @@ pub enum BuildError {
         /// Why.
         message: String,
     },
+    /// An ALSA device cannot be used; the source lists what exists or what
+    /// the device offers.
+    #[error("flow {flow}: {field}: {source}")]
+    Alsa {
+        /// The flow.
+        flow: String,
+        /// The field, e.g. `input[mic].producer.alsa_capture`.
+        field: String,
+        /// Why.
+        source: AlsaError,
+    },
+    /// An ALSA device in a realtime flow that its clock does not name. A
+    /// device is driven by blocking I/O on the audio thread, so the flow must
+    /// be clocked by one of its devices (`clock = { device = { node = … } }`);
+    /// capture and playback of one card may share that clock. A device with
+    /// an unrelated clock belongs in a flow of its own, joined through a
+    /// clock-domain bridge (`rt::bridge`). Offline rendering needs no device
+    /// clock: the devices' blocking I/O simply runs as fast as they allow.
+    #[error(
+        "flow {flow}: {field}: an ALSA device needs the flow clocked by a device (set clock.device.node to one of its ALSA inputs or outputs)"
+    )]
+    NeedsDeviceClock {
+        /// The flow.
+        flow: String,
+        /// The field.
+        field: String,
+    },
+    /// A link input whose writing flow has not been built (build the writer
+    /// first; the node orders this itself), or a period too long for the
+    /// link's ring.
+    #[error("flow {flow}: {field}: link {link:?}: {why}")]
+    Link {
+        /// The flow.
+        flow: String,
+        /// The field.
+        field: String,
+        /// The link.
+        link: String,
+        /// What is wrong.
+        why: &'static str,
+    },
     /// A worker thread could not be started (out of resources).
     #[error("flow {flow}: cannot start a worker thread: {source}")]
     Thread {
@@ -80,11 +126,18 @@ pub struct BuildOptions {
     pub kernel: MixKernel,
     /// Relative file paths are resolved against this directory.
     pub base_dir: PathBuf,
+    /// Where link writers leave the reading ends for link readers.
+    pub links: LinkBoard,
 }
 
 impl Default for BuildOptions {
     fn default() -> Self {
-        Self { pacing: Pacing::Realtime, kernel: MixKernel::detect(), base_dir: PathBuf::from(".") }
+        Self {
+            pacing: Pacing::Realtime,
+            kernel: MixKernel::detect(),
+            base_dir: PathBuf::from("."),
+            links: LinkBoard::default(),
+        }
     }
 }
 
@@ -155,6 +208,7 @@ pub fn build(
         counters: counters.clone(),
         created: Vec::new(),
     };
+    let mut latency = DuplexLatency::default();
     let result = (|| {
         let mut inputs = Vec::new();
         let mut next_plane = 0;
@@ -187,8 +241,38 @@ pub fn build(
                     built.workers.push(worker);
                     (Source::Ring { ring: rx, ended, worker: thread }, channels)
                 }
-                ProducerSpec::AlsaCapture(_) => {
-                    return Err(unsupported(&flow, field, "ALSA capture"));
+                ProducerSpec::AlsaCapture(alsa) => {
+                    let request = OpenRequest {
+                        flow: &flow,
+                        node: NodeRef::Input(index),
+                        direction: alsa::Direction::Capture,
+                        period: frames,
+                        rate,
+                    };
+                    let device = open_device(spec, options, alsa, &request, field, &mut built)?;
+                    latency.capture = Some(device.period());
+                    let channels = device.channels();
+                    (Source::Alsa(Box::new(device)), channels)
+                }
+                ProducerSpec::Link(spec_link) => {
+                    let name = spec_link.name.as_str();
+                    let link_error = |why| BuildError::Link {
+                        flow: flow.clone(),
+                        field: format!("{field}.link.name"),
+                        link: name.to_owned(),
+                        why,
+                    };
+                    let tail = options.links.take(name).ok_or_else(|| link_error("no flow writes it yet"))?;
+                    if tail.capacity() < 4 * frames {
+                        return Err(link_error(
+                            "this flow's period is too long for the link (at most 1/4 of its ring)",
+                        ));
+                    }
+                    let channels = tail.channels();
+                    let reader = tail
+                        .reader(frames, BridgeQuality::Sinc, Some(counters.clone()))
+                        .map_err(|_| link_error("the resampler refused this flow's period"))?;
+                    (Source::Bridge(Box::new(reader)), channels)
                 }
                 ProducerSpec::SrtIn(_) => {
                     return Err(unsupported(&flow, field, "SRT input"));
@@ -234,7 +318,7 @@ pub fn build(
         processors.extend(custom);
 
         let mut sinks = Vec::new();
-        for output in &spec.outputs {
+        for (index, output) in spec.outputs.iter().enumerate() {
             let field = format!("output[{}].consumer", output.name);
             match &output.consumer {
                 ConsumerSpec::Null => sinks.push(Sink::Null),
@@ -256,8 +340,23 @@ pub fn build(
                     sinks.push(Sink::Ring { ring: tx, worker: worker.thread() });
                     built.workers.push(worker);
                 }
-                ConsumerSpec::AlsaPlayback(_) => {
-                    return Err(unsupported(&flow, field, "ALSA playback"));
+                ConsumerSpec::AlsaPlayback(alsa) => {
+                    let request = OpenRequest {
+                        flow: &flow,
+                        node: NodeRef::Output(index),
+                        direction: alsa::Direction::Playback,
+                        period: frames,
+                        rate,
+                    };
+                    let device = open_device(spec, options, alsa, &request, field, &mut built)?;
+                    latency.playback = Some(device.prefill());
+                    sinks.push(Sink::Alsa(Box::new(device)));
+                }
+                ConsumerSpec::Link(spec_link) => {
+                    // 200 ms of ring, or 16 periods: the reader keeps it half full.
+                    let (writer, tail) = link(rate, bus_channels, ring_frames(frames * 2, rate));
+                    options.links.park(spec_link.name.as_str(), tail);
+                    sinks.push(Sink::Bridge(Box::new(writer)));
                 }
                 ConsumerSpec::Encoded(_) => {
                     return Err(unsupported(&flow, field, "encoding to MPEG-TS (FFmpeg)"));
@@ -269,6 +368,11 @@ pub fn build(
 
     match result {
         Ok((inputs, processors, sinks)) => {
+            if let (Some(capture), Some(prefill)) = (latency.capture, latency.playback) {
+                counters
+                    .latency_frames
+                    .store((capture + prefill) as u64, std::sync::atomic::Ordering::Relaxed);
+            }
             built.graph = Box::new(RtGraph::new(
                 options.pacing,
                 options.kernel,
@@ -292,6 +396,35 @@ pub fn build(
             Err(e)
         }
     }
+}
+
+/// The parts of a duplex flow's input → output latency, in frames.
+#[derive(Debug, Default)]
+struct DuplexLatency {
+    /// The capture period: a frame waits for its period to complete.
+    capture: Option<usize>,
+    /// Silence queued ahead of playback: `(periods − 1) × period`.
+    playback: Option<usize>,
+}
+
+/// Opens an ALSA device for `request`, with its own report ring.
+fn open_device(
+    spec: &FlowSpec,
+    options: &BuildOptions,
+    alsa: &AlsaSpec,
+    request: &OpenRequest<'_>,
+    field: String,
+    built: &mut BuiltFlow,
+) -> Result<AlsaDevice, BuildError> {
+    let flow = request.flow.to_owned();
+    if options.pacing == Pacing::Realtime && !matches!(spec.clock, ClockSpec::Device { .. }) {
+        return Err(BuildError::NeedsDeviceClock { flow, field });
+    }
+    let (tx, rx) = rtrb::RingBuffer::new(64);
+    let device =
+        AlsaDevice::open(alsa, request, tx).map_err(|source| BuildError::Alsa { flow, field, source })?;
+    built.reports.push(rx);
+    Ok(device)
 }
 
 fn unsupported(flow: &str, field: String, what: &'static str) -> BuildError {

@@ -122,6 +122,30 @@ pub enum Report {
     Loudness(Loudness),
     /// Silence started (`true`) or ended (`false`).
     Silence(bool),
+    /// An ALSA device of the flow had an xrun and recovered.
+    Xrun {
+        /// The input or output whose device ran.
+        node: NodeRef,
+        /// Xruns of that device so far.
+        total: u64,
+    },
+    /// An ALSA device of the flow failed for good (e.g. unplugged).
+    DeviceLost {
+        /// The input or output whose device failed.
+        node: NodeRef,
+        /// alsa-lib's errno.
+        errno: i32,
+    },
+}
+
+/// An input or output of a flow, by index in its spec; `Copy`, so it can
+/// travel in a [`Report`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeRef {
+    /// `inputs[.0]`.
+    Input(usize),
+    /// `outputs[.0]`.
+    Output(usize),
 }
 
 /// Interval between reports, in milliseconds (about 10 Hz).

@@ -11,6 +11,9 @@ use crate::dsp::mix::{MixKernel, MixTerm};
 use crate::dsp::pan::route_gain;
 use crate::dsp::signal::SignalGenerator;
 use crate::graph::processor::{Bus, Processor};
+use crate::io::alsa::{AlsaDevice, XrunInjector};
+use crate::rt::bridge::{BridgeReader, BridgeWriter};
+use crate::rt::clock::now_ns;
 use crate::rt::stats::FlowCounters;
 
 /// How the graph treats rings that are empty or full.
@@ -36,6 +39,12 @@ pub enum Source {
         /// The worker, woken in offline pacing.
         worker: Thread,
     },
+    /// An ALSA capture device, read with blocking I/O on the audio thread.
+    Alsa(Box<AlsaDevice>),
+    /// Another flow's audio, from another clock domain, through an adaptive
+    /// resampler. Built with this graph's period and rate; its channels must
+    /// equal the input's. It always produces whole periods.
+    Bridge(Box<BridgeReader>),
 }
 
 impl std::fmt::Debug for Source {
@@ -43,6 +52,8 @@ impl std::fmt::Debug for Source {
         match self {
             Source::Signal(g) => f.debug_tuple("Signal").field(g).finish(),
             Source::Ring { .. } => f.write_str("Ring"),
+            Source::Alsa(d) => f.debug_tuple("Alsa").field(d).finish(),
+            Source::Bridge(b) => f.debug_tuple("Bridge").field(b).finish(),
         }
     }
 }
@@ -75,14 +86,21 @@ pub enum Sink {
         /// The worker, woken in offline pacing.
         worker: Thread,
     },
+    /// An ALSA playback device, written with blocking I/O on the audio thread.
+    Alsa(Box<AlsaDevice>),
+    /// To another flow in another clock domain. Its channels must equal the
+    /// bus's.
+    Bridge(Box<BridgeWriter>),
 }
 
 impl std::fmt::Debug for Sink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Sink::Null => "Null",
-            Sink::Ring { .. } => "Ring",
-        })
+        match self {
+            Sink::Null => f.write_str("Null"),
+            Sink::Ring { .. } => f.write_str("Ring"),
+            Sink::Alsa(d) => f.debug_tuple("Alsa").field(d).finish(),
+            Sink::Bridge(b) => f.debug_tuple("Bridge").field(b).finish(),
+        }
     }
 }
 
@@ -149,6 +167,11 @@ pub struct PeriodReport {
     pub overrun: bool,
     /// Every ring source has ended and is drained (offline rendering stops).
     pub sources_ended: bool,
+    /// An ALSA device of the graph is lost (it no longer blocks, so it no
+    /// longer clocks the thread).
+    pub device_lost: bool,
+    /// ALSA xruns recovered in this period.
+    pub xruns: u32,
 }
 
 impl RtGraph {
@@ -216,6 +239,11 @@ impl RtGraph {
     /// The same graph reporting into `counters` (a rebuilt flow keeps its
     /// counters). Control thread only.
     pub fn with_counters(mut self: Box<Self>, counters: Arc<FlowCounters>) -> Box<Self> {
+        for input in &mut self.inputs {
+            if let Source::Bridge(reader) = &mut input.source {
+                reader.publish_to(counters.clone());
+            }
+        }
         self.counters = counters;
         self
     }
@@ -225,6 +253,37 @@ impl RtGraph {
     pub fn finish_processors(&mut self) {
         for p in &mut self.processors {
             p.finish();
+        }
+    }
+
+    /// Whether the graph holds ALSA devices, whose blocking I/O then clocks
+    /// the audio thread instead of the internal clock.
+    pub fn has_devices(&self) -> bool {
+        self.inputs.iter().any(|i| matches!(i.source, Source::Alsa(_)))
+            || self.sinks.iter().any(|s| matches!(s, Sink::Alsa(_)))
+    }
+
+    /// Handles that inject xruns into the graph's ALSA devices, inputs first
+    /// then outputs. Control thread only.
+    pub fn xrun_injectors(&self) -> Vec<XrunInjector> {
+        let inputs = self.inputs.iter().filter_map(|i| match &i.source {
+            Source::Alsa(d) => Some(d.xrun_injector()),
+            _ => None,
+        });
+        let outputs = self.sinks.iter().filter_map(|s| match s {
+            Sink::Alsa(d) => Some(d.xrun_injector()),
+            _ => None,
+        });
+        inputs.chain(outputs).collect()
+    }
+
+    /// Lets playback devices play out what they hold. Control thread only,
+    /// after the last period.
+    pub fn drain_devices(&mut self) {
+        for sink in &mut self.sinks {
+            if let Sink::Alsa(d) = sink {
+                d.drain();
+            }
         }
     }
 
@@ -283,6 +342,16 @@ impl RtGraph {
         let (stride, pacing) = (self.stride, self.pacing);
         for input in &mut self.inputs {
             let planes = &mut self.planes[input.first_plane * stride..][..input.channels * stride];
+            if let Source::Bridge(reader) = &mut input.source {
+                report.underrun |= !reader.pull(planes, stride, now_ns()) && reader.starved() > 0;
+                continue;
+            }
+            if let Source::Alsa(device) = &mut input.source {
+                let outcome = device.capture(planes, stride, frames);
+                report.device_lost |= outcome.lost;
+                report.xruns += outcome.xruns;
+                continue;
+            }
             let (underrun, ended) = pull_input(input, planes, frames, stride, pacing);
             report.underrun |= underrun;
             report.sources_ended &= ended;
@@ -300,6 +369,16 @@ impl RtGraph {
         }
         let need = frames * self.bus_channels;
         for sink in &mut self.sinks {
+            if let Sink::Bridge(writer) = sink {
+                report.overrun |= !writer.push_planes(&self.bus, stride, frames, now_ns());
+                continue;
+            }
+            if let Sink::Alsa(device) = sink {
+                let outcome = device.playback(&self.bus, stride, self.bus_channels, frames);
+                report.device_lost |= outcome.lost;
+                report.xruns += outcome.xruns;
+                continue;
+            }
             if let Sink::Ring { ring, worker } = sink {
                 if pacing == Pacing::Offline {
                     while ring.slots() < need && !ring.is_abandoned() {
@@ -420,6 +499,8 @@ fn pull_input(
             }
             (got < frames && !finished, finished && ring.is_empty())
         }
+        // Read by the caller before it gets here.
+        Source::Alsa(_) | Source::Bridge(_) => (false, true),
     }
 }
 

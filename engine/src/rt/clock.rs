@@ -3,6 +3,8 @@
 //! - [`InternalClock`]: absolute `CLOCK_MONOTONIC` deadlines, one per period,
 //!   slept to with `clock_nanosleep(TIMER_ABSTIME)`; the next deadline is the
 //!   previous one plus the period, so no drift accumulates.
+//! - Device: a flow clocked by an ALSA device waits inside the device's
+//!   blocking `readi`/`writei` (see `io::alsa`), not here.
 //! - Offline: no waiting at all (the `render` mode); see `flow::render`.
 
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Per-flow counters written by the audio thread with relaxed atomic stores
 //! and read by the control thread: no locks, no allocation.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use airlift_ipc::message::{FlowStats, PROCESS_LOAD_BUCKETS, RealtimeReport};
 
@@ -23,6 +23,12 @@ pub struct FlowCounters {
     pub overruns: AtomicU64,
     /// Device xruns.
     pub xruns: AtomicU64,
+    /// A duplex ALSA flow's input → output latency in frames (0: not duplex).
+    pub latency_frames: AtomicU64,
+    /// Set when the flow reads through a clock-domain bridge.
+    pub bridged: AtomicBool,
+    /// The bridge's estimate of the other clock's offset, in parts per billion.
+    pub drift_ppb: AtomicI64,
     /// Largest processing time in ns.
     pub max_process_ns: AtomicU64,
     /// Sum of processing times in ns.
@@ -57,6 +63,11 @@ impl FlowCounters {
             process_ns_total: self.process_ns_total.load(Relaxed),
             process_load_histogram: self.load.iter().map(|b| b.load(Relaxed)).collect(),
             realtime,
+            latency_frames: match self.latency_frames.load(Relaxed) {
+                0 => None,
+                n => Some(n),
+            },
+            drift_ppm: self.bridged.load(Relaxed).then(|| self.drift_ppb.load(Relaxed) as f64 / 1e3),
         }
     }
 }

@@ -313,6 +313,8 @@ pub fn engine_to_ctl() -> impl Strategy<Value = EngineToCtl> {
                 process_ns_total: frames / 3,
                 process_load_histogram,
                 realtime,
+                latency_frames: (frames % 3 == 0).then_some(frames / 7),
+                drift_ppm: (frames % 5 == 0).then_some((frames % 200) as f64 - 100.0),
             },
         );
     prop_oneof![
