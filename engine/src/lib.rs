@@ -9,6 +9,8 @@
 //!   thread, [`graph::rt_graph::RtGraph::process`] runs one period on the
 //!   audio thread; the [`Processor`] trait for your own DSP.
 //! - [`io`]: WAV source and recorder on named worker threads.
+//! - [`media`]: FFmpeg codecs and MPEG-TS, SRT input and output, on named
+//!   worker threads (all FFI in `media::ffmpeg` and `media::srt`).
 //! - [`flow`]: a flow on its audio thread, or rendered offline.
 //! - [`node`]: the set of flows converged to a desired state.
 //! - [`control`]: the Unix-socket server that `airlift-ctld` talks to.
@@ -41,6 +43,7 @@ pub mod dsp;
 pub mod flow;
 pub mod graph;
 pub mod io;
+pub mod media;
 pub mod node;
 pub mod rt;
 

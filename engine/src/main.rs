@@ -164,13 +164,20 @@ fn print_run_stats(stats: &airlift_ipc::message::FlowStats) {
     use airlift_ipc::message::PROCESS_LOAD_BUCKETS;
     println!(
         "flow {}: {} periods, {} deadline misses, {} underruns, {} overruns, max processing {} us",
-        stats.flow, stats.periods, stats.deadline_misses, stats.underruns, stats.overruns, stats.max_process_us
+        stats.flow,
+        stats.periods,
+        stats.deadline_misses,
+        stats.underruns,
+        stats.overruns,
+        stats.max_process_us
     );
     let total = stats.periods.max(1) as f64;
     let mut cumulative = 0u64;
     for (i, count) in stats.process_load_histogram.iter().enumerate() {
         cumulative += count;
-        let bound = PROCESS_LOAD_BUCKETS.get(i).map_or_else(|| "above".to_string(), |b| format!("<= {:.0}%", b * 100.0));
+        let bound = PROCESS_LOAD_BUCKETS
+            .get(i)
+            .map_or_else(|| "above".to_string(), |b| format!("<= {:.0}%", b * 100.0));
         println!(
             "flow {}: load {bound:>7} of the period: {count} periods (cumulative {:.4}%)",
             stats.flow,

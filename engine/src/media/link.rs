@@ -1,0 +1,121 @@
+//! What SRT input and output share: the endpoint (caller or listener), the
+//! reconnect backoff with jitter, and link state events in the log.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
+
+use airlift_ipc::spec::{SrtMode, SrtSpec};
+
+use crate::io::worker::WorkerContext;
+use crate::media::srt::{SrtError, SrtListener, SrtOptions, SrtSocket};
+
+/// Where connections come from.
+#[derive(Debug)]
+pub enum SrtEndpoint {
+    /// We call a remote listener.
+    Caller {
+        /// Remote host.
+        host: String,
+        /// Remote port.
+        port: u16,
+    },
+    /// We listen (bound when the flow is built, so a busy port fails the build).
+    Listener(SrtListener),
+}
+
+/// libsrt options from a spec.
+pub fn options(spec: &SrtSpec) -> SrtOptions {
+    SrtOptions {
+        latency_ms: u32::from(spec.latency_ms),
+        passphrase: spec.passphrase.as_ref().map(|p| p.expose().to_owned()),
+        key_length: spec.key_length.bytes(),
+        stream_id: spec.stream_id.as_ref().map(|s| s.as_str().to_owned()),
+    }
+}
+
+impl SrtEndpoint {
+    /// Prepares the endpoint: binds the port of a listener. Control thread only.
+    pub fn new(spec: &SrtSpec) -> Result<Self, SrtError> {
+        Ok(match &spec.mode {
+            SrtMode::Caller { host, port } => {
+                SrtEndpoint::Caller { host: host.as_str().to_owned(), port: u16::from(*port) }
+            }
+            SrtMode::Listener { port } => {
+                SrtEndpoint::Listener(SrtListener::bind(u16::from(*port), &options(spec))?)
+            }
+        })
+    }
+
+    /// Waits for one connection: a caller tries once (about 3 s at most),
+    /// a listener waits up to `wait`. `Ok(None)`: nothing yet, ask again.
+    pub fn connect(&self, options: &SrtOptions, wait: Duration) -> Result<Option<SrtSocket>, SrtError> {
+        match self {
+            SrtEndpoint::Caller { host, port } => SrtSocket::connect(host, *port, options).map(Some),
+            SrtEndpoint::Listener(l) => l.accept(wait),
+        }
+    }
+
+    /// True for a caller (which backs off between attempts).
+    pub fn is_caller(&self) -> bool {
+        matches!(self, SrtEndpoint::Caller { .. })
+    }
+}
+
+/// Exponential backoff with ±25 % jitter, 250 ms up to 8 s.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { next: Self::FIRST }
+    }
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_secs(8);
+
+    /// The delay before the next attempt; doubles the one after.
+    pub fn delay(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        let random = RandomState::new().build_hasher().finish();
+        let factor = 0.75 + (random % 1000) as f64 / 2000.0;
+        base.mul_f64(factor)
+    }
+
+    /// A connection worked: start from the shortest delay again.
+    pub fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+/// Sleeps `delay` in short steps, returning early (true) when stopping.
+/// `idle` runs between steps (e.g. to discard data that has nowhere to go).
+pub fn pause(ctx: &WorkerContext, delay: Duration, mut idle: impl FnMut(Duration)) -> bool {
+    let step = Duration::from_millis(50);
+    let mut left = delay;
+    while !left.is_zero() {
+        if ctx.stopping() {
+            return true;
+        }
+        let d = left.min(step);
+        idle(d);
+        left = left.saturating_sub(d);
+    }
+    ctx.stopping()
+}
+
+/// Logs a failed connection attempt; a refusal (e.g. BADSECRET) is an error,
+/// the peer simply not being there is a warning.
+pub fn log_failure(link: &str, e: &SrtError, retry: Duration) {
+    match e {
+        SrtError::Rejected { .. } => {
+            tracing::error!(link, retry_ms = retry.as_millis() as u64, "SRT connection refused: {e}")
+        }
+        _ => tracing::warn!(link, retry_ms = retry.as_millis() as u64, "SRT not connected: {e}"),
+    }
+}

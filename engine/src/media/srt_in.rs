@@ -1,0 +1,178 @@
+//! The SRT input producer: one thread (`airlift-srt-rx-<input>`) that
+//! connects or accepts, demuxes and decodes the TS audio programme with
+//! FFmpeg, resamples it to the flow, and feeds the input ring behind a
+//! jitter buffer. It reconnects forever; the flow never sees it fail.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use crate::io::worker::{Worker, WorkerContext};
+use crate::media::ffmpeg::{Decoder, TsInput};
+use crate::media::link::{Backoff, SrtEndpoint, log_failure, pause};
+use crate::media::srt::{SRT_PAYLOAD, SrtOptions, SrtSocket};
+
+/// Seconds without any byte after which a connection counts as dead.
+const NO_DATA: Duration = Duration::from_secs(3);
+
+/// How an SRT input is set up.
+#[derive(Debug)]
+pub struct SrtInput {
+    /// Caller or (bound) listener.
+    pub endpoint: SrtEndpoint,
+    /// libsrt options.
+    pub options: SrtOptions,
+    /// Channels delivered to the flow (the stream is up- or down-mixed).
+    pub channels: usize,
+    /// The flow's rate.
+    pub rate: u32,
+    /// Jitter buffer in frames.
+    pub jitter_frames: usize,
+}
+
+/// The demuxer's byte source: one SRT connection with a no-data watchdog.
+struct SrtReader {
+    socket: SrtSocket,
+    ctx: WorkerContext,
+    link: String,
+    pending: Vec<u8>,
+}
+
+impl TsInput for SrtReader {
+    fn read_ts(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if !self.pending.is_empty() {
+            let n = self.pending.len().min(buf.len());
+            buf[..n].copy_from_slice(&self.pending[..n]);
+            self.pending.drain(..n);
+            return Ok(n);
+        }
+        let mut msg = [0u8; SRT_PAYLOAD * 2];
+        let since = Instant::now();
+        loop {
+            if self.ctx.stopping() {
+                return Ok(0);
+            }
+            match self.socket.recv(&mut msg) {
+                Ok(Some(n)) => {
+                    let take = n.min(buf.len());
+                    buf[..take].copy_from_slice(&msg[..take]);
+                    self.pending.extend_from_slice(&msg[take..n]);
+                    return Ok(take);
+                }
+                Ok(None) if since.elapsed() < NO_DATA => {}
+                Ok(None) => {
+                    tracing::warn!(link = %self.link, "no data for {} s: dropping the SRT connection", NO_DATA.as_secs());
+                    return Ok(0);
+                }
+                Err(e) => {
+                    tracing::warn!(link = %self.link, "SRT input lost: {e}");
+                    return Ok(0);
+                }
+            }
+        }
+    }
+}
+
+impl SrtInput {
+    /// Starts the input thread `name`, feeding `ring`.
+    pub fn spawn(
+        self,
+        name: String,
+        cadence: Duration,
+        ring: rtrb::Producer<f32>,
+        ended: Arc<AtomicBool>,
+    ) -> std::io::Result<Worker> {
+        let link = name.clone();
+        let _ = ended; // a live input never ends; the flag stays false.
+        Worker::spawn(name, cadence, move |ctx: WorkerContext| {
+            let mut feed = JitterFeed::new(ring, self.jitter_frames * self.channels);
+            let mut backoff = Backoff::default();
+            while !ctx.stopping() {
+                let socket = match self.endpoint.connect(&self.options, Duration::from_millis(200)) {
+                    Ok(Some(s)) => s,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        let delay = backoff.delay();
+                        log_failure(&link, &e, delay);
+                        if pause(&ctx, delay, std::thread::sleep) {
+                            break;
+                        }
+                        continue;
+                    }
+                };
+                backoff.reset();
+                let peer = socket.peer().to_owned();
+                tracing::info!(link, peer, "SRT input connected");
+                let reader = SrtReader { socket, ctx: ctx.clone(), link: link.clone(), pending: Vec::new() };
+                match Decoder::open_ts(Box::new(reader), self.rate, self.channels) {
+                    Ok(mut decoder) => {
+                        tracing::info!(link, stream = decoder.describe(), "SRT input decoding");
+                        let mut samples = Vec::with_capacity(1 << 14);
+                        loop {
+                            match decoder.read(&mut samples) {
+                                Ok(true) => {
+                                    feed.push(&samples);
+                                    samples.clear();
+                                }
+                                Ok(false) => break,
+                                Err(e) => {
+                                    tracing::warn!(link, "SRT input decode failed: {e}");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(link, peer, "SRT input carries no usable audio: {e}"),
+                }
+                tracing::warn!(link, peer, "SRT input disconnected");
+                feed.reset();
+                if self.endpoint.is_caller() && pause(&ctx, backoff.delay(), std::thread::sleep) {
+                    break;
+                }
+            }
+        })
+    }
+}
+
+/// Holds decoded audio back until `jitter` samples are buffered, then keeps
+/// the ring fed; re-buffers after an underrun; drops what does not fit.
+struct JitterFeed {
+    ring: rtrb::Producer<f32>,
+    jitter: usize,
+    held: Vec<f32>,
+    primed: bool,
+    dropped: u64,
+}
+
+impl JitterFeed {
+    fn new(ring: rtrb::Producer<f32>, jitter: usize) -> Self {
+        Self { ring, jitter, held: Vec::with_capacity(jitter * 2), primed: false, dropped: 0 }
+    }
+
+    fn push(&mut self, samples: &[f32]) {
+        let capacity = self.ring.buffer().capacity();
+        if self.primed && self.ring.slots() == capacity {
+            // The audio thread ran dry: buffer again before resuming.
+            self.primed = false;
+        }
+        self.held.extend_from_slice(samples);
+        if !self.primed {
+            if self.held.len() < self.jitter {
+                return;
+            }
+            self.primed = true;
+        }
+        let (pushed, _) = self.ring.push_partial_slice(&self.held);
+        let n = pushed.len();
+        if n < self.held.len() {
+            self.dropped += (self.held.len() - n) as u64;
+            tracing::debug!(dropped = self.dropped, "SRT input ahead of the flow clock: samples dropped");
+        }
+        self.held.clear();
+    }
+
+    fn reset(&mut self) {
+        self.held.clear();
+        self.primed = false;
+    }
+}
