@@ -183,6 +183,9 @@ fn run_sender(
             );
         }
         if ended {
+            // The receiver holds packets for its latency before it delivers
+            // them; give it that time before closing, or it drops the tail.
+            std::thread::sleep(Duration::from_millis(u64::from(options.latency_ms.min(2000)) * 2 + 100));
             break;
         }
         tracing::warn!(link, peer = socket.peer(), "SRT output disconnected");

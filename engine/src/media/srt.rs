@@ -183,6 +183,13 @@ fn last_error() -> (c_int, String) {
     }
 }
 
+/// `struct linger` from `<sys/socket.h>`, as SRTO_LINGER takes it.
+#[repr(C)]
+struct Linger {
+    l_onoff: c_int,
+    l_linger: c_int,
+}
+
 /// An owned SRT handle, closed on drop.
 #[derive(Debug)]
 struct Handle(sys::SRTSOCKET);
@@ -243,6 +250,21 @@ impl Handle {
         )?;
         self.set_int(sys::SRT_SOCKOPT::SRTO_CONNTIMEO, "connect timeout", 3000)?;
         self.set_int(sys::SRT_SOCKOPT::SRTO_PEERIDLETIMEO, "peer idle timeout", 3000)?;
+        // Closing waits (up to 2 s) until queued data is delivered, so a
+        // stream's tail is not lost when the flow stops.
+        let linger = Linger { l_onoff: 1, l_linger: 2 };
+        // SAFETY: pointer and length describe a live `struct linger`.
+        let r = unsafe {
+            sys::srt_setsockflag(
+                self.0,
+                sys::SRT_SOCKOPT::SRTO_LINGER,
+                (&linger as *const Linger).cast::<c_void>(),
+                size_of::<Linger>() as c_int,
+            )
+        };
+        if r < 0 {
+            return Err(SrtError::Option { option: "linger", message: last_error().1 });
+        }
         if let Some(p) = &options.passphrase {
             self.set_str(sys::SRT_SOCKOPT::SRTO_PASSPHRASE, "passphrase", p)?;
             self.set_int(sys::SRT_SOCKOPT::SRTO_PBKEYLEN, "key length", options.key_length as i32)?;
