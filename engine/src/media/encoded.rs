@@ -136,9 +136,16 @@ pub fn spawn_srt_sender(
     Ok((worker, SrtTsOutput { tx, dropped: 0 }))
 }
 
-fn discard(rx: &Receiver<TsChunk>, wait: Duration) {
-    if rx.recv_timeout(wait).is_ok() {
-        while rx.try_recv().is_ok() {}
+/// Throws away what the muxer sends while nobody listens, waiting up to
+/// `wait`. False once the encoder has finished (the stream is over).
+fn discard(rx: &Receiver<TsChunk>, wait: Duration) -> bool {
+    match rx.recv_timeout(wait) {
+        Ok(_) => {
+            while rx.try_recv().is_ok() {}
+            true
+        }
+        Err(RecvTimeoutError::Timeout) => true,
+        Err(RecvTimeoutError::Disconnected) => false,
     }
 }
 
@@ -154,7 +161,9 @@ fn run_sender(
         let socket = match endpoint.connect(options, Duration::from_millis(100)) {
             Ok(Some(s)) => s,
             Ok(None) => {
-                discard(rx, Duration::from_millis(1));
+                if !discard(rx, Duration::from_millis(1)) {
+                    break;
+                }
                 continue;
             }
             Err(e) => {

@@ -3,7 +3,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use airlift_ipc::spec::{SrtMode, SrtSpec};
 
@@ -93,20 +93,27 @@ impl Backoff {
     }
 }
 
-/// Sleeps `delay` in short steps, returning early (true) when stopping.
-/// `idle` runs between steps (e.g. to discard data that has nowhere to go).
-pub fn pause(ctx: &WorkerContext, delay: Duration, mut idle: impl FnMut(Duration)) -> bool {
+/// Waits `delay` in short steps; `idle` spends each step (sleeping, or
+/// discarding data that has nowhere to go) and returns false when the worker
+/// has nothing left to do. Returns true when the worker should end.
+pub fn pause(ctx: &WorkerContext, delay: Duration, mut idle: impl FnMut(Duration) -> bool) -> bool {
     let step = Duration::from_millis(50);
-    let mut left = delay;
-    while !left.is_zero() {
-        if ctx.stopping() {
+    let deadline = Instant::now() + delay;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || ctx.stopping() {
+            return ctx.stopping();
+        }
+        if !idle(left.min(step)) {
             return true;
         }
-        let d = left.min(step);
-        idle(d);
-        left = left.saturating_sub(d);
     }
-    ctx.stopping()
+}
+
+/// A plain sleep for [`pause`].
+pub fn sleep(d: Duration) -> bool {
+    std::thread::sleep(d);
+    true
 }
 
 /// Logs a failed connection attempt; a refusal (e.g. BADSECRET) is an error,

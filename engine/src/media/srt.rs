@@ -153,15 +153,48 @@ pub struct SrtStats {
     pub bytes_received: u64,
 }
 
+/// libsrt's log lines go to `tracing` (target `libsrt`): that is where a
+/// listener learns that a caller was refused (e.g. "Incorrect passphrase").
+unsafe extern "C" fn log_to_tracing(
+    _opaque: *mut c_void,
+    level: c_int,
+    _file: *const c_char,
+    _line: c_int,
+    area: *const c_char,
+    message: *const c_char,
+) {
+    if message.is_null() {
+        return;
+    }
+    // SAFETY: libsrt passes NUL-terminated strings valid for the call.
+    let (message, area) = unsafe {
+        (
+            CStr::from_ptr(message).to_string_lossy(),
+            if area.is_null() { Default::default() } else { CStr::from_ptr(area).to_string_lossy() },
+        )
+    };
+    let message = message.trim_end();
+    let _ = std::panic::catch_unwind(|| {
+        if level <= 3 {
+            tracing::error!(target: "libsrt", area = %area, "{message}");
+        } else {
+            tracing::warn!(target: "libsrt", area = %area, "{message}");
+        }
+    });
+}
+
 fn startup() {
     static START: Once = Once::new();
     START.call_once(|| {
         // SAFETY: srt_startup takes no arguments; it is reference counted and
-        // never undone (the library lives as long as the process).
+        // never undone (the library lives as long as the process). The log
+        // handler is a plain function that lives forever.
         unsafe {
             sys::srt_startup();
-            // LOG_ERR: keep libsrt quiet on stderr except for errors.
-            sys::srt_setloglevel(3);
+            sys::srt_setloghandler(std::ptr::null_mut(), Some(log_to_tracing));
+            // LOG_WARNING: refusals and errors, nothing chattier.
+            sys::srt_setloglevel(4);
+            sys::srt_setlogflags((sys::SRT_LOGF_DISABLE_TIME | sys::SRT_LOGF_DISABLE_EOL) as c_int);
         }
     });
 }
@@ -286,6 +319,61 @@ impl Handle {
     }
 }
 
+/// An owned libsrt epoll set watching one socket for input (or errors).
+#[derive(Debug)]
+struct Epoll(c_int);
+
+impl Epoll {
+    fn watch(handle: &Handle) -> Result<Self, SrtError> {
+        // SAFETY: plain constructor, result checked.
+        let id = unsafe { sys::srt_epoll_create() };
+        if id < 0 {
+            return Err(SrtError::Io { op: "epoll", message: last_error().1 });
+        }
+        let epoll = Epoll(id);
+        let events = (sys::SRT_EPOLL_IN | sys::SRT_EPOLL_ERR) as c_int;
+        // SAFETY: valid epoll id and socket; `events` lives for the call.
+        if unsafe { sys::srt_epoll_add_usock(epoll.0, handle.0, &events) } < 0 {
+            return Err(SrtError::Io { op: "epoll", message: last_error().1 });
+        }
+        Ok(epoll)
+    }
+
+    /// True when the socket became readable (or failed) within `timeout`.
+    fn ready(&self, timeout: Duration) -> bool {
+        let mut ready = [0 as sys::SRTSOCKET; 2];
+        let mut n = ready.len() as c_int;
+        let mut errs = [0 as sys::SRTSOCKET; 2];
+        let mut n_errs = errs.len() as c_int;
+        // SAFETY: the arrays and their lengths are writable for the call;
+        // the system-socket sets are null.
+        let r = unsafe {
+            sys::srt_epoll_wait(
+                self.0,
+                ready.as_mut_ptr(),
+                &mut n,
+                errs.as_mut_ptr(),
+                &mut n_errs,
+                timeout.as_millis().min(i64::MAX as u128) as i64,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+        r > 0
+    }
+}
+
+impl Drop for Epoll {
+    fn drop(&mut self) {
+        // SAFETY: we created this epoll id and release it once.
+        unsafe {
+            sys::srt_epoll_release(self.0);
+        }
+    }
+}
+
 fn sockaddr(addr: SocketAddrV4) -> sys::sockaddr_in {
     sys::sockaddr_in {
         sin_family: sys::AF_INET as sys::sa_family_t,
@@ -311,6 +399,8 @@ fn resolve(host: &str, port: u16) -> Result<SocketAddrV4, SrtError> {
 /// A connected live-mode SRT socket. Worker threads only.
 #[derive(Debug)]
 pub struct SrtSocket {
+    // Field order is drop order: the epoll set before the socket.
+    epoll: Epoll,
     handle: Handle,
     peer: String,
 }
@@ -345,7 +435,7 @@ impl SrtSocket {
             return Err(SrtError::Io { op: "connect", message });
         }
         handle.set_timeouts(Duration::from_millis(100), Duration::from_millis(500))?;
-        Ok(Self { handle, peer })
+        Ok(Self { epoll: Epoll::watch(&handle)?, handle, peer })
     }
 
     /// The peer's address.
@@ -373,6 +463,9 @@ impl SrtSocket {
     /// `Ok(None)` when nothing arrived within 100 ms; an error when the
     /// connection is gone.
     pub fn recv(&self, buf: &mut [u8]) -> Result<Option<usize>, SrtError> {
+        if !self.epoll.ready(Duration::from_millis(100)) && self.is_connected() {
+            return Ok(None);
+        }
         // SAFETY: pointer and length describe `buf`, writable for the call.
         let r = unsafe {
             sys::srt_recvmsg2(
@@ -422,12 +515,13 @@ impl SrtSocket {
 
 /// A listening SRT socket on a local UDP port. Worker threads only.
 pub struct SrtListener {
+    epoll: Epoll,
     handle: Handle,
-    epoll: c_int,
     port: u16,
     /// Stream id required from callers; boxed so its address is stable for
-    /// libsrt's listen callback.
-    stream_id: Option<Box<CString>>,
+    /// libsrt's listen callback. Declared after `handle`, so the socket is
+    /// closed (and the callback gone) before the box is freed.
+    _stream_id: Option<Box<CString>>,
 }
 
 impl std::fmt::Debug for SrtListener {
@@ -435,10 +529,6 @@ impl std::fmt::Debug for SrtListener {
         f.debug_struct("SrtListener").field("port", &self.port).finish()
     }
 }
-
-// SAFETY: the listener's handle and epoll id are plain integers usable from
-// any thread; the stream id box is only read by libsrt's callback.
-unsafe impl Send for SrtListener {}
 
 /// libsrt's listen callback: refuses callers whose stream id differs.
 unsafe extern "C" fn check_stream_id(
@@ -504,20 +594,8 @@ impl SrtListener {
         if unsafe { sys::srt_listen(handle.0, 4) } < 0 {
             return Err(SrtError::Bind { port, message: last_error().1 });
         }
-        // SAFETY: plain constructor, result checked.
-        let epoll = unsafe { sys::srt_epoll_create() };
-        if epoll < 0 {
-            return Err(SrtError::Io { op: "epoll", message: last_error().1 });
-        }
-        let events = (sys::SRT_EPOLL_IN | sys::SRT_EPOLL_ERR) as c_int;
-        // SAFETY: valid epoll id and socket; `events` lives for the call.
-        if unsafe { sys::srt_epoll_add_usock(epoll, handle.0, &events) } < 0 {
-            let message = last_error().1;
-            // SAFETY: we created this epoll id.
-            unsafe { sys::srt_epoll_release(epoll) };
-            return Err(SrtError::Io { op: "epoll", message });
-        }
-        Ok(Self { handle, epoll, port, stream_id })
+        let epoll = Epoll::watch(&handle)?;
+        Ok(Self { epoll, handle, port, _stream_id: stream_id })
     }
 
     /// The bound port.
@@ -527,24 +605,7 @@ impl SrtListener {
 
     /// Waits up to `timeout` for a caller. `Ok(None)` when none came.
     pub fn accept(&self, timeout: Duration) -> Result<Option<SrtSocket>, SrtError> {
-        let mut ready = [0 as sys::SRTSOCKET; 2];
-        let mut n = ready.len() as c_int;
-        // SAFETY: `ready`/`n` describe a writable array; the other sets are null with length pointers null.
-        let r = unsafe {
-            sys::srt_epoll_wait(
-                self.epoll,
-                ready.as_mut_ptr(),
-                &mut n,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                timeout.as_millis().min(i64::MAX as u128) as i64,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-            )
-        };
-        if r <= 0 {
+        if !self.epoll.ready(timeout) {
             return Ok(None);
         }
         let mut storage = sys::sockaddr_storage::default();
@@ -566,18 +627,6 @@ impl SrtListener {
             "peer".to_owned()
         };
         handle.set_timeouts(Duration::from_millis(100), Duration::from_millis(500))?;
-        Ok(Some(SrtSocket { handle, peer }))
-    }
-}
-
-impl Drop for SrtListener {
-    fn drop(&mut self) {
-        // SAFETY: we created this epoll id and release it once; the handle
-        // (closed after this body) stops the callback before the stream id
-        // box is freed, because fields drop in order: handle, epoll, port, stream_id.
-        unsafe {
-            sys::srt_epoll_release(self.epoll);
-        }
-        let _ = &self.stream_id;
+        Ok(Some(SrtSocket { epoll: Epoll::watch(&handle)?, handle, peer }))
     }
 }

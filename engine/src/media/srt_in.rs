@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::io::worker::{Worker, WorkerContext};
 use crate::media::ffmpeg::{Decoder, TsInput};
-use crate::media::link::{Backoff, SrtEndpoint, log_failure, pause};
+use crate::media::link::{Backoff, SrtEndpoint, log_failure, pause, sleep};
 use crate::media::srt::{SRT_PAYLOAD, SrtOptions, SrtSocket};
 
 /// Seconds without any byte after which a connection counts as dead.
@@ -36,6 +36,7 @@ struct SrtReader {
     ctx: WorkerContext,
     link: String,
     pending: Vec<u8>,
+    gone: bool,
 }
 
 impl TsInput for SrtReader {
@@ -45,6 +46,9 @@ impl TsInput for SrtReader {
             buf[..n].copy_from_slice(&self.pending[..n]);
             self.pending.drain(..n);
             return Ok(n);
+        }
+        if self.gone {
+            return Ok(0);
         }
         let mut msg = [0u8; SRT_PAYLOAD * 2];
         let since = Instant::now();
@@ -62,10 +66,12 @@ impl TsInput for SrtReader {
                 Ok(None) if since.elapsed() < NO_DATA => {}
                 Ok(None) => {
                     tracing::warn!(link = %self.link, "no data for {} s: dropping the SRT connection", NO_DATA.as_secs());
+                    self.gone = true;
                     return Ok(0);
                 }
                 Err(e) => {
                     tracing::warn!(link = %self.link, "SRT input lost: {e}");
+                    self.gone = true;
                     return Ok(0);
                 }
             }
@@ -94,7 +100,7 @@ impl SrtInput {
                     Err(e) => {
                         let delay = backoff.delay();
                         log_failure(&link, &e, delay);
-                        if pause(&ctx, delay, std::thread::sleep) {
+                        if pause(&ctx, delay, sleep) {
                             break;
                         }
                         continue;
@@ -103,7 +109,13 @@ impl SrtInput {
                 backoff.reset();
                 let peer = socket.peer().to_owned();
                 tracing::info!(link, peer, "SRT input connected");
-                let reader = SrtReader { socket, ctx: ctx.clone(), link: link.clone(), pending: Vec::new() };
+                let reader = SrtReader {
+                    socket,
+                    ctx: ctx.clone(),
+                    link: link.clone(),
+                    pending: Vec::new(),
+                    gone: false,
+                };
                 match Decoder::open_ts(Box::new(reader), self.rate, self.channels) {
                     Ok(mut decoder) => {
                         tracing::info!(link, stream = decoder.describe(), "SRT input decoding");
@@ -126,7 +138,7 @@ impl SrtInput {
                 }
                 tracing::warn!(link, peer, "SRT input disconnected");
                 feed.reset();
-                if self.endpoint.is_caller() && pause(&ctx, backoff.delay(), std::thread::sleep) {
+                if self.endpoint.is_caller() && pause(&ctx, backoff.delay(), sleep) {
                     break;
                 }
             }

@@ -2,6 +2,7 @@
 //! (drop guard), free ports, the engine in real time, and ffprobe.
 #![allow(dead_code)]
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,6 +25,9 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        if std::env::var_os("AIRLIFT_KEEP_TEST_DIRS").is_some() {
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
@@ -35,15 +39,17 @@ pub struct Peer {
 }
 
 impl Peer {
+    /// Starts `cmd` in its own process group, so that stopping the peer
+    /// reaches a program wrapped in `timeout` too.
     pub fn spawn(name: &str, cmd: &mut Command) -> Self {
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let child = cmd.process_group(0).spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         Self { child: Some(child), name: name.into() }
     }
 
     /// Sends SIGINT and waits up to `limit` for a clean exit (then kills).
     pub fn interrupt(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let child = self.child.as_mut()?;
-        let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+        let _ = Command::new("kill").args(["-INT", "--", &format!("-{}", child.id())]).status();
         self.wait(limit)
     }
 
@@ -58,7 +64,7 @@ impl Peer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = child.kill();
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
         let status = child.wait().ok();
         self.child = None;
         status
@@ -67,7 +73,7 @@ impl Peer {
     /// Kills it at once.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
+            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", c.id())]).status();
             let _ = c.wait();
         }
     }
