@@ -91,12 +91,10 @@ impl Decoder {
         let mut fmt: *mut ff::AVFormatContext = std::ptr::null_mut();
         // SAFETY: valid out pointer and NUL-terminated path; on failure FFmpeg
         // frees the context and leaves `fmt` null.
-        check(
-            unsafe {
-                ff::avformat_open_input(&mut fmt, cpath.as_ptr(), std::ptr::null(), std::ptr::null_mut())
-            },
-            || format!("open {label}"),
-        )?;
+        let r = unsafe {
+            ff::avformat_open_input(&mut fmt, cpath.as_ptr(), std::ptr::null(), std::ptr::null_mut())
+        };
+        check(r, || format!("open {label}"))?;
         Self::finish_open(fmt, None, label, rate, channels)
     }
 

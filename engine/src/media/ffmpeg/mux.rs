@@ -75,17 +75,15 @@ impl TsMuxer {
         let chunk = (chunk / 188).max(1) * 188;
         let mut fmt: *mut ff::AVFormatContext = std::ptr::null_mut();
         // SAFETY: a valid out pointer and a static format name.
-        check(
-            unsafe {
-                ff::avformat_alloc_output_context2(
-                    &mut fmt,
-                    std::ptr::null(),
-                    c"mpegts".as_ptr(),
-                    std::ptr::null(),
-                )
-            },
-            || "create MPEG-TS muxer".into(),
-        )?;
+        let r = unsafe {
+            ff::avformat_alloc_output_context2(
+                &mut fmt,
+                std::ptr::null(),
+                c"mpegts".as_ptr(),
+                std::ptr::null(),
+            )
+        };
+        check(r, || "create MPEG-TS muxer".into())?;
         // SAFETY: allocated with av_malloc as AVIO requires; checked.
         let buffer = unsafe { ff::av_malloc(chunk) }.cast::<u8>();
         let output = Box::into_raw(Box::new(output));
