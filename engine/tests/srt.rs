@@ -206,8 +206,9 @@ consumer = {{ wav = {{ path = "rx.wav", format = "f32" }} }}
     )
 }
 
-/// The recorded tone: 440 Hz, at the sent level less the -3 dB centre pan
-/// law of a stereo input, for about `seconds`.
+/// The recorded tone: 440 Hz at the sent level, for about `seconds`. The
+/// sender's `-ac 2` spreads lavfi's mono sine over two channels at -3 dB; a
+/// stereo input reaches the stereo bus at unity.
 fn assert_tone(dir: &Path, seconds: f64) {
     let (rate, channels, samples) = read_wav(&dir.join("rx.wav"));
     for c in 0..usize::from(channels) {
@@ -215,7 +216,7 @@ fn assert_tone(dir: &Path, seconds: f64) {
         // Away from the codec's fade-in and fade-out at the edges.
         let f = frequency(rate, &tone[tone.len() / 10..tone.len() * 9 / 10]);
         assert!((f - 440.0).abs() < 0.5, "channel {c}: {f} Hz");
-        // lavfi sine: -18.06 dBFS peak, +6 dB sent, -3.01 dB pan law.
+        // lavfi sine: -18.06 dBFS peak, +6 dB, -3.01 dB mono → stereo.
         let peak = peak_db(&tone);
         assert!((peak - (-18.06 + 6.0 - 3.01)).abs() < 1.0, "channel {c}: peak {peak} dBFS");
         let got = tone.len() as f64 / f64::from(rate);
