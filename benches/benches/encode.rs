@@ -20,7 +20,12 @@ const SECONDS: u32 = 10;
 const RATE: u32 = 48_000;
 
 fn write_wav(path: &Path, channels: u16) {
-    let spec = hound::WavSpec { channels, sample_rate: RATE, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let spec = hound::WavSpec {
+        channels,
+        sample_rate: RATE,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
     let mut w = hound::WavWriter::create(path, spec).expect("bench WAV");
     for n in 0..RATE * SECONDS {
         for c in 0..channels {
@@ -58,7 +63,8 @@ fn ffmpeg(input: &Path, out: &Path, channels: u16) {
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-v", "error", "-nostdin", "-y", "-threads", "1", "-filter_threads", "1", "-i"]).arg(input);
     if channels > 2 {
-        let side = |first: u16| (first..channels).step_by(2).map(|c| format!("c{c}")).collect::<Vec<_>>().join("+");
+        let side =
+            |first: u16| (first..channels).step_by(2).map(|c| format!("c{c}")).collect::<Vec<_>>().join("+");
         cmd.args(["-af", &format!("pan=stereo|c0={}|c1={}", side(0), side(1))]);
     }
     cmd.args(["-c:a", "aac", "-b:a", "128k", "-threads", "1", "-f", "mpegts"]).arg(out);
@@ -111,7 +117,9 @@ fn bench(c: &mut Criterion) {
     write_wav(&files.in2, 2);
     let out = files.dir.join("out.ts");
 
-    for (label, input, channels) in [("64ch_mix_aac128_ts", &files.in64, 64), ("stereo_aac128_ts", &files.in2, 2)] {
+    for (label, input, channels) in
+        [("64ch_mix_aac128_ts", &files.in64, 64), ("stereo_aac128_ts", &files.in2, 2)]
+    {
         let (ours, theirs) = cpu_per_audio_second(input, &out, channels, 3);
         println!(
             "{label}: CPU per audio second: airlift {:.2} ms, ffmpeg -threads 1 {:.2} ms, ratio airlift/ffmpeg {:.3}",
