@@ -192,4 +192,19 @@ consumer = { encoded = { codec = "aac", sink = { segments = { job = "j", target_
 "#,
     );
     assert!(err.contains("output[seg].consumer.encoded.sink") && err.contains("not available"), "{err}");
+
+    // A live SRT input cannot be rendered offline (it would wait forever).
+    let err = render_fails(
+        r#"
+[[flow]]
+name = "x"
+[[flow.input]]
+name = "live"
+producer = { srt_in = { srt = { mode = { listener = { port = 9 } } } } }
+[[flow.output]]
+name = "n"
+consumer = "null"
+"#,
+    );
+    assert!(err.contains("input[live].producer") && err.contains("offline"), "{err}");
 }

@@ -338,3 +338,27 @@ fn a_killed_peer_is_reconnected_and_audio_resumes() {
     assert!(tone.len() as f64 / f64::from(rate) > 1.5, "audio resumed on the input");
     assert!((frequency(rate, &tone[tone.len() / 10..tone.len() * 9 / 10]) - 440.0).abs() < 0.5);
 }
+
+#[test]
+fn a_listener_with_a_stream_id_refuses_other_ids_and_takes_its_own() {
+    let dir = TempDir::new("srt-streamid");
+    let port = free_port();
+    let mut engine = run_engine(
+        &dir.0,
+        &srt_input_flow(&format!(r#"mode = {{ listener = {{ port = {port} }} }}, stream_id = "studio-a""#)),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let mut stranger = ffmpeg_sender(port, "&streamid=studio-b", 2);
+    assert!(
+        stranger.wait(Duration::from_secs(20)).is_some_and(|s| !s.success()),
+        "an unknown stream id must not connect"
+    );
+    assert!(wait_for(LOG_WAIT, || log_has(&dir.0, "unknown stream id")), "the refusal is logged");
+    let mut sender = ffmpeg_sender(port, "&streamid=studio-a", 3);
+    assert!(sender.wait(Duration::from_secs(20)).is_some_and(|s| s.success()), "ffmpeg sender failed");
+    assert!(wait_for(LOG_WAIT, || log_has(&dir.0, "SRT input disconnected")));
+    std::thread::sleep(Duration::from_millis(300));
+    let status = engine.interrupt(Duration::from_secs(10)).expect("engine exits");
+    assert!(status.success(), "engine: {status}");
+    assert_tone(&dir.0, 3.0);
+}

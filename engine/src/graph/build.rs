@@ -246,6 +246,11 @@ pub fn build(
                 ProducerSpec::AlsaCapture(_) => {
                     return Err(unsupported(&flow, field, "ALSA capture"));
                 }
+                ProducerSpec::SrtIn(_) if options.pacing == Pacing::Offline => {
+                    // A live input has no end and no faster-than-real-time
+                    // pace: an offline render would wait on it forever.
+                    return Err(unsupported(&flow, field, "an SRT input in an offline render"));
+                }
                 ProducerSpec::SrtIn(srt_in) => {
                     let endpoint = SrtEndpoint::new(&srt_in.srt).map_err(|source| BuildError::Srt {
                         flow: flow.clone(),
@@ -263,7 +268,7 @@ pub fn build(
                         rate,
                         jitter_frames,
                     }
-                    .spawn(format!("airlift-srt-rx-{}", input.name), cadence, tx, ended.clone())
+                    .spawn(format!("airlift-srt-rx-{}", input.name), cadence, tx)
                     .map_err(|source| BuildError::Thread { flow: flow.clone(), source })?;
                     let thread = input_worker.thread();
                     built.workers.push(input_worker);

@@ -548,6 +548,9 @@ unsafe extern "C" fn check_stream_id(
     if want.as_c_str() == got {
         0
     } else {
+        let _ = std::panic::catch_unwind(|| {
+            tracing::warn!(stream_id = %got.to_string_lossy(), "SRT listener refused a caller: unknown stream id");
+        });
         // SAFETY: `ns` is the socket being accepted; setting its reject reason is allowed here.
         unsafe {
             sys::srt_setrejectreason(ns, 1403); // SRT_REJX_FORBIDDEN (1000 + HTTP 403)

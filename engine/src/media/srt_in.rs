@@ -3,8 +3,6 @@
 //! FFmpeg, resamples it to the flow, and feeds the input ring behind a
 //! jitter buffer. It reconnects forever; the flow never sees it fail.
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use crate::io::worker::{Worker, WorkerContext};
@@ -80,16 +78,15 @@ impl TsInput for SrtReader {
 }
 
 impl SrtInput {
-    /// Starts the input thread `name`, feeding `ring`.
+    /// Starts the input thread `name`, feeding `ring`. A live input never
+    /// ends: it reconnects until the flow stops. Control thread only.
     pub fn spawn(
         self,
         name: String,
         cadence: Duration,
         ring: rtrb::Producer<f32>,
-        ended: Arc<AtomicBool>,
     ) -> std::io::Result<Worker> {
         let link = name.clone();
-        let _ = ended; // a live input never ends; the flag stays false.
         Worker::spawn(name, cadence, move |ctx: WorkerContext| {
             let mut feed = JitterFeed::new(ring, self.jitter_frames * self.channels);
             let mut backoff = Backoff::default();
