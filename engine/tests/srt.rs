@@ -324,6 +324,15 @@ fn a_killed_peer_is_reconnected_and_audio_resumes() {
     assert!(status.success(), "the flow survived: {status}");
     std::thread::sleep(Duration::from_millis(300));
     listener.interrupt(Duration::from_secs(5));
+    // The link statistics count both connections of each link.
+    let summary = std::fs::read_to_string(dir.path("engine.out")).unwrap();
+    for link in ["airlift-srt-tx-out", "airlift-srt-rx-contrib"] {
+        let line = summary
+            .lines()
+            .find(|l| l.contains(link))
+            .unwrap_or_else(|| panic!("no stats for {link}: {summary}"));
+        assert!(line.contains("2 connects"), "{line}");
+    }
 
     let second = ffprobe(&dir.path("second.ts"));
     assert_eq!(second.codec, "mp2");

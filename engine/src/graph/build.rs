@@ -18,7 +18,7 @@ use crate::graph::rt_graph::{Pacing, RtGraph, RtInput, Sink, Source};
 use crate::io::wav::{WavError, WavRecorder, WavSource};
 use crate::io::worker::Worker;
 use crate::media::ffmpeg::{Decoder, Encoder, MediaError, TsMetadata, TsMuxer, TsOutput};
-use crate::media::link::{self, SrtEndpoint};
+use crate::media::link::{self, SrtEndpoint, SrtLinkStatus};
 use crate::media::srt::{SRT_PAYLOAD, SrtError};
 use crate::media::srt_in::SrtInput;
 use crate::media::{encoded, file_in};
@@ -139,6 +139,8 @@ pub struct BuiltFlow {
     pub inputs: HashMap<Name, usize>,
     /// The flow's counters.
     pub counters: Arc<FlowCounters>,
+    /// State and statistics of the flow's SRT links.
+    pub links: Vec<Arc<SrtLinkStatus>>,
     /// Files this build created (removed again if a later step fails).
     created: Vec<PathBuf>,
 }
@@ -190,6 +192,7 @@ pub fn build(
         reports: Vec::new(),
         inputs: HashMap::new(),
         counters: counters.clone(),
+        links: Vec::new(),
         created: Vec::new(),
     };
     let result = (|| {
@@ -261,14 +264,18 @@ pub fn build(
                     let ring = ring_len.max(jitter_frames * 2 + frames * 4);
                     let (tx, rx) = rtrb::RingBuffer::new(ring * bus_channels);
                     let ended = Arc::new(AtomicBool::new(false));
+                    let name = format!("airlift-srt-rx-{}", input.name);
+                    let status = SrtLinkStatus::new(&name);
+                    built.links.push(status.clone());
                     let input_worker = SrtInput {
                         endpoint,
                         options: link::options(&srt_in.srt),
                         channels: bus_channels,
                         rate,
                         jitter_frames,
+                        status,
                     }
-                    .spawn(format!("airlift-srt-rx-{}", input.name), cadence, tx)
+                    .spawn(name, cadence, tx)
                     .map_err(|source| BuildError::Thread { flow: flow.clone(), source })?;
                     let thread = input_worker.thread();
                     built.workers.push(input_worker);
@@ -366,12 +373,12 @@ pub fn build(
                                 field: format!("{field}.sink.srt"),
                                 source,
                             })?;
-                            let (worker, out) = encoded::spawn_srt_sender(
-                                format!("airlift-srt-tx-{}", output.name),
-                                endpoint,
-                                link::options(srt),
-                            )
-                            .map_err(|source| BuildError::Thread { flow: flow.clone(), source })?;
+                            let name = format!("airlift-srt-tx-{}", output.name);
+                            let status = SrtLinkStatus::new(&name);
+                            built.links.push(status.clone());
+                            let (worker, out) =
+                                encoded::spawn_srt_sender(name, endpoint, link::options(srt), status)
+                                    .map_err(|source| BuildError::Thread { flow: flow.clone(), source })?;
                             (Box::new(out), SRT_PAYLOAD, Some(worker))
                         }
                         TsSink::Segments(_) => {

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use crate::io::worker::{Worker, WorkerContext};
 use crate::media::ffmpeg::{Encoder, MediaError, TsMuxer, TsOutput};
-use crate::media::link::{Backoff, SrtEndpoint, log_failure, pause};
+use std::sync::Arc;
+
+use crate::media::link::{Backoff, SrtEndpoint, SrtLinkStatus, log_failure, pause};
 use crate::media::srt::{SRT_PAYLOAD, SrtOptions, SrtSocket};
 
 /// Starts the encoder thread `name`, reading the bus from `ring` until the
@@ -126,12 +128,13 @@ pub fn spawn_srt_sender(
     name: String,
     endpoint: SrtEndpoint,
     options: SrtOptions,
+    status: Arc<SrtLinkStatus>,
 ) -> std::io::Result<(Worker, SrtTsOutput)> {
     // About 2 s of TS at 1 Mbit/s.
     let (tx, rx) = sync_channel::<TsChunk>(256);
     let link = name.clone();
     let worker = Worker::spawn(name, Duration::from_millis(50), move |ctx: WorkerContext| {
-        run_sender(&ctx, &link, &endpoint, &options, &rx);
+        run_sender(&ctx, &link, &endpoint, &options, &rx, &status);
     })?;
     Ok((worker, SrtTsOutput { tx, dropped: 0 }))
 }
@@ -155,6 +158,7 @@ fn run_sender(
     endpoint: &SrtEndpoint,
     options: &SrtOptions,
     rx: &Receiver<TsChunk>,
+    status: &SrtLinkStatus,
 ) {
     let mut backoff = Backoff::default();
     while !ctx.stopping() {
@@ -169,6 +173,7 @@ fn run_sender(
             Err(e) => {
                 let delay = backoff.delay();
                 log_failure(link, &e, delay);
+                status.failed(&e);
                 if pause(ctx, delay, |d| discard(rx, d)) {
                     break;
                 }
@@ -177,10 +182,13 @@ fn run_sender(
         };
         backoff.reset();
         tracing::info!(link, peer = socket.peer(), "SRT output connected");
+        status.connected();
         // Start the new peer on fresh data, not on what queued while waiting.
         while rx.try_recv().is_ok() {}
-        let ended = send_until_gone(ctx, link, &socket, rx);
+        let ended = send_until_gone(ctx, link, &socket, rx, status);
+        status.disconnected();
         if let Ok(s) = socket.stats() {
+            status.record(&s);
             tracing::info!(
                 link,
                 rtt_ms = s.rtt_ms,
@@ -206,11 +214,24 @@ fn run_sender(
 
 /// Sends until the connection breaks (false) or the flow stops (true, after
 /// sending what the encoder flushed).
-fn send_until_gone(ctx: &WorkerContext, link: &str, socket: &SrtSocket, rx: &Receiver<TsChunk>) -> bool {
+fn send_until_gone(
+    ctx: &WorkerContext,
+    link: &str,
+    socket: &SrtSocket,
+    rx: &Receiver<TsChunk>,
+    status: &SrtLinkStatus,
+) -> bool {
     let watchdog = Duration::from_secs(2);
     let mut last = Instant::now();
+    let mut stats_at = Instant::now();
     let mut warned = false;
     loop {
+        if stats_at.elapsed() >= Duration::from_secs(1) {
+            stats_at = Instant::now();
+            if let Ok(s) = socket.stats() {
+                status.record(&s);
+            }
+        }
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(chunk) => {
                 if let Err(e) = socket.send(&chunk.data[..chunk.len]) {

@@ -1,14 +1,17 @@
 //! What SRT input and output share: the endpoint (caller or listener), the
-//! reconnect backoff with jitter, and link state events in the log.
+//! reconnect backoff with jitter, link state events in the log, and the
+//! link's state and statistics ([`SrtLinkStatus`]) for the control side.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use airlift_ipc::spec::{SrtMode, SrtSpec};
 
 use crate::io::worker::WorkerContext;
-use crate::media::srt::{SrtError, SrtListener, SrtOptions, SrtSocket};
+use crate::media::srt::{SrtError, SrtListener, SrtOptions, SrtSocket, SrtStats};
 
 /// Where connections come from.
 #[derive(Debug)]
@@ -124,5 +127,116 @@ pub fn log_failure(link: &str, e: &SrtError, retry: Duration) {
             tracing::error!(link, retry_ms = retry.as_millis() as u64, "SRT connection refused: {e}")
         }
         _ => tracing::warn!(link, retry_ms = retry.as_millis() as u64, "SRT not connected: {e}"),
+    }
+}
+
+/// Where an SRT link stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// Not connected: calling, or waiting for a caller.
+    Waiting,
+    /// Connected and carrying the stream.
+    Connected,
+    /// The last attempt was refused by the peer (e.g. BADSECRET).
+    Refused,
+}
+
+/// A live SRT link's state and counters, written by its worker thread and
+/// read from the control side (lock-free).
+#[derive(Debug)]
+pub struct SrtLinkStatus {
+    name: String,
+    state: AtomicU8,
+    connects: AtomicU64,
+    refusals: AtomicU64,
+    rtt_us: AtomicU64,
+    bandwidth_kbps: AtomicU64,
+    lost: AtomicU64,
+    retransmits: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// A copy of [`SrtLinkStatus`] at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SrtLinkSnapshot {
+    /// The link's worker thread name, e.g. `airlift-srt-tx-out`.
+    pub name: String,
+    /// Where it stands.
+    pub state: LinkState,
+    /// Connections made so far.
+    pub connects: u64,
+    /// Attempts the peer refused.
+    pub refusals: u64,
+    /// Round-trip time of the current (or last) connection, ms.
+    pub rtt_ms: f64,
+    /// Estimated link bandwidth, Mbit/s.
+    pub bandwidth_mbps: f64,
+    /// Packets lost on the current (or last) connection (send or receive side).
+    pub lost: u64,
+    /// Packets retransmitted on the current (or last) connection.
+    pub retransmits: u64,
+    /// Bytes carried by the current (or last) connection.
+    pub bytes: u64,
+}
+
+impl SrtLinkStatus {
+    /// A new link status, waiting. Control thread only.
+    pub fn new(name: &str) -> Arc<Self> {
+        Arc::new(Self {
+            name: name.to_owned(),
+            state: AtomicU8::new(0),
+            connects: AtomicU64::new(0),
+            refusals: AtomicU64::new(0),
+            rtt_us: AtomicU64::new(0),
+            bandwidth_kbps: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            retransmits: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        })
+    }
+
+    /// The current values. Any thread.
+    pub fn snapshot(&self) -> SrtLinkSnapshot {
+        SrtLinkSnapshot {
+            name: self.name.clone(),
+            state: match self.state.load(Ordering::Relaxed) {
+                1 => LinkState::Connected,
+                2 => LinkState::Refused,
+                _ => LinkState::Waiting,
+            },
+            connects: self.connects.load(Ordering::Relaxed),
+            refusals: self.refusals.load(Ordering::Relaxed),
+            rtt_ms: self.rtt_us.load(Ordering::Relaxed) as f64 / 1000.0,
+            bandwidth_mbps: self.bandwidth_kbps.load(Ordering::Relaxed) as f64 / 1000.0,
+            lost: self.lost.load(Ordering::Relaxed),
+            retransmits: self.retransmits.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn connected(&self) {
+        self.connects.fetch_add(1, Ordering::Relaxed);
+        self.state.store(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn disconnected(&self) {
+        self.state.store(0, Ordering::Relaxed);
+    }
+
+    pub(crate) fn refused(&self) {
+        self.refusals.fetch_add(1, Ordering::Relaxed);
+        self.state.store(2, Ordering::Relaxed);
+    }
+
+    pub(crate) fn failed(&self, e: &SrtError) {
+        if matches!(e, SrtError::Rejected { .. }) { self.refused() } else { self.disconnected() }
+    }
+
+    pub(crate) fn record(&self, s: &SrtStats) {
+        self.rtt_us.store((s.rtt_ms * 1000.0).max(0.0) as u64, Ordering::Relaxed);
+        self.bandwidth_kbps.store((s.bandwidth_mbps * 1000.0).max(0.0) as u64, Ordering::Relaxed);
+        self.lost.store((s.send_loss + s.recv_loss).max(0) as u64, Ordering::Relaxed);
+        self.retransmits.store(s.retransmits.max(0) as u64, Ordering::Relaxed);
+        self.bytes.store(s.bytes_sent + s.bytes_received, Ordering::Relaxed);
     }
 }

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use crate::io::worker::{Worker, WorkerContext};
 use crate::media::ffmpeg::{Decoder, TsInput};
-use crate::media::link::{Backoff, SrtEndpoint, log_failure, pause, sleep};
+use std::sync::Arc;
+
+use crate::media::link::{Backoff, SrtEndpoint, SrtLinkStatus, log_failure, pause, sleep};
 use crate::media::srt::{SRT_PAYLOAD, SrtOptions, SrtSocket};
 
 /// Seconds without any byte after which a connection counts as dead.
@@ -26,6 +28,8 @@ pub struct SrtInput {
     pub rate: u32,
     /// Jitter buffer in frames.
     pub jitter_frames: usize,
+    /// State and statistics, for the control side.
+    pub status: Arc<SrtLinkStatus>,
 }
 
 /// The demuxer's byte source: one SRT connection with a no-data watchdog.
@@ -35,6 +39,8 @@ struct SrtReader {
     link: String,
     pending: Vec<u8>,
     gone: bool,
+    status: Arc<SrtLinkStatus>,
+    stats_at: Instant,
 }
 
 impl TsInput for SrtReader {
@@ -47,6 +53,12 @@ impl TsInput for SrtReader {
         }
         if self.gone {
             return Ok(0);
+        }
+        if self.stats_at.elapsed() >= Duration::from_secs(1) {
+            self.stats_at = Instant::now();
+            if let Ok(s) = self.socket.stats() {
+                self.status.record(&s);
+            }
         }
         let mut msg = [0u8; SRT_PAYLOAD * 2];
         let since = Instant::now();
@@ -97,6 +109,7 @@ impl SrtInput {
                     Err(e) => {
                         let delay = backoff.delay();
                         log_failure(&link, &e, delay);
+                        self.status.failed(&e);
                         if pause(&ctx, delay, sleep) {
                             break;
                         }
@@ -106,12 +119,15 @@ impl SrtInput {
                 backoff.reset();
                 let peer = socket.peer().to_owned();
                 tracing::info!(link, peer, "SRT input connected");
+                self.status.connected();
                 let reader = SrtReader {
                     socket,
                     ctx: ctx.clone(),
                     link: link.clone(),
                     pending: Vec::new(),
                     gone: false,
+                    status: self.status.clone(),
+                    stats_at: Instant::now(),
                 };
                 match Decoder::open_ts(Box::new(reader), self.rate, self.channels) {
                     Ok(mut decoder) => {
@@ -134,6 +150,7 @@ impl SrtInput {
                     Err(e) => tracing::warn!(link, peer, "SRT input carries no usable audio: {e}"),
                 }
                 tracing::warn!(link, peer, "SRT input disconnected");
+                self.status.disconnected();
                 feed.reset();
                 if self.endpoint.is_caller() && pause(&ctx, backoff.delay(), sleep) {
                     break;

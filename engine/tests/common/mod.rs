@@ -4,7 +4,7 @@
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// A directory removed on drop.
@@ -90,7 +90,8 @@ pub fn free_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// `airlift-engine run --flows FILE` in `dir`, logging to `dir/engine.log`.
+/// `airlift-engine run --flows FILE` in `dir`, logging to `dir/engine.log`,
+/// its summary (stdout) to `dir/engine.out`.
 pub fn run_engine(dir: &Path, flows: &str) -> Peer {
     let file = dir.join("flows.toml");
     std::fs::write(&file, flows).unwrap();
@@ -102,7 +103,7 @@ pub fn run_engine(dir: &Path, flows: &str) -> Peer {
             .env("AIRLIFT_LOG", "info")
             .env("NO_COLOR", "1")
             .current_dir(dir)
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(dir.join("engine.out")).unwrap())
             .stderr(log),
     )
 }
