@@ -16,6 +16,7 @@ use crate::media::srt::{SRT_PAYLOAD, SrtOptions, SrtSocket};
 
 /// Starts the encoder thread `name`, reading the bus from `ring` until the
 /// flow stops, then flushing the encoder and writing the TS trailer.
+/// Control thread only.
 pub fn spawn_encoder(
     name: String,
     cadence: Duration,
@@ -123,7 +124,7 @@ impl TsOutput for SrtTsOutput {
 /// Starts the SRT sender thread `name` and returns the muxer's output for it.
 /// The thread connects (caller: with backoff and jitter; listener: accepts
 /// the next caller when one leaves), sends what the muxer writes, and
-/// discards it while nobody is connected.
+/// discards it while nobody is connected. Control thread only.
 pub fn spawn_srt_sender(
     name: String,
     endpoint: SrtEndpoint,

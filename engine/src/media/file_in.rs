@@ -8,7 +8,7 @@ use crate::io::worker::{Worker, WorkerContext};
 use crate::media::ffmpeg::Decoder;
 
 /// Streams `decoder` into `ring` on a worker thread named `name`; sets
-/// `ended` when the file is done (never, when `looped`).
+/// `ended` when the file is done (never, when `looped`). Control thread only.
 pub fn spawn_file(
     mut decoder: Decoder,
     name: String,

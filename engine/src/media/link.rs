@@ -52,6 +52,7 @@ impl SrtEndpoint {
 
     /// Waits for one connection: a caller tries once (about 3 s at most),
     /// a listener waits up to `wait`. `Ok(None)`: nothing yet, ask again.
+    /// Worker threads only (it blocks).
     pub fn connect(&self, options: &SrtOptions, wait: Duration) -> Result<Option<SrtSocket>, SrtError> {
         match self {
             SrtEndpoint::Caller { host, port } => SrtSocket::connect(host, *port, options).map(Some),

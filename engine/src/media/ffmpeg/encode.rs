@@ -43,8 +43,6 @@ fn encoder_name(codec: Codec) -> (&'static str, i64) {
         Codec::Opus => ("libopus", 96_000),
         Codec::Mp2 => ("mp2", 192_000),
         Codec::S302m => ("s302m", 0),
-        #[allow(unreachable_patterns)]
-        _ => ("", 0),
     }
 }
 
