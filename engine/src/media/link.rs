@@ -241,3 +241,49 @@ impl SrtLinkStatus {
         self.bytes.store(s.bytes_sent + s.bytes_received, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_its_cap_and_resets() {
+        let mut b = Backoff::default();
+        let mut base = Backoff::FIRST;
+        for _ in 0..10 {
+            let d = b.delay();
+            assert!(d >= base.mul_f64(0.75) && d <= base.mul_f64(1.25), "{d:?} around {base:?}");
+            base = (base * 2).min(Backoff::MAX);
+        }
+        assert!(b.delay() <= Backoff::MAX.mul_f64(1.25));
+        b.reset();
+        assert!(b.delay() <= Backoff::FIRST.mul_f64(1.25));
+    }
+
+    #[test]
+    fn link_status_follows_state_changes_and_statistics() {
+        let status = SrtLinkStatus::new("airlift-srt-tx-test");
+        assert_eq!(status.snapshot().state, LinkState::Waiting);
+        status.failed(&SrtError::Rejected {
+            peer: "p".into(),
+            reason: crate::media::srt::RejectReason::BadSecret,
+        });
+        assert_eq!((status.snapshot().state, status.snapshot().refusals), (LinkState::Refused, 1));
+        status.connected();
+        status.record(&SrtStats {
+            rtt_ms: 1.5,
+            retransmits: 3,
+            send_loss: 2,
+            bytes_sent: 10,
+            ..Default::default()
+        });
+        let s = status.snapshot();
+        assert_eq!(
+            (s.state, s.connects, s.retransmits, s.lost, s.bytes),
+            (LinkState::Connected, 1, 3, 2, 10)
+        );
+        assert!((s.rtt_ms - 1.5).abs() < 1e-9);
+        status.failed(&SrtError::Io { op: "send", message: "broken".into() });
+        assert_eq!(status.snapshot().state, LinkState::Waiting);
+    }
+}

@@ -202,3 +202,37 @@ impl JitterFeed {
         self.primed = false;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_jitter_buffer_holds_audio_back_until_it_is_filled() {
+        let (tx, rx) = rtrb::RingBuffer::new(100);
+        let mut feed = JitterFeed::new(tx, 40);
+        feed.push(&[1.0; 30]);
+        assert_eq!(rx.slots(), 0, "still buffering");
+        feed.push(&[2.0; 20]);
+        assert_eq!(rx.slots(), 50, "released at once when full");
+        feed.push(&[3.0; 10]);
+        assert_eq!(rx.slots(), 60, "then passed straight through");
+    }
+
+    #[test]
+    fn an_underrun_buffers_again_and_overflow_is_dropped() {
+        let (tx, mut rx) = rtrb::RingBuffer::new(100);
+        let mut feed = JitterFeed::new(tx, 40);
+        feed.push(&[1.0; 40]);
+        let mut out = [0.0; 40];
+        rx.pop_entire_slice(&mut out).unwrap();
+        // The ring ran dry: the next samples are held until the buffer refills.
+        feed.push(&[2.0; 10]);
+        assert_eq!(rx.slots(), 0);
+        feed.push(&[2.0; 200]);
+        assert_eq!(rx.slots(), 100, "what does not fit is dropped, not queued");
+        assert_eq!(feed.dropped, 110);
+        feed.reset();
+        assert!(feed.held.is_empty());
+    }
+}
