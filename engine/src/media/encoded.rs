@@ -183,6 +183,9 @@ fn run_sender(
         };
         backoff.reset();
         tracing::info!(link, peer = socket.peer(), "SRT output connected");
+        if let Err(e) = socket.linger(2) {
+            tracing::warn!(link, "the stream's tail may be cut at stop: {e}");
+        }
         status.connected();
         // Start the new peer on fresh data, not on what queued while waiting.
         while rx.try_recv().is_ok() {}

@@ -8,8 +8,9 @@
 
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::net::{SocketAddr, SocketAddrV4, ToSocketAddrs};
-use std::sync::Once;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
 
 use airlift_srt_sys as sys;
 
@@ -283,9 +284,15 @@ impl Handle {
         )?;
         self.set_int(sys::SRT_SOCKOPT::SRTO_CONNTIMEO, "connect timeout", 3000)?;
         self.set_int(sys::SRT_SOCKOPT::SRTO_PEERIDLETIMEO, "peer idle timeout", 3000)?;
-        // Closing waits (up to 2 s) until queued data is delivered, so a
-        // stream's tail is not lost when the flow stops.
-        let linger = Linger { l_onoff: 1, l_linger: 2 };
+        if let Some(p) = &options.passphrase {
+            self.set_str(sys::SRT_SOCKOPT::SRTO_PASSPHRASE, "passphrase", p)?;
+            self.set_int(sys::SRT_SOCKOPT::SRTO_PBKEYLEN, "key length", options.key_length as i32)?;
+        }
+        Ok(())
+    }
+
+    fn set_linger(&self, seconds: i32) -> Result<(), SrtError> {
+        let linger = Linger { l_onoff: i32::from(seconds > 0), l_linger: seconds };
         // SAFETY: pointer and length describe a live `struct linger`.
         let r = unsafe {
             sys::srt_setsockflag(
@@ -295,14 +302,7 @@ impl Handle {
                 size_of::<Linger>() as c_int,
             )
         };
-        if r < 0 {
-            return Err(SrtError::Option { option: "linger", message: last_error().1 });
-        }
-        if let Some(p) = &options.passphrase {
-            self.set_str(sys::SRT_SOCKOPT::SRTO_PASSPHRASE, "passphrase", p)?;
-            self.set_int(sys::SRT_SOCKOPT::SRTO_PBKEYLEN, "key length", options.key_length as i32)?;
-        }
-        Ok(())
+        if r < 0 { Err(SrtError::Option { option: "linger", message: last_error().1 }) } else { Ok(()) }
     }
 
     fn set_timeouts(&self, recv: Duration, send: Duration) -> Result<(), SrtError> {
@@ -399,10 +399,12 @@ fn resolve(host: &str, port: u16) -> Result<SocketAddrV4, SrtError> {
 /// A connected live-mode SRT socket. Worker threads only.
 #[derive(Debug)]
 pub struct SrtSocket {
-    // Field order is drop order: the epoll set before the socket.
+    // Field order is drop order: the epoll set, the socket, then the
+    // listener's busy flag (so a new caller is let in only once we are gone).
     epoll: Epoll,
     handle: Handle,
     peer: String,
+    busy: Option<BusyGuard>,
 }
 
 impl SrtSocket {
@@ -435,7 +437,7 @@ impl SrtSocket {
             return Err(SrtError::Io { op: "connect", message });
         }
         handle.set_timeouts(Duration::from_millis(100), Duration::from_millis(500))?;
-        Ok(Self { epoll: Epoll::watch(&handle)?, handle, peer })
+        Ok(Self { epoll: Epoll::watch(&handle)?, handle, peer, busy: None })
     }
 
     /// The peer's address.
@@ -456,7 +458,13 @@ impl SrtSocket {
                 std::ptr::null_mut(),
             )
         };
-        if r < 0 { Err(SrtError::Io { op: "send", message: last_error().1 }) } else { Ok(()) }
+        if r < 0 {
+            return Err(SrtError::Io { op: "send", message: last_error().1 });
+        }
+        if let Some(b) = &self.busy {
+            b.0.touch();
+        }
+        Ok(())
     }
 
     /// Receives one message into `buf` (at least [`SRT_PAYLOAD`] bytes).
@@ -482,7 +490,17 @@ impl SrtSocket {
             }
             return Err(SrtError::Io { op: "receive", message });
         }
+        if let Some(b) = &self.busy {
+            b.0.touch();
+        }
         Ok(Some(r as usize))
+    }
+
+    /// Makes closing wait (up to `seconds`) until queued data is delivered,
+    /// so a sender's tail is not lost when it stops. Receivers keep the
+    /// live-mode default (no linger), so dropping them is immediate.
+    pub fn linger(&self, seconds: u8) -> Result<(), SrtError> {
+        self.handle.set_linger(i32::from(seconds))
     }
 
     /// True while libsrt reports the connection as established.
@@ -513,15 +531,58 @@ impl SrtSocket {
     }
 }
 
-/// A listening SRT socket on a local UDP port. Worker threads only.
+/// A listening SRT socket on a local UDP port, taking one caller at a time:
+/// while an accepted connection is alive and carrying data, further callers
+/// are refused (`SRT_REJX_OVERLOAD`), so nobody streams into a queue that is
+/// never read. A caller arriving while the current one has been silent for
+/// a second is let in (it replaces a peer that died without saying so).
+/// Worker threads only.
 pub struct SrtListener {
     epoll: Epoll,
     handle: Handle,
     port: u16,
-    /// Stream id required from callers; boxed so its address is stable for
-    /// libsrt's listen callback. Declared after `handle`, so the socket is
-    /// closed (and the callback gone) before the box is freed.
-    _stream_id: Option<Box<CString>>,
+    /// What libsrt's listen callback checks; boxed so its address is stable.
+    /// Declared after `handle`, so the socket is closed (and the callback
+    /// gone) before the box is freed.
+    gate: Box<ListenGate>,
+}
+
+/// The listen callback's view: the required stream id, and whether a
+/// caller is being served.
+struct ListenGate {
+    stream_id: Option<CString>,
+    busy: Arc<Busy>,
+}
+
+/// Whether the listener serves a caller, and when data last moved.
+#[derive(Debug)]
+struct Busy {
+    serving: AtomicBool,
+    epoch: Instant,
+    last_data_ms: AtomicU64,
+}
+
+impl Busy {
+    fn touch(&self) {
+        self.last_data_ms.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Serving a caller that moved data within the last second.
+    fn active(&self) -> bool {
+        let idle = (self.epoch.elapsed().as_millis() as u64)
+            .saturating_sub(self.last_data_ms.load(Ordering::Relaxed));
+        self.serving.load(Ordering::Acquire) && idle < 1000
+    }
+}
+
+/// Marks the listener free again when an accepted connection ends.
+#[derive(Debug)]
+struct BusyGuard(Arc<Busy>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.serving.store(false, Ordering::Release);
+    }
 }
 
 impl std::fmt::Debug for SrtListener {
@@ -530,33 +591,37 @@ impl std::fmt::Debug for SrtListener {
     }
 }
 
-/// libsrt's listen callback: refuses callers whose stream id differs.
-unsafe extern "C" fn check_stream_id(
+/// libsrt's listen callback: refuses callers while one is served, and
+/// callers whose stream id differs from the required one.
+unsafe extern "C" fn check_caller(
     opaque: *mut c_void,
     ns: sys::SRTSOCKET,
     _hs_version: c_int,
     _peer: *const sys::sockaddr,
     stream_id: *const c_char,
 ) -> c_int {
-    // SAFETY: `opaque` is the CString boxed in the listener, alive while the
-    // listener socket is open; `stream_id` is NUL-terminated (or null).
-    let (want, got) = unsafe {
-        let want = &*opaque.cast::<CString>();
+    // SAFETY: `opaque` is the ListenGate boxed in the listener, alive while
+    // the listener socket is open; `stream_id` is NUL-terminated (or null).
+    let (gate, got) = unsafe {
+        let gate = &*opaque.cast::<ListenGate>();
         let got = if stream_id.is_null() { c"" } else { CStr::from_ptr(stream_id) };
-        (want, got)
+        (gate, got)
     };
-    if want.as_c_str() == got {
-        0
+    let (reason, why) = if gate.busy.active() {
+        (1503, "busy with another caller") // SRT_REJX_OVERLOAD (1000 + HTTP 503)
+    } else if gate.stream_id.as_deref().is_some_and(|want| want != got) {
+        (1403, "unknown stream id") // SRT_REJX_FORBIDDEN (1000 + HTTP 403)
     } else {
-        let _ = std::panic::catch_unwind(|| {
-            tracing::warn!(stream_id = %got.to_string_lossy(), "SRT listener refused a caller: unknown stream id");
-        });
-        // SAFETY: `ns` is the socket being accepted; setting its reject reason is allowed here.
-        unsafe {
-            sys::srt_setrejectreason(ns, 1403); // SRT_REJX_FORBIDDEN (1000 + HTTP 403)
-        }
-        -1
+        return 0;
+    };
+    let _ = std::panic::catch_unwind(|| {
+        tracing::warn!(stream_id = %got.to_string_lossy(), "SRT listener refused a caller: {why}");
+    });
+    // SAFETY: `ns` is the socket being accepted; setting its reject reason is allowed here.
+    unsafe {
+        sys::srt_setrejectreason(ns, reason);
     }
+    -1
 }
 
 impl SrtListener {
@@ -565,12 +630,18 @@ impl SrtListener {
         let handle = Handle::new()?;
         handle.configure(options)?;
         let stream_id = match &options.stream_id {
-            Some(id) => Some(Box::new(CString::new(id.as_str()).map_err(|_| SrtError::Option {
+            Some(id) => Some(CString::new(id.as_str()).map_err(|_| SrtError::Option {
                 option: "stream id",
                 message: "contains a NUL byte".into(),
-            })?)),
+            })?),
             None => None,
         };
+        let busy = Arc::new(Busy {
+            serving: AtomicBool::new(false),
+            epoch: Instant::now(),
+            last_data_ms: AtomicU64::new(0),
+        });
+        let gate = Box::new(ListenGate { stream_id, busy });
         let sa = sockaddr(SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, port));
         // SAFETY: `sa` is a valid sockaddr_in of the length passed.
         let r = unsafe {
@@ -583,22 +654,20 @@ impl SrtListener {
         if r < 0 {
             return Err(SrtError::Bind { port, message: last_error().1 });
         }
-        if let Some(id) = &stream_id {
-            let opaque = (&**id as *const CString).cast_mut().cast::<c_void>();
-            // SAFETY: the callback matches libsrt's signature; `opaque`
-            // points into a box owned by the listener, which outlives the
-            // listening socket (the handle is dropped first, see Drop).
-            let r = unsafe { sys::srt_listen_callback(handle.0, Some(check_stream_id), opaque) };
-            if r < 0 {
-                return Err(SrtError::Option { option: "stream id", message: last_error().1 });
-            }
+        let opaque = (&*gate as *const ListenGate).cast_mut().cast::<c_void>();
+        // SAFETY: the callback matches libsrt's signature; `opaque` points
+        // into a box owned by the listener, which outlives the listening
+        // socket (fields drop in order: the handle before the gate).
+        let r = unsafe { sys::srt_listen_callback(handle.0, Some(check_caller), opaque) };
+        if r < 0 {
+            return Err(SrtError::Option { option: "listen callback", message: last_error().1 });
         }
         // SAFETY: plain call on our bound socket.
         if unsafe { sys::srt_listen(handle.0, 4) } < 0 {
             return Err(SrtError::Bind { port, message: last_error().1 });
         }
         let epoll = Epoll::watch(&handle)?;
-        Ok(Self { epoll, handle, port, _stream_id: stream_id })
+        Ok(Self { epoll, handle, port, gate })
     }
 
     /// The bound port.
@@ -630,6 +699,9 @@ impl SrtListener {
             "peer".to_owned()
         };
         handle.set_timeouts(Duration::from_millis(100), Duration::from_millis(500))?;
-        Ok(Some(SrtSocket { epoll: Epoll::watch(&handle)?, handle, peer }))
+        self.gate.busy.touch();
+        self.gate.busy.serving.store(true, Ordering::Release);
+        let busy = Some(BusyGuard(self.gate.busy.clone()));
+        Ok(Some(SrtSocket { epoll: Epoll::watch(&handle)?, handle, peer, busy }))
     }
 }
