@@ -236,17 +236,16 @@ impl Decoder {
                 res?;
                 return Ok(true);
             }
-            if r == ff::AVERROR_EOF {
+            // While draining, anything but a frame ends the stream (a broken
+            // decoder must not keep us here).
+            if r == ff::AVERROR_EOF || self.draining {
                 self.flush_resampler(out)?;
                 self.done = true;
                 return Ok(true);
             }
             if r != ff::AVERROR(ff::EAGAIN) {
-                // A broken frame: skip it, keep decoding (logged by caller's stats).
+                // A broken frame: skip it and keep decoding.
                 tracing::debug!(input = %self.label, "decode error: {}", super::error_text(r));
-            }
-            if self.draining {
-                continue;
             }
             // SAFETY: open input context and owned packet.
             let r = unsafe { ff::av_read_frame(self.fmt, self.packet.0) };
