@@ -17,6 +17,7 @@ use crate::graph::build::{BuildError, BuildOptions, BuiltFlow, build};
 use crate::graph::processor::{Processor, Report};
 use crate::graph::rt_graph::{Pacing, ParamChange, RtGraph};
 use crate::io::worker::Worker;
+use crate::media::link::{SrtLinkSnapshot, SrtLinkStatus};
 use crate::rt::clock::{InternalClock, now_ns};
 use crate::rt::stats::FlowCounters;
 use crate::rt::thread::{RealtimeRequest, apply};
@@ -190,6 +191,7 @@ pub struct RunningFlow {
     counters: Arc<FlowCounters>,
     realtime: RealtimeReport,
     injectors: Vec<crate::io::alsa::XrunInjector>,
+    links: Vec<Arc<SrtLinkStatus>>,
 }
 
 /// Starts `spec` on a realtime audio thread named `airlift-rt-<flow>`.
@@ -212,7 +214,7 @@ pub fn start_built(
     built: BuiltFlow,
     rt: &RealtimeRequest,
 ) -> Result<RunningFlow, BuildError> {
-    let BuiltFlow { graph, workers, reports, inputs, counters, .. } = built;
+    let BuiltFlow { graph, workers, reports, inputs, counters, links, .. } = built;
     let injectors = graph.xrun_injectors();
     let (control, mut driver) = audio_driver(graph);
     let (rt_tx, rt_rx) = std::sync::mpsc::sync_channel(1);
@@ -255,6 +257,7 @@ pub fn start_built(
         counters,
         realtime,
         injectors,
+        links,
     })
 }
 
@@ -300,7 +303,7 @@ impl RunningFlow {
     /// boundary, without stopping the audio thread.
     pub fn replace(&mut self, spec: &FlowSpec, built: BuiltFlow) -> Result<(), BuildError> {
         self.collect();
-        let BuiltFlow { graph, workers, reports, inputs, counters, .. } = built;
+        let BuiltFlow { graph, workers, reports, inputs, counters, links, .. } = built;
         // The counters live on across the swap: keep the old ones.
         drop(counters);
         let graph = graph.with_counters(self.counters.clone());
@@ -317,6 +320,7 @@ impl RunningFlow {
         self.reports = reports;
         self.inputs = inputs;
         self.injectors = injectors;
+        self.links = links;
         self.spec = spec.clone();
         Ok(())
     }
@@ -351,6 +355,11 @@ impl RunningFlow {
     /// Statistics.
     pub fn stats(&self) -> FlowStats {
         self.counters.snapshot(self.spec.name.as_str(), self.realtime.clone())
+    }
+
+    /// State and statistics of the flow's SRT links. Control thread only.
+    pub fn srt_links(&self) -> Vec<SrtLinkSnapshot> {
+        self.links.iter().map(|l| l.snapshot()).collect()
     }
 
     /// Stops the audio thread, then the workers (recordings are drained and

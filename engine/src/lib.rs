@@ -12,6 +12,8 @@
 //! - [`io`]: WAV source and recorder on named worker threads; [`io::alsa`],
 //!   ALSA capture and playback whose blocking I/O clocks the flow's audio
 //!   thread (the only module that calls alsa-lib).
+//! - [`media`]: FFmpeg codecs and MPEG-TS, SRT input and output, on named
+//!   worker threads (all FFI in `media::ffmpeg` and `media::srt`).
 //! - [`flow`]: a flow on its audio thread, or rendered offline.
 //! - [`node`]: the set of flows converged to a desired state.
 //! - [`control`]: the Unix-socket server that `airlift-ctld` talks to.
@@ -44,6 +46,7 @@ pub mod dsp;
 pub mod flow;
 pub mod graph;
 pub mod io;
+pub mod media;
 pub mod node;
 pub mod rt;
 

@@ -164,6 +164,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             for stats in node.stats().flows {
                 print_run_stats(&stats);
             }
+            for (flow, l) in node.srt_links() {
+                println!(
+                    "flow {flow}: {} {:?}, {} connects, {} refused, rtt {:.2} ms, bandwidth {:.1} Mbit/s, lost {}, retransmitted {}, {} bytes",
+                    l.name,
+                    l.state,
+                    l.connects,
+                    l.refusals,
+                    l.rtt_ms,
+                    l.bandwidth_mbps,
+                    l.lost,
+                    l.retransmits,
+                    l.bytes
+                );
+            }
             node.shutdown(&mut events);
             Ok(())
         }

@@ -15,6 +15,7 @@ use crate::graph::build::{BuildError, BuildOptions, build};
 use crate::graph::processor::{NodeRef, Processor, Report};
 use crate::graph::rt_graph::{Pacing, ParamChange};
 use crate::io::alsa::AlsaError;
+use crate::media::link::SrtLinkSnapshot;
 use crate::rt::thread::RealtimeRequest;
 
 /// A command the node refused. Nothing changed.
@@ -362,6 +363,14 @@ impl Node {
     /// Statistics of every running flow.
     pub fn stats(&self) -> EngineStats {
         EngineStats { flows: self.running.values().map(RunningFlow::stats).collect() }
+    }
+
+    /// State and statistics of every SRT link, by flow. Control thread only.
+    pub fn srt_links(&self) -> Vec<(String, SrtLinkSnapshot)> {
+        self.running
+            .iter()
+            .flat_map(|(name, flow)| flow.srt_links().into_iter().map(move |l| (name.to_string(), l)))
+            .collect()
     }
 
     /// Collects replaced graphs, turns processor and device reports into

@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use airlift_ipc::spec::{
-    AlsaSpec, ClockSpec, ConsumerSpec, FlowSpec, ProcessorSpec, ProducerSpec, SpecError,
+    AlsaSpec, ClockSpec, ConsumerSpec, FlowSpec, ProcessorSpec, ProducerSpec, SpecError, TsSink,
 };
 use airlift_ipc::units::Name;
 
@@ -21,6 +21,11 @@ use crate::graph::rt_graph::{Pacing, RtGraph, RtInput, Sink, Source};
 use crate::io::alsa::{AlsaDevice, AlsaError, OpenRequest};
 use crate::io::wav::{WavError, WavRecorder, WavSource};
 use crate::io::worker::Worker;
+use crate::media::ffmpeg::{Decoder, Encoder, MediaError, TsMetadata, TsMuxer, TsOutput};
+use crate::media::link::{self as srt_link, SrtEndpoint, SrtLinkStatus};
+use crate::media::srt::{SRT_PAYLOAD, SrtError};
+use crate::media::srt_in::SrtInput;
+use crate::media::{encoded, file_in};
 use crate::rt::bridge::{BridgeQuality, link};
 use crate::rt::stats::FlowCounters;
 
@@ -41,6 +46,38 @@ pub enum BuildError {
         field: String,
         /// Why.
         source: WavError,
+    },
+    /// FFmpeg cannot open the input or set up the encoder; the message says why.
+    #[error("flow {flow}: {field}: {source}")]
+    Media {
+        /// The flow.
+        flow: String,
+        /// The field.
+        field: String,
+        /// Why.
+        source: MediaError,
+    },
+    /// An SRT endpoint cannot be set up (e.g. the listener port is taken).
+    #[error("flow {flow}: {field}: {source}")]
+    Srt {
+        /// The flow.
+        flow: String,
+        /// The field.
+        field: String,
+        /// Why.
+        source: SrtError,
+    },
+    /// A TS file cannot be created; check the directory and permissions.
+    #[error("flow {flow}: {field}: cannot create {path}: {source}")]
+    Create {
+        /// The flow.
+        flow: String,
+        /// The field.
+        field: String,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
     },
     /// The spec asks for a node this engine build does not have yet.
     #[error("flow {flow}: {field}: {what} is not available in this engine build")]
@@ -155,6 +192,8 @@ pub struct BuiltFlow {
     pub inputs: HashMap<Name, usize>,
     /// The flow's counters.
     pub counters: Arc<FlowCounters>,
+    /// State and statistics of the flow's SRT links.
+    pub links: Vec<Arc<SrtLinkStatus>>,
     /// Files this build created (removed again if a later step fails).
     created: Vec<PathBuf>,
 }
@@ -206,6 +245,7 @@ pub fn build(
         reports: Vec::new(),
         inputs: HashMap::new(),
         counters: counters.clone(),
+        links: Vec::new(),
         created: Vec::new(),
     };
     let mut latency = DuplexLatency::default();
@@ -220,23 +260,42 @@ pub fn build(
                 }
                 ProducerSpec::File(file) => {
                     let path = resolve(&options.base_dir, file.path.as_path());
-                    let wav = WavSource::open(&path, rate).map_err(|source| BuildError::File {
-                        flow: flow.clone(),
-                        field: format!("{field}.file.path"),
-                        source,
-                    })?;
-                    let channels = wav.channels();
-                    let (tx, rx) = rtrb::RingBuffer::new(ring_len * channels);
-                    let ended = Arc::new(AtomicBool::new(false));
-                    let worker = wav
-                        .spawn(
-                            format!("airlift-file-{}", input.name),
-                            cadence,
-                            tx,
-                            file.looped,
-                            ended.clone(),
-                        )
-                        .map_err(|source| BuildError::Thread { flow: flow.clone(), source })?;
+                    let field = format!("{field}.file.path");
+                    let (tx_len, ended) = (ring_len, Arc::new(AtomicBool::new(false)));
+                    let thread_name = format!("airlift-file-{}", input.name);
+                    // FFmpeg decodes (and resamples) anything it reads, WAV
+                    // included, several times faster than hound; hound stays
+                    // as the fallback for a WAV FFmpeg refuses.
+                    let (worker, channels) = match Decoder::open_file(&path, rate, None) {
+                        Ok(decoder) => {
+                            let channels = decoder.channels();
+                            let (tx, rx) = rtrb::RingBuffer::new(tx_len * channels);
+                            let worker = file_in::spawn_file(
+                                decoder,
+                                thread_name,
+                                cadence,
+                                tx,
+                                file.looped,
+                                ended.clone(),
+                            )
+                            .map_err(|source| BuildError::Thread { flow: flow.clone(), source })?;
+                            ((worker, rx), channels)
+                        }
+                        Err(media_error) => {
+                            let wav = WavSource::open(&path, rate).map_err(|_| BuildError::Media {
+                                flow: flow.clone(),
+                                field: field.clone(),
+                                source: media_error,
+                            })?;
+                            let channels = wav.channels();
+                            let (tx, rx) = rtrb::RingBuffer::new(tx_len * channels);
+                            let worker = wav
+                                .spawn(thread_name, cadence, tx, file.looped, ended.clone())
+                                .map_err(|source| BuildError::Thread { flow: flow.clone(), source })?;
+                            ((worker, rx), channels)
+                        }
+                    };
+                    let (worker, rx) = worker;
                     let thread = worker.thread();
                     built.workers.push(worker);
                     (Source::Ring { ring: rx, ended, worker: thread }, channels)
@@ -274,8 +333,37 @@ pub fn build(
                         .map_err(|_| link_error("the resampler refused this flow's period"))?;
                     (Source::Bridge(Box::new(reader)), channels)
                 }
-                ProducerSpec::SrtIn(_) => {
-                    return Err(unsupported(&flow, field, "SRT input"));
+                ProducerSpec::SrtIn(_) if options.pacing == Pacing::Offline => {
+                    // A live input has no end and no faster-than-real-time
+                    // pace: an offline render would wait on it forever.
+                    return Err(unsupported(&flow, field, "an SRT input in an offline render"));
+                }
+                ProducerSpec::SrtIn(srt_in) => {
+                    let endpoint = SrtEndpoint::new(&srt_in.srt).map_err(|source| BuildError::Srt {
+                        flow: flow.clone(),
+                        field: format!("{field}.srt"),
+                        source,
+                    })?;
+                    let jitter_frames = (srt_in.jitter_ms as usize * rate as usize / 1000).max(frames);
+                    let ring = ring_len.max(jitter_frames * 2 + frames * 4);
+                    let (tx, rx) = rtrb::RingBuffer::new(ring * bus_channels);
+                    let ended = Arc::new(AtomicBool::new(false));
+                    let name = format!("airlift-srt-rx-{}", input.name);
+                    let status = SrtLinkStatus::new(&name);
+                    built.links.push(status.clone());
+                    let input_worker = SrtInput {
+                        endpoint,
+                        options: srt_link::options(&srt_in.srt),
+                        channels: bus_channels,
+                        rate,
+                        jitter_frames,
+                        status,
+                    }
+                    .spawn(name, cadence, tx)
+                    .map_err(|source| BuildError::Thread { flow: flow.clone(), source })?;
+                    let thread = input_worker.thread();
+                    built.workers.push(input_worker);
+                    (Source::Ring { ring: rx, ended, worker: thread }, bus_channels)
                 }
             };
             inputs.push(RtInput {
@@ -358,8 +446,60 @@ pub fn build(
                     options.links.park(spec_link.name.as_str(), tail);
                     sinks.push(Sink::Bridge(Box::new(writer)));
                 }
-                ConsumerSpec::Encoded(_) => {
-                    return Err(unsupported(&flow, field, "encoding to MPEG-TS (FFmpeg)"));
+                ConsumerSpec::Encoded(enc) => {
+                    let field = format!("{field}.encoded");
+                    let media =
+                        |source| BuildError::Media { flow: flow.clone(), field: field.clone(), source };
+                    let encoder = Encoder::new(enc.codec, bus_channels, rate, enc.bitrate.map(u32::from))
+                        .map_err(media)?;
+                    let (ts_out, chunk, sender): (Box<dyn TsOutput>, usize, Option<Worker>) = match &enc.sink
+                    {
+                        TsSink::File { path } => {
+                            let path = resolve(&options.base_dir, path.as_path());
+                            let file =
+                                encoded::TsFile::create(&path).map_err(|source| BuildError::Create {
+                                    flow: flow.clone(),
+                                    field: format!("{field}.sink.file.path"),
+                                    path: path.clone(),
+                                    source,
+                                })?;
+                            built.created.push(path);
+                            (Box::new(file), 188 * 64, None)
+                        }
+                        TsSink::Srt(srt) => {
+                            let endpoint = SrtEndpoint::new(srt).map_err(|source| BuildError::Srt {
+                                flow: flow.clone(),
+                                field: format!("{field}.sink.srt"),
+                                source,
+                            })?;
+                            let name = format!("airlift-srt-tx-{}", output.name);
+                            let status = SrtLinkStatus::new(&name);
+                            built.links.push(status.clone());
+                            let (worker, out) =
+                                encoded::spawn_srt_sender(name, endpoint, srt_link::options(srt), status)
+                                    .map_err(|source| BuildError::Thread { flow: flow.clone(), source })?;
+                            (Box::new(out), SRT_PAYLOAD, Some(worker))
+                        }
+                        TsSink::Segments(_) => {
+                            return Err(unsupported(&flow, format!("{field}.sink"), "TS segments"));
+                        }
+                    };
+                    let metadata =
+                        TsMetadata { service_name: enc.service_name.clone(), provider: enc.provider.clone() };
+                    let mux = TsMuxer::new(ts_out, &encoder, &metadata, chunk).map_err(media)?;
+                    let (tx, rx) = rtrb::RingBuffer::new(ring_len * bus_channels);
+                    let worker = encoded::spawn_encoder(
+                        format!("airlift-enc-{}", output.name),
+                        cadence,
+                        rx,
+                        encoder,
+                        mux,
+                    )
+                    .map_err(|source| BuildError::Thread { flow: flow.clone(), source })?;
+                    sinks.push(Sink::Ring { ring: tx, worker: worker.thread() });
+                    // The encoder finishes (and flushes into the sender) first.
+                    built.workers.push(worker);
+                    built.workers.extend(sender);
                 }
             }
         }

@@ -1,0 +1,142 @@
+//! 64-channel WAV → stereo mix → AAC 128 kbit/s in an MPEG-TS file, by
+//! Airlift's offline render and by the `ffmpeg` CLI (`-threads 1`, `pan`
+//! filter doing the same fold-down) in the same run; and stereo WAV → AAC
+//! 128k TS alone, to compare the encode cost. Besides criterion's wall
+//! times, the CPU seconds per audio second of both (getrusage) are printed,
+//! since Airlift's render and encoder run on two threads.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use airlift_engine::FlowBuilder;
+use airlift_engine::flow::render;
+use airlift_engine::graph::BuildOptions;
+use airlift_ipc::spec::{Codec, ConsumerSpec, EncodedSpec, TsSink};
+use airlift_ipc::units::{Bitrate, SafePath};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+const SECONDS: u32 = 10;
+const RATE: u32 = 48_000;
+
+fn write_wav(path: &Path, channels: u16) {
+    let spec = hound::WavSpec {
+        channels,
+        sample_rate: RATE,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).expect("bench WAV");
+    for n in 0..RATE * SECONDS {
+        for c in 0..channels {
+            let f = 100.0 + 37.0 * f64::from(c);
+            let s = (2.0 * std::f64::consts::PI * f * f64::from(n) / f64::from(RATE)).sin() * 0.02;
+            w.write_sample((s * 32_767.0) as i16).expect("bench WAV");
+        }
+    }
+    w.finalize().expect("bench WAV");
+}
+
+fn airlift(input: &Path, out: &Path) {
+    let spec = FlowBuilder::new("bench")
+        .unwrap()
+        .channels(2)
+        .unwrap()
+        .wav_file("in", input.to_str().unwrap(), false)
+        .unwrap()
+        .output(
+            "ts",
+            ConsumerSpec::Encoded(EncodedSpec {
+                codec: Codec::Aac,
+                bitrate: Some(Bitrate::new(128_000).unwrap()),
+                service_name: None,
+                provider: None,
+                sink: TsSink::File { path: SafePath::new(out.to_str().unwrap()).unwrap() },
+            }),
+        )
+        .unwrap()
+        .spec();
+    render(&spec, &BuildOptions::default(), f64::from(SECONDS), vec![]).unwrap();
+}
+
+fn ffmpeg(input: &Path, out: &Path, channels: u16) {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-v", "error", "-nostdin", "-y", "-threads", "1", "-filter_threads", "1", "-i"]).arg(input);
+    if channels > 2 {
+        let side =
+            |first: u16| (first..channels).step_by(2).map(|c| format!("c{c}")).collect::<Vec<_>>().join("+");
+        cmd.args(["-af", &format!("pan=stereo|c0={}|c1={}", side(0), side(1))]);
+    }
+    cmd.args(["-c:a", "aac", "-b:a", "128k", "-threads", "1", "-f", "mpegts"]).arg(out);
+    let status = cmd.status().expect("ffmpeg is installed");
+    assert!(status.success(), "ffmpeg failed");
+}
+
+fn cpu_seconds(who: libc::c_int) -> f64 {
+    // SAFETY: getrusage fills a zeroed, writable struct.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(who, &mut u);
+        u
+    };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(usage.ru_utime) + t(usage.ru_stime)
+}
+
+/// CPU seconds per audio second of Airlift and of ffmpeg, best of `runs`.
+fn cpu_per_audio_second(input: &Path, out: &Path, channels: u16, runs: usize) -> (f64, f64) {
+    let (mut ours, mut theirs) = (f64::MAX, f64::MAX);
+    for _ in 0..runs {
+        let before = cpu_seconds(libc::RUSAGE_SELF);
+        airlift(input, out);
+        ours = ours.min((cpu_seconds(libc::RUSAGE_SELF) - before) / f64::from(SECONDS));
+        let before = cpu_seconds(libc::RUSAGE_CHILDREN);
+        ffmpeg(input, out, channels);
+        theirs = theirs.min((cpu_seconds(libc::RUSAGE_CHILDREN) - before) / f64::from(SECONDS));
+    }
+    (ours, theirs)
+}
+
+struct Files {
+    dir: PathBuf,
+    in64: PathBuf,
+    in2: PathBuf,
+}
+
+impl Drop for Files {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = std::env::temp_dir().join(format!("airlift-bench-encode-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let files = Files { in64: dir.join("in64.wav"), in2: dir.join("in2.wav"), dir };
+    write_wav(&files.in64, 64);
+    write_wav(&files.in2, 2);
+    let out = files.dir.join("out.ts");
+
+    for (label, input, channels) in
+        [("64ch_mix_aac128_ts", &files.in64, 64), ("stereo_aac128_ts", &files.in2, 2)]
+    {
+        let (ours, theirs) = cpu_per_audio_second(input, &out, channels, 3);
+        println!(
+            "{label}: CPU per audio second: airlift {:.2} ms, ffmpeg -threads 1 {:.2} ms, ratio airlift/ffmpeg {:.3}",
+            ours * 1e3,
+            theirs * 1e3,
+            ours / theirs
+        );
+        let mut group = c.benchmark_group(format!("encode_{label}_{SECONDS}s"));
+        group.bench_function("airlift_render", |b| b.iter(|| airlift(input, &out)));
+        group.bench_function("ffmpeg_cli_threads_1", |b| b.iter(|| ffmpeg(input, &out, channels)));
+        group.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(10).measurement_time(Duration::from_secs(8)).warm_up_time(Duration::from_millis(500));
+    targets = bench
+}
+criterion_main!(benches);

@@ -1,0 +1,223 @@
+//! Helpers for the media tests: temp dirs, peers that are always stopped
+//! (drop guard), free ports, the engine in real time, and ffprobe.
+#![allow(dead_code)]
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// A directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("airlift-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("AIRLIFT_KEEP_TEST_DIRS").is_some() {
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process killed (and reaped) when dropped.
+pub struct Peer {
+    pub child: Option<Child>,
+    pub name: String,
+}
+
+impl Peer {
+    /// Starts `cmd` in its own process group, so that stopping the peer
+    /// reaches a program wrapped in `timeout` too.
+    pub fn spawn(name: &str, cmd: &mut Command) -> Self {
+        let child = cmd.process_group(0).spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Self { child: Some(child), name: name.into() }
+    }
+
+    /// Sends SIGINT and waits up to `limit` for a clean exit (then kills).
+    pub fn interrupt(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let _ = Command::new("kill").args(["-INT", "--", &format!("-{}", child.id())]).status();
+        self.wait(limit)
+    }
+
+    /// Waits up to `limit` for the process to exit, killing it after that.
+    pub fn wait(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
+        let status = child.wait().ok();
+        self.child = None;
+        status
+    }
+
+    /// Kills it at once.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", c.id())]).status();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A UDP port nobody uses right now.
+pub fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `airlift-engine run --flows FILE` in `dir`, logging to `dir/engine.log`,
+/// its summary (stdout) to `dir/engine.out`.
+pub fn run_engine(dir: &Path, flows: &str) -> Peer {
+    let file = dir.join("flows.toml");
+    std::fs::write(&file, flows).unwrap();
+    let log = std::fs::File::create(dir.join("engine.log")).unwrap();
+    Peer::spawn(
+        "airlift-engine",
+        Command::new(env!("CARGO_BIN_EXE_airlift-engine"))
+            .args(["run", "--flows", file.to_str().unwrap()])
+            .env("AIRLIFT_LOG", "info")
+            .env("NO_COLOR", "1")
+            .current_dir(dir)
+            .stdout(std::fs::File::create(dir.join("engine.out")).unwrap())
+            .stderr(log),
+    )
+}
+
+/// `airlift-engine render --flows FILE --seconds N` in `dir`.
+pub fn render(dir: &Path, flows: &str, seconds: &str) -> String {
+    let file = dir.join("flows.toml");
+    std::fs::write(&file, flows).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_airlift-engine"))
+        .args(["render", "--flows", file.to_str().unwrap(), "--seconds", seconds])
+        .current_dir(dir)
+        .output()
+        .expect("engine runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "render failed: {}{}", stdout, String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+/// What ffprobe says about the first audio stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    pub codec: String,
+    pub rate: u32,
+    pub channels: u32,
+    pub start: f64,
+    pub duration: f64,
+    pub service_name: Option<String>,
+    pub provider: Option<String>,
+}
+
+impl Probe {
+    pub fn end(&self) -> f64 {
+        self.start + self.duration
+    }
+}
+
+pub fn ffprobe(path: &Path) -> Probe {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "a:0", "-show_entries"])
+        .arg("stream=codec_name,sample_rate,channels,start_time,duration:program_tags=service_name,service_provider")
+        .args(["-of", "default=noprint_wrappers=1"])
+        .arg(path)
+        .output()
+        .expect("ffprobe is installed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let get = |key: &str| text.lines().find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_owned));
+    Probe {
+        codec: get("codec_name").unwrap_or_default(),
+        rate: get("sample_rate").and_then(|v| v.parse().ok()).unwrap_or(0),
+        channels: get("channels").and_then(|v| v.parse().ok()).unwrap_or(0),
+        start: get("start_time").and_then(|v| v.parse().ok()).unwrap_or(f64::NAN),
+        duration: get("duration").and_then(|v| v.parse().ok()).unwrap_or(f64::NAN),
+        service_name: get("TAG:service_name"),
+        provider: get("TAG:service_provider"),
+    }
+}
+
+/// Decodes the whole file with ffmpeg; returns its error output (empty
+/// when decoding reported nothing).
+pub fn decode_errors(path: &Path) -> String {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg is installed");
+    String::from_utf8_lossy(&out.stderr).trim().to_owned()
+}
+
+/// Waits until `cond` holds, up to `limit`.
+pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
+}
+
+/// Interleaved f32 samples of a WAV file (any format hound reads).
+pub fn read_wav(path: &Path) -> (u32, u16, Vec<f64>) {
+    let mut reader = hound::WavReader::open(path).unwrap();
+    let spec = reader.spec();
+    let samples = match spec.sample_format {
+        hound::SampleFormat::Float => reader.samples::<f32>().map(|s| f64::from(s.unwrap())).collect(),
+        hound::SampleFormat::Int => {
+            let scale = 1.0 / f64::from(1u32 << (spec.bits_per_sample - 1));
+            reader.samples::<i32>().map(|s| f64::from(s.unwrap()) * scale).collect()
+        }
+    };
+    (spec.sample_rate, spec.channels, samples)
+}
+
+/// Channel `c` of interleaved samples, keeping only the part above -60 dBFS
+/// (from the first to the last loud sample).
+pub fn loud_part(samples: &[f64], channels: usize, c: usize) -> Vec<f64> {
+    let ch: Vec<f64> = samples.iter().skip(c).step_by(channels).copied().collect();
+    let first = ch.iter().position(|s| s.abs() > 0.001).unwrap_or(0);
+    let last = ch.iter().rposition(|s| s.abs() > 0.001).unwrap_or(0);
+    ch[first..=last.max(first)].to_vec()
+}
+
+/// Frequency from rising zero crossings.
+pub fn frequency(rate: u32, samples: &[f64]) -> f64 {
+    let crossings: Vec<usize> =
+        samples.windows(2).enumerate().filter(|(_, w)| w[0] < 0.0 && w[1] >= 0.0).map(|(i, _)| i).collect();
+    assert!(crossings.len() > 2, "no tone");
+    let (first, last) = (crossings[0], *crossings.last().unwrap());
+    (crossings.len() - 1) as f64 * f64::from(rate) / (last - first) as f64
+}
+
+/// Peak in dBFS.
+pub fn peak_db(samples: &[f64]) -> f64 {
+    20.0 * samples.iter().fold(0.0f64, |m, s| m.max(s.abs())).log10()
+}
