@@ -57,6 +57,9 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
+    // Everything that can fail on bad files fails before anything starts.
+    let http_paths = config.http_paths();
+    let security = http::HttpSecurity::load(&config.http.view(&http_paths)).context("[http]")?;
     let shared = Shared::new();
 
     let mut ports = PortAllocator::new(config.srt.port_range);
@@ -97,7 +100,7 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
         desired_flows: std::sync::Mutex::new(config.state.flows.iter().map(|f| f.name.to_string()).collect()),
     });
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let http_task = tokio::spawn(http::serve(listener, http_state.clone(), async {
+    let http_task = tokio::spawn(http::serve(listener, http_state.clone(), security, async {
         let _ = http_stopped.await;
     }));
 

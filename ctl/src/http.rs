@@ -137,13 +137,211 @@ async fn get_metrics(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
 }
 
-/// Serves until `shutdown` completes.
+/// Who may ask: an optional bearer token, a per-client rate limit, and TLS.
+#[derive(Clone)]
+pub struct HttpSecurity {
+    /// Serve HTTPS with this configuration.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Clients must send `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+    /// Requests per second per client address.
+    pub rate_per_second: u32,
+}
+
+impl std::fmt::Debug for HttpSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSecurity")
+            .field("tls", &self.tls.is_some())
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("rate_per_second", &self.rate_per_second)
+            .finish()
+    }
+}
+
+/// Why the HTTP security settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SecurityError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The token file holds fewer than 16 characters.
+    #[error("the token in {0} is shorter than 16 characters")]
+    ShortToken(String),
+    /// The certificate or key is not usable PEM.
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+impl HttpSecurity {
+    /// Loads the token and TLS files named by `[http]`.
+    pub fn load(http: &crate::config::HttpSectionView<'_>) -> Result<Self, SecurityError> {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|source| SecurityError::Read { path: p.display().to_string(), source })
+        };
+        let token = match http.token_file {
+            Some(p) => {
+                let text = String::from_utf8_lossy(&read(p)?).trim().to_string();
+                if text.chars().count() < 16 {
+                    return Err(SecurityError::ShortToken(p.display().to_string()));
+                }
+                Some(text)
+            }
+            None => None,
+        };
+        let tls = match (http.tls_cert, http.tls_key) {
+            (Some(cert), Some(key)) => {
+                let certs: Vec<_> = rustls_pemfile::certs(&mut read(cert)?.as_slice())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| SecurityError::Tls(format!("{}: {e}", cert.display())))?;
+                if certs.is_empty() {
+                    return Err(SecurityError::Tls(format!("{}: no certificate", cert.display())));
+                }
+                let key = rustls_pemfile::private_key(&mut read(key)?.as_slice())
+                    .map_err(|e| SecurityError::Tls(format!("{}: {e}", key.display())))?
+                    .ok_or_else(|| SecurityError::Tls(format!("{}: no private key", key.display())))?;
+                let provider = Arc::new(rustls::crypto::ring::default_provider());
+                let config = rustls::ServerConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| SecurityError::Tls(e.to_string()))?
+                    .with_no_client_auth()
+                    .with_single_cert(certs, key)
+                    .map_err(|e| SecurityError::Tls(e.to_string()))?;
+                Some(Arc::new(config))
+            }
+            _ => None,
+        };
+        Ok(Self { tls, token, rate_per_second: http.rate_limit_per_second })
+    }
+}
+
+/// Token-bucket rate limiting per client address.
+#[derive(Debug)]
+struct RateLimiter {
+    rate: f64,
+    buckets: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    fn allow(&self, ip: std::net::IpAddr) -> bool {
+        let Ok(mut buckets) = self.buckets.lock() else { return false };
+        let now = Instant::now();
+        if buckets.len() > 10_000 {
+            // Forget clients idle for a minute rather than grow without bound.
+            buckets.retain(|_, (_, t)| now.duration_since(*t).as_secs() < 60);
+        }
+        let burst = self.rate * 2.0;
+        let (tokens, last) = buckets.entry(ip).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Guard {
+    token: Option<String>,
+    limiter: RateLimiter,
+}
+
+fn same(a: &[u8], b: &[u8]) -> bool {
+    // Constant time for equal lengths.
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn guard(
+    State(guard): State<Arc<Guard>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if !guard.limiter.allow(peer.ip()) {
+        return (StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded\n").into_response();
+    }
+    if let Some(token) = &guard.token {
+        let sent = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !same(sent.as_bytes(), token.as_bytes()) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "a bearer token is required\n",
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// Serves until `shutdown` completes: plain HTTP, or HTTPS when `security`
+/// has TLS; the token and rate limit apply either way.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<HttpState>,
+    security: HttpSecurity,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app =
-        Router::new().route("/health", get(get_health)).route("/metrics", get(get_metrics)).with_state(state);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    let guard_state = Arc::new(Guard {
+        token: security.token.clone(),
+        limiter: RateLimiter {
+            rate: f64::from(security.rate_per_second.max(1)),
+            buckets: Default::default(),
+        },
+    });
+    let app = Router::new()
+        .route("/health", get(get_health))
+        .route("/metrics", get(get_metrics))
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(guard_state, guard));
+    let Some(tls) = security.tls else {
+        return axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("accept: {e}");
+                    continue;
+                }
+            },
+            () = &mut shutdown => return Ok(()),
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+        tokio::spawn(async move {
+            let stream =
+                match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, "TLS handshake failed: {e}");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            if let Err(e) = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await {
+                tracing::debug!(%peer, "HTTPS connection: {e}");
+            }
+        });
+    }
 }

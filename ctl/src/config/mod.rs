@@ -108,9 +108,61 @@ fn default_socket() -> SafePath {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSection {
-    /// Where `/health` and `/metrics` are served (loopback only).
+    /// Where `/health` and `/metrics` are served. Beyond loopback, TLS and a
+    /// token are required.
     #[serde(default = "default_listen")]
     pub listen: ListenAddr,
+    /// PEM certificate chain; with `tls_key`, serve HTTPS.
+    #[serde(default)]
+    pub tls_cert: Option<SafePath>,
+    /// PEM private key.
+    #[serde(default)]
+    pub tls_key: Option<SafePath>,
+    /// File holding the bearer token clients must send (at least 16 characters).
+    #[serde(default)]
+    pub token_file: Option<SafePath>,
+    /// Requests per second allowed per client address (a burst of twice that).
+    #[serde(default = "default_rate")]
+    pub rate_limit_per_second: u32,
+}
+
+fn default_rate() -> u32 {
+    50
+}
+
+/// `[http]` with its paths resolved, for [`crate::http::HttpSecurity::load`].
+#[derive(Debug)]
+pub struct HttpSectionView<'a> {
+    /// Certificate file.
+    pub tls_cert: Option<&'a Path>,
+    /// Key file.
+    pub tls_key: Option<&'a Path>,
+    /// Token file.
+    pub token_file: Option<&'a Path>,
+    /// Rate limit.
+    pub rate_limit_per_second: u32,
+}
+
+impl HttpSection {
+    /// A view of this section whose paths are already resolved in `paths`.
+    pub fn view<'a>(&self, paths: &'a [Option<PathBuf>; 3]) -> HttpSectionView<'a> {
+        HttpSectionView {
+            tls_cert: paths[0].as_deref(),
+            tls_key: paths[1].as_deref(),
+            token_file: paths[2].as_deref(),
+            rate_limit_per_second: self.rate_limit_per_second,
+        }
+    }
+
+    fn defaults() -> Self {
+        Self {
+            listen: default_listen(),
+            tls_cert: None,
+            tls_key: None,
+            token_file: None,
+            rate_limit_per_second: default_rate(),
+        }
+    }
 }
 
 fn default_listen() -> ListenAddr {
@@ -306,6 +358,12 @@ impl Config {
         resolve(&self.base_dir, self.spool.path.as_path())
     }
 
+    /// `[http]` TLS certificate, key and token file, resolved.
+    pub fn http_paths(&self) -> [Option<PathBuf>; 3] {
+        let r = |p: &Option<SafePath>| p.as_ref().map(|p| p.resolve(&self.base_dir));
+        [r(&self.http.tls_cert), r(&self.http.tls_key), r(&self.http.token_file)]
+    }
+
     /// The engine socket, resolved.
     pub fn engine_socket(&self) -> PathBuf {
         resolve(&self.base_dir, self.engine.socket.as_path())
@@ -437,7 +495,7 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &Overrides) -> 
         base_dir: base_dir.to_path_buf(),
         node: node.unwrap_or_else(|| NodeSection { name: default_node_name() }),
         engine: engine.unwrap_or_else(parse_default_section),
-        http: http.unwrap_or(HttpSection { listen: default_listen() }),
+        http: http.unwrap_or_else(HttpSection::defaults),
         srt: srt.unwrap_or(SrtSection { port_range: default_ports() }),
         spool: spool.unwrap_or(SpoolSection {
             path: default_spool(),
@@ -597,6 +655,19 @@ impl Context<'_> {
                 "pull",
                 format!("{} pull jobs exceed limits.max_pull_jobs = {}", pulls.len(), limits.max_pull_jobs),
             );
+        }
+        let http = &config.http;
+        if http.tls_cert.is_some() != http.tls_key.is_some() {
+            self.errors.push(self.plain("http.tls_cert", "tls_cert and tls_key go together"));
+        }
+        if !http.listen.0.ip().is_loopback() && (http.tls_cert.is_none() || http.token_file.is_none()) {
+            self.errors.push(self.plain(
+                "http.listen",
+                &format!("{} is not a loopback address: serving beyond the host needs tls_cert, tls_key and token_file", http.listen.0),
+            ));
+        }
+        if !(1..=100_000).contains(&http.rate_limit_per_second) {
+            self.errors.push(self.plain("http.rate_limit_per_second", "must be 1 to 100000"));
         }
         if let Some(p) = config.engine.rt_priority
             && !(1..=99).contains(&p)
