@@ -118,15 +118,6 @@ fn user_in_group(uid: u32, group: &str) -> bool {
     })
 }
 
-fn own_uid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// `org.airlift.Node1`.
 #[derive(Debug)]
 pub struct NodeService {
@@ -473,7 +464,7 @@ pub async fn serve(ctl: Arc<Controller>, config: &DbusSection) -> zbus::Result<O
             }
         }
     };
-    let policy = CallerPolicy { own_uid: own_uid(), group: config.group.clone() };
+    let policy = CallerPolicy { own_uid: crate::own_uid(), group: config.group.clone() };
     let mut builder = builder.serve_at(NODE_PATH, NodeService { ctl: ctl.clone(), policy: policy.clone() });
     for f in ctl.flows().await {
         if let Some(path) = flow_path(&f.name) {

@@ -286,7 +286,7 @@ async fn connect(socket: &Path, within: Duration) -> std::io::Result<Session> {
             Ok(stream) => {
                 // SO_PEERCRED: only root or our own uid may serve the engine socket.
                 let uid = stream.peer_cred()?.uid();
-                let own = own_uid();
+                let own = crate::own_uid();
                 if uid != 0 && uid != own {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::PermissionDenied,
@@ -304,16 +304,6 @@ async fn connect(socket: &Path, within: Duration) -> std::io::Result<Session> {
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     }
-}
-
-/// The uid ctld runs as (from /proc, which needs no unsafe code).
-fn own_uid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 impl Session {

@@ -4,9 +4,7 @@
 //! thread whose allocations are counted, and must allocate and free nothing.
 //! Its own test binary: it sets `ALSA_CONFIG_PATH` for the process.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use airlift_engine::FlowBuilder;
 use airlift_engine::flow::{RtCommand, audio_driver};
@@ -14,47 +12,11 @@ use airlift_engine::graph::{BuildOptions, build};
 use airlift_ipc::spec::{AlsaSpec, ClockSpec, ConsumerSpec, ProcessorSpec, ProducerSpec, SampleFormat};
 use airlift_ipc::units::{Channels, GainDb, Name, Periods};
 
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-static FREES: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static ARMED: Cell<bool> = const { Cell::new(false) };
-}
-
-fn armed() -> bool {
-    ARMED.try_with(Cell::get).unwrap_or(false)
-}
-
-// SAFETY: forwards to the system allocator unchanged; the counters are
-// atomics and the flag a const-initialised thread local, none of which allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if armed() {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: our caller upholds GlobalAlloc's contract.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if armed() {
-            FREES.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if armed() {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+mod counting_alloc;
+use counting_alloc::{ALLOCS, ARMED, FREES};
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: counting_alloc::Counting = counting_alloc::Counting;
 
 const PERIODS: u64 = 20_000;
 
