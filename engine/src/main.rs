@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use airlift_engine::control::{PeerPolicy, serve};
 use airlift_engine::flow::render;
 use airlift_engine::graph::BuildOptions;
+use airlift_engine::media::spool::Spool;
 use airlift_engine::node::Node;
 use airlift_engine::rt::thread::RealtimeRequest;
 use airlift_ipc::spec::DesiredState;
@@ -30,6 +31,9 @@ enum Mode {
         /// Flow file (`[[flow]]` tables, the same spec ctld sends).
         #[arg(long)]
         flows: PathBuf,
+        /// Segment spool directory.
+        #[arg(long, default_value = "./spool")]
+        spool: PathBuf,
         #[command(flatten)]
         rt: RtArgs,
     },
@@ -41,6 +45,9 @@ enum Mode {
         /// Seconds of audio to render.
         #[arg(long)]
         seconds: f64,
+        /// Segment spool directory.
+        #[arg(long, default_value = "./spool")]
+        spool: PathBuf,
     },
     /// Print the man page (roff) and exit.
     #[command(hide = true)]
@@ -55,6 +62,10 @@ enum Mode {
         /// socket, cpu, rt_priority and mlock (flags override it).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Segment spool directory (default: `[spool] path` or `[engine]
+        /// spool` of --config, else `./spool`).
+        #[arg(long)]
+        spool: Option<PathBuf>,
         /// Also accept connections from this uid.
         #[arg(long)]
         allow_uid: Option<u32>,
@@ -131,10 +142,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
             Ok(())
         }
-        Mode::Render { flows, seconds } => {
+        Mode::Render { flows, seconds, spool } => {
             anyhow::ensure!(seconds.is_finite() && seconds > 0.0, "--seconds must be a positive number");
             let state = load(&flows)?;
-            let options = BuildOptions { base_dir: base_dir(&flows), ..BuildOptions::default() };
+            let options = BuildOptions {
+                base_dir: base_dir(&flows),
+                spool: Spool::new(spool),
+                ..BuildOptions::default()
+            };
             for spec in &state.flows {
                 let summary = render(spec, &options, seconds, Vec::new())?;
                 let speed = seconds / summary.wall_seconds.max(1e-9);
@@ -151,9 +166,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Mode::Run { flows, rt } => {
+        Mode::Run { flows, spool, rt } => {
             let state = load(&flows)?;
-            let options = BuildOptions { base_dir: base_dir(&flows), ..BuildOptions::default() };
+            let options = BuildOptions {
+                base_dir: base_dir(&flows),
+                spool: Spool::new(spool),
+                ..BuildOptions::default()
+            };
             let signals = block_signals()?;
             let mut node = Node::new(options, rt.request());
             let mut events = Vec::new();
@@ -181,8 +200,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             node.shutdown(&mut events);
             Ok(())
         }
-        Mode::Serve { listen, config, allow_uid, rt } => {
-            let (listen, rt) = serve_settings(listen, config.as_deref(), rt)?;
+        Mode::Serve { listen, config, spool, allow_uid, rt } => {
+            let (listen, rt, spool) = serve_settings(listen, config.as_deref(), spool, rt)?;
             if listen.exists() {
                 std::fs::remove_file(&listen)
                     .with_context(|| format!("cannot remove stale {}", listen.display()))?;
@@ -199,7 +218,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     flag.store(true, Ordering::Release);
                 }
             })?;
-            let node = Node::new(BuildOptions::default(), rt.request());
+            tracing::info!(spool = %spool.display(), "segment spool");
+            let options = BuildOptions { spool: Spool::new(spool), ..BuildOptions::default() };
+            let node = Node::new(options, rt.request());
             serve(listener, node, PeerPolicy { extra_uid: allow_uid }, stop)?;
             let _ = std::fs::remove_file(&listen);
             Ok(())
@@ -250,26 +271,37 @@ struct EngineSection {
     cpu: Option<usize>,
     rt_priority: Option<u8>,
     mlock: Option<bool>,
+    spool: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
 struct ConfigFile {
     #[serde(default)]
     engine: toml::Table,
+    #[serde(default)]
+    spool: toml::Table,
 }
 
 /// Merges `--config`'s `[engine]` section under the command-line flags.
 fn serve_settings(
     listen: Option<PathBuf>,
     config: Option<&Path>,
+    spool: Option<PathBuf>,
     rt: RtArgs,
-) -> anyhow::Result<(PathBuf, RtArgs)> {
-    let section = match config {
+) -> anyhow::Result<(PathBuf, RtArgs, PathBuf)> {
+    let mut spool_path = None;
+    let section: EngineSection = match config {
         Some(path) => {
             let text =
                 std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
             let file: ConfigFile =
                 toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            if let Some(p) = file.spool.get("path") {
+                let p = p
+                    .as_str()
+                    .ok_or_else(|| anyhow::anyhow!("{}: [spool] path must be a string", path.display()))?;
+                spool_path = Some(PathBuf::from(p));
+            }
             toml::Value::Table(file.engine)
                 .try_into()
                 .map_err(|e| anyhow::anyhow!("{}: [engine]: {e}", path.display()))?
@@ -287,7 +319,11 @@ fn serve_settings(
         rt_priority: rt.rt_priority.or(section.rt_priority),
         mlock: rt.mlock || section.mlock.unwrap_or(false),
     };
-    Ok((listen, rt))
+    let spool = spool
+        .or(spool_path)
+        .or_else(|| section.spool.map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("./spool"));
+    Ok((listen, rt, spool))
 }
 
 /// Blocks SIGINT and SIGTERM in every thread (call before starting any), so
