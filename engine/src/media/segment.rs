@@ -76,6 +76,11 @@ impl Segmenter {
             }
         });
         self.splitter = splitter;
+        if result.is_ok()
+            && let Some(w) = &mut self.current
+        {
+            result = w.flush();
+        }
         if let Err(e) = &result {
             self.failed = Some(e.to_string());
         }
@@ -100,7 +105,9 @@ impl Segmenter {
         }
         if self.current.is_none() {
             let mut w = self.spool.begin()?;
-            // Start with PAT and PMT unless the stream does so itself.
+            // Start with PAT and PMT unless the stream does so itself. (The
+            // first segment of a stream starts as the stream does: FFmpeg
+            // writes its SDT before them.)
             if info.pid != PAT_PID {
                 let (pat, pmt) = self.cutter.reader.psi();
                 let (pat, pmt) = (pat.copied(), pmt.copied());

@@ -373,6 +373,12 @@ impl SegmentWriter {
         Ok(())
     }
 
+    /// Hands buffered bytes to the kernel (no fsync): a killed engine
+    /// leaves them in the partial file for recovery.
+    pub fn flush(&mut self) -> Result<(), SpoolError> {
+        self.file.flush().map_err(io_err(&self.partial))
+    }
+
     /// Bytes written so far.
     pub fn bytes(&self) -> u64 {
         self.bytes
