@@ -35,6 +35,8 @@ enum Mode {
         #[arg(long, default_value = "./spool")]
         spool: PathBuf,
         #[command(flatten)]
+        limits: LimitArgs,
+        #[command(flatten)]
         rt: RtArgs,
     },
     /// Render the flows of a TOML file offline, as fast as possible.
@@ -66,12 +68,33 @@ enum Mode {
         /// spool` of --config, else `./spool`).
         #[arg(long)]
         spool: Option<PathBuf>,
+        #[command(flatten)]
+        limits: LimitArgs,
         /// Also accept connections from this uid.
         #[arg(long)]
         allow_uid: Option<u32>,
         #[command(flatten)]
         rt: RtArgs,
     },
+}
+
+/// Limits of segments and pull jobs.
+#[derive(Args, Clone, Copy)]
+struct LimitArgs {
+    /// Most pull jobs at once (default: `[engine] max_pulls`, else 16).
+    #[arg(long)]
+    max_pulls: Option<usize>,
+    /// Free MiB the spool's file system must keep; below it segment jobs
+    /// stop as failed (default: `[spool] min_free_mb`, else 64).
+    #[arg(long)]
+    spool_min_free_mb: Option<u64>,
+}
+
+impl LimitArgs {
+    fn apply(self, options: &mut BuildOptions) {
+        options.max_pulls = self.max_pulls.unwrap_or(16);
+        options.spool.min_free_bytes = self.spool_min_free_mb.unwrap_or(64) * 1024 * 1024;
+    }
 }
 
 #[derive(Args, Clone, Copy)]
@@ -166,13 +189,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Mode::Run { flows, spool, rt } => {
+        Mode::Run { flows, spool, limits, rt } => {
             let state = load(&flows)?;
-            let options = BuildOptions {
+            let mut options = BuildOptions {
                 base_dir: base_dir(&flows),
                 spool: Spool::new(spool),
                 ..BuildOptions::default()
             };
+            limits.apply(&mut options);
             let signals = block_signals()?;
             let mut node = Node::new(options, rt.request());
             let mut events = Vec::new();
@@ -197,11 +221,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     l.bytes
                 );
             }
+            for (job, pull) in node.pulls() {
+                let s = pull.status();
+                let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+                println!(
+                    "pull {job}: {:?}, {} connects, {} bytes, {} packets, {:.2} Mbit/s, {} CC errors, {} unparsable packets, PCR jitter {} us, {} segments ({} cut at the size limit), last key frame {:?} ms ago",
+                    s.state(),
+                    get(&s.connects),
+                    get(&s.bytes),
+                    get(&s.packets),
+                    get(&s.bitrate_bps) as f64 / 1e6,
+                    get(&s.cc_errors),
+                    get(&s.garbage),
+                    get(&s.pcr_jitter_us),
+                    get(&s.segments),
+                    get(&s.forced_cuts),
+                    s.since_key_ms()
+                );
+            }
             node.shutdown(&mut events);
             Ok(())
         }
-        Mode::Serve { listen, config, spool, allow_uid, rt } => {
-            let (listen, rt, spool) = serve_settings(listen, config.as_deref(), spool, rt)?;
+        Mode::Serve { listen, config, spool, limits, allow_uid, rt } => {
+            let (listen, rt, spool, limits) = serve_settings(listen, config.as_deref(), spool, limits, rt)?;
             if listen.exists() {
                 std::fs::remove_file(&listen)
                     .with_context(|| format!("cannot remove stale {}", listen.display()))?;
@@ -219,7 +261,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             })?;
             tracing::info!(spool = %spool.display(), "segment spool");
-            let options = BuildOptions { spool: Spool::new(spool), ..BuildOptions::default() };
+            let mut options = BuildOptions { spool: Spool::new(spool), ..BuildOptions::default() };
+            limits.apply(&mut options);
             let node = Node::new(options, rt.request());
             serve(listener, node, PeerPolicy { extra_uid: allow_uid }, stop)?;
             let _ = std::fs::remove_file(&listen);
@@ -272,6 +315,7 @@ struct EngineSection {
     rt_priority: Option<u8>,
     mlock: Option<bool>,
     spool: Option<String>,
+    max_pulls: Option<usize>,
 }
 
 #[derive(serde::Deserialize)]
@@ -287,9 +331,11 @@ fn serve_settings(
     listen: Option<PathBuf>,
     config: Option<&Path>,
     spool: Option<PathBuf>,
+    limits: LimitArgs,
     rt: RtArgs,
-) -> anyhow::Result<(PathBuf, RtArgs, PathBuf)> {
+) -> anyhow::Result<(PathBuf, RtArgs, PathBuf, LimitArgs)> {
     let mut spool_path = None;
+    let mut min_free_mb = None;
     let section: EngineSection = match config {
         Some(path) => {
             let text =
@@ -301,6 +347,12 @@ fn serve_settings(
                     .as_str()
                     .ok_or_else(|| anyhow::anyhow!("{}: [spool] path must be a string", path.display()))?;
                 spool_path = Some(PathBuf::from(p));
+            }
+            if let Some(v) = file.spool.get("min_free_mb") {
+                let v = v.as_integer().and_then(|v| u64::try_from(v).ok()).ok_or_else(|| {
+                    anyhow::anyhow!("{}: [spool] min_free_mb must be a whole number", path.display())
+                })?;
+                min_free_mb = Some(v);
             }
             toml::Value::Table(file.engine)
                 .try_into()
@@ -323,7 +375,11 @@ fn serve_settings(
         .or(spool_path)
         .or_else(|| section.spool.map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("./spool"));
-    Ok((listen, rt, spool))
+    let limits = LimitArgs {
+        max_pulls: limits.max_pulls.or(section.max_pulls),
+        spool_min_free_mb: limits.spool_min_free_mb.or(min_free_mb),
+    };
+    Ok((listen, rt, spool, limits))
 }
 
 /// Blocks SIGINT and SIGTERM in every thread (call before starting any), so

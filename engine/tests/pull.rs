@@ -90,6 +90,9 @@ fn an_h264_stream_is_cut_at_key_frames_and_keeps_every_packet() {
     // The job closes its last segment when the peer leaves.
     assert!(wait_for(Duration::from_secs(10), || manifests(&spool, "cam").iter().any(|m| m.truncated)));
     engine.interrupt(Duration::from_secs(10));
+    let summary = std::fs::read_to_string(dir.path("engine.out")).unwrap();
+    println!("{summary}");
+    assert!(summary.contains(" 0 CC errors, 0 unparsable packets"), "{summary}");
     let ms = manifests(&spool, "cam");
     assert!(ms.len() >= 3, "{} segments", ms.len());
     let mut concat = Vec::new();
@@ -200,4 +203,92 @@ fn garbage_truncated_and_corrupted_ts_never_crash_the_pull_job() {
     drop(socket);
     let status = engine.interrupt(Duration::from_secs(10)).expect("exits");
     assert!(status.success(), "{}", std::fs::read_to_string(dir.path("engine.log")).unwrap_or_default());
+}
+
+fn engine_with(dir: &Path, state: &str, extra: &[&str]) -> Peer {
+    let file = dir.join("flows.toml");
+    std::fs::write(&file, state).unwrap();
+    Peer::spawn(
+        "airlift-engine",
+        Command::new(env!("CARGO_BIN_EXE_airlift-engine"))
+            .args(["run", "--flows", file.to_str().unwrap()])
+            .args(extra)
+            .env("AIRLIFT_LOG", "info")
+            .env("NO_COLOR", "1")
+            .current_dir(dir)
+            .stdout(std::fs::File::create(dir.join("engine.out")).unwrap())
+            .stderr(std::fs::File::create(dir.join("engine.log")).unwrap()),
+    )
+}
+
+#[test]
+fn more_pull_jobs_than_the_limit_are_refused() {
+    let dir = TempDir::new("pull-limit");
+    let mut state = pull_state(free_port(), 4);
+    state += &pull_state(free_port(), 4).replace("\"cam\"", "\"cam2\"");
+    let mut engine = engine_with(&dir.0, &state, &["--max-pulls", "1"]);
+    let status = engine.wait(Duration::from_secs(10)).expect("exits");
+    assert!(!status.success());
+    let log = std::fs::read_to_string(dir.path("engine.log")).unwrap();
+    assert!(log.contains("2 pull jobs exceed the limit of 1"), "{log}");
+}
+
+#[test]
+fn a_full_spool_stops_the_job_with_a_clear_failed_state() {
+    let dir = TempDir::new("pull-full");
+    let port = free_port();
+    // More free space than any disk has: the spool counts as full.
+    let mut engine = engine_with(&dir.0, &pull_state(port, 4), &["--spool-min-free-mb", "1000000000"]);
+    std::thread::sleep(Duration::from_millis(800));
+    let options = SrtOptions { latency_ms: 120, passphrase: None, key_length: 0, stream_id: None };
+    let socket = SrtSocket::connect("127.0.0.1", port, &options).expect("the pull job listens");
+    for cc in 0..20u8 {
+        let _ = socket.send(&ts_packet(0x100, cc, cc == 0, 0));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(wait_for(Duration::from_secs(5), || {
+        std::fs::read_to_string(dir.path("engine.log")).unwrap_or_default().contains("pull job failed")
+    }));
+    drop(socket);
+    engine.interrupt(Duration::from_secs(10)).expect("exits");
+    let out = std::fs::read_to_string(dir.path("engine.out")).unwrap();
+    assert!(out.contains("pull cam: Failed") && out.contains("is full"), "{out}");
+    assert!(manifests(&dir.path("spool"), "cam").is_empty());
+}
+
+#[test]
+fn a_caller_job_reconnects_after_the_no_data_watchdog() {
+    use airlift_engine::media::srt::SrtListener;
+    let dir = TempDir::new("pull-watchdog");
+    let options = SrtOptions { latency_ms: 120, passphrase: None, key_length: 0, stream_id: None };
+    let port = free_port();
+    let listener = SrtListener::bind(port, &options).expect("binds");
+    let state = format!(
+        r#"
+[[pull]]
+name = "cam"
+source = {{ mode = {{ caller = {{ host = "127.0.0.1", port = {port} }} }} }}
+segments = {{ job = "cam", target_seconds = 4 }}
+no_data_timeout_s = 1
+"#
+    );
+    let mut engine = engine_with(&dir.0, &state, &[]);
+    let first = listener.accept(Duration::from_secs(10)).unwrap().expect("the job calls");
+    for cc in 0..10u8 {
+        first.send(&ts_packet(0x100, cc, cc == 0, 0)).unwrap();
+    }
+    // Then silence, with the connection up: the watchdog drops it and the
+    // job calls again.
+    let second = listener.accept(Duration::from_secs(10)).unwrap().expect("the job calls again");
+    drop(first);
+    drop(second);
+    let spool = dir.path("spool");
+    assert!(wait_for(Duration::from_secs(5), || manifests(&spool, "cam")
+        .iter()
+        .any(|m| m.truncated && m.bytes == 1880)));
+    engine.interrupt(Duration::from_secs(10)).expect("exits");
+    let log = std::fs::read_to_string(dir.path("engine.log")).unwrap();
+    assert!(log.contains("no data from the pull source"), "{log}");
+    let out = std::fs::read_to_string(dir.path("engine.out")).unwrap();
+    assert!(out.contains("pull cam: Stopped") || out.contains("pull cam: Running"), "{out}");
 }

@@ -147,16 +147,8 @@ impl Segmenter {
             self.closed += 1;
             self.events.push(EngineToCtl::SegmentClosed(m));
         }
-        self.cutter = Cutter::new(self.cutter_target(), self.cutter_max());
+        self.cutter.restart();
         Ok(())
-    }
-
-    fn cutter_target(&self) -> u64 {
-        self.cutter.target_90k()
-    }
-
-    fn cutter_max(&self) -> u64 {
-        self.cutter.max_bytes()
     }
 }
 

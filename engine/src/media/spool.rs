@@ -131,8 +131,10 @@ fn seq_of(name: &str, job: &str) -> Option<(u64, bool)> {
         let seq = rest.strip_prefix(job)?.strip_prefix('-')?;
         return seq.parse().ok().map(|s| (s, true));
     }
-    let stem = name.strip_suffix(".ts").or_else(|| name.strip_suffix(".json"))?;
-    let stem = stem.strip_suffix(".ts.quarantined").unwrap_or(stem);
+    let stem = name
+        .strip_suffix(".ts.quarantined")
+        .or_else(|| name.strip_suffix(".ts"))
+        .or_else(|| name.strip_suffix(".json"))?;
     let seq = stem.strip_prefix(job)?.strip_prefix('-')?;
     seq.parse().ok().map(|s| (s, false))
 }

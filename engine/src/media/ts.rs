@@ -501,6 +501,17 @@ impl Cutter {
         (info, closed)
     }
 
+    /// Starts over on a new stream (after a reconnect): forgets timing,
+    /// continuity counters, PCR and PSI, keeps the counters.
+    pub fn restart(&mut self) {
+        let stats = self.reader.stats;
+        self.reader = TsReader { stats, ..TsReader::default() };
+        self.bytes = 0;
+        self.first_pts = None;
+        self.last_pts = None;
+        self.started = false;
+    }
+
     /// Counts bytes written outside [`Cutter::push`] (inserted PAT/PMT).
     pub fn add_bytes(&mut self, n: u64) {
         self.bytes += n;
@@ -600,4 +611,64 @@ pub fn check_reading_path(data: &[u8]) -> u64 {
     let t = cutter.timing(None);
     assert!(t.duration_90k < PTS_MASK);
     packets
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed(name: &str) -> Vec<u8> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/ts_reader");
+        std::fs::read(dir.join(name)).expect("corpus seed")
+    }
+
+    #[test]
+    fn cuts_fall_on_key_frames_after_the_target() {
+        // 0.5 s of 25 fps H.264 with a key frame every 5 frames (0.2 s).
+        let data = seed("h264_aac.ts");
+        let mut cutter = Cutter::new(9_000, u64::MAX / 2);
+        let mut cuts = 0;
+        for p in data.chunks_exact(TS_PACKET) {
+            let (info, cut) = cutter.push(p, 0);
+            if let Some((why, t)) = cut {
+                assert_eq!(why, Cut::Target);
+                assert!(info.key && info.timing_start, "cut at a key frame");
+                assert!(t.duration_90k >= 9_000, "{t:?}");
+                cuts += 1;
+            }
+        }
+        assert!(cuts >= 1, "{cuts}");
+        assert!(cutter.reader.timing().is_some_and(|(_, k)| k == StreamKind::H264));
+        assert_eq!(cutter.reader.stats().cc_errors, 0);
+    }
+
+    #[test]
+    fn the_size_limit_forces_counted_cuts() {
+        let data = seed("h264_aac.ts");
+        let max = 188 * 20;
+        let mut cutter = Cutter::new(90_000 * 60, max);
+        let mut bytes = 0u64;
+        for p in data.chunks_exact(TS_PACKET) {
+            let (_, cut) = cutter.push(p, 0);
+            if cut.is_some() {
+                // The next segment also gets PAT and PMT (2 packets).
+                assert!(bytes + 2 * 188 <= max, "{bytes}");
+                bytes = 0;
+                cutter.add_bytes(2 * 188);
+            }
+            bytes += 188;
+        }
+        // 70 packets, at most 20 a segment.
+        assert!(cutter.forced_cuts() >= 3, "{}", cutter.forced_cuts());
+    }
+
+    #[test]
+    fn wrong_continuity_counters_are_counted() {
+        let data = seed("wrong_cc.ts");
+        let mut reader = TsReader::new();
+        for p in data.chunks_exact(TS_PACKET) {
+            reader.read(p, 0);
+        }
+        assert!(reader.stats().cc_errors > 5, "{:?}", reader.stats());
+    }
 }
