@@ -112,7 +112,7 @@ fn a_sine_flow_cut_into_2_s_segments_concatenates_to_the_continuous_stream() {
         // Starts with PAT then PMT (the first as the stream does: SDT, PAT, PMT).
         let pid = |k: usize| (u16::from(data[188 * k + 1] & 0x1f) << 8) | u16::from(data[188 * k + 2]);
         let first = if i == 0 { 1 } else { 0 };
-        assert!(data.len() % 188 == 0 && data[0] == 0x47);
+        assert!(data.len().is_multiple_of(188) && data[0] == 0x47);
         assert_eq!(pid(first), 0, "segment {i} starts with the PAT");
         assert_eq!(pid(first + 1), 4096, "segment {i}: then the PMT");
         let probe = ffprobe(&path);

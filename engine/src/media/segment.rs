@@ -93,15 +93,15 @@ impl Segmenter {
 
     fn packet(&mut self, packet: &[u8], arrival_us: u64) -> Result<(), SpoolError> {
         let (info, cut) = self.cutter.push(packet, arrival_us);
-        if let Some((why, timing)) = cut {
-            if let Some(w) = self.current.take() {
-                let m = self.spool.close(w, timing.first_pts, timing.duration_90k, false)?;
-                if why == Cut::MaxSize {
-                    tracing::warn!(job = %self.job, sequence = m.sequence, "segment cut at its maximum size, not at a key frame");
-                }
-                self.closed += 1;
-                self.events.push(EngineToCtl::SegmentClosed(m));
+        if let Some((why, timing)) = cut
+            && let Some(w) = self.current.take()
+        {
+            let m = self.spool.close(w, timing.first_pts, timing.duration_90k, false)?;
+            if why == Cut::MaxSize {
+                tracing::warn!(job = %self.job, sequence = m.sequence, "segment cut at its maximum size, not at a key frame");
             }
+            self.closed += 1;
+            self.events.push(EngineToCtl::SegmentClosed(m));
         }
         if self.current.is_none() {
             let mut w = self.spool.begin()?;

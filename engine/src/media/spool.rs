@@ -214,7 +214,7 @@ impl JobSpool {
             return Ok(());
         }
         if let Ok(st) = nix::sys::statvfs::statvfs(&self.root) {
-            let free = u64::from(st.blocks_available()).saturating_mul(st.fragment_size());
+            let free = st.blocks_available().saturating_mul(st.fragment_size());
             if free < self.min_free_bytes {
                 return Err(SpoolError::Full {
                     path: path.to_path_buf(),

@@ -463,14 +463,12 @@ impl Cutter {
         let info = self.reader.read(raw, arrival_us);
         let mut cut = None;
         if info.timing_start
-            && let Some(pts) = info.pts
+            && info.key
+            && let (Some(pts), Some(first)) = (info.pts, self.first_pts)
+            && pts_diff(first, pts) >= self.target_90k
+            && pts_diff(first, pts) < PTS_MASK / 2
         {
-            if let (Some(first), true) = (self.first_pts, info.key)
-                && pts_diff(first, pts) >= self.target_90k
-                && pts_diff(first, pts) < PTS_MASK / 2
-            {
-                cut = Some(Cut::Target);
-            }
+            cut = Some(Cut::Target);
         }
         // Room for the PAT/PMT that start the next segment.
         if cut.is_none() && self.started && self.bytes + (3 * TS_PACKET) as u64 > self.max_bytes {
