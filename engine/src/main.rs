@@ -50,6 +50,8 @@ enum Mode {
         /// Segment spool directory.
         #[arg(long, default_value = "./spool")]
         spool: PathBuf,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Print the man page (roff) and exit.
     #[command(hide = true)]
@@ -165,14 +167,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
             Ok(())
         }
-        Mode::Render { flows, seconds, spool } => {
+        Mode::Render { flows, seconds, spool, limits } => {
             anyhow::ensure!(seconds.is_finite() && seconds > 0.0, "--seconds must be a positive number");
             let state = load(&flows)?;
-            let options = BuildOptions {
+            let mut options = BuildOptions {
                 base_dir: base_dir(&flows),
                 spool: Spool::new(spool),
                 ..BuildOptions::default()
             };
+            limits.apply(&mut options);
             for spec in &state.flows {
                 let summary = render(spec, &options, seconds, Vec::new())?;
                 let speed = seconds / summary.wall_seconds.max(1e-9);

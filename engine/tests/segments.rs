@@ -231,3 +231,21 @@ fn sigkill_mid_segment_loses_no_reported_segment_and_the_partial_is_recovered() 
     seqs.dedup();
     assert_eq!(seqs.len(), all.len());
 }
+
+#[test]
+fn a_full_spool_stops_the_segments_with_a_clear_error_and_leaves_nothing_half_done() {
+    let dir = TempDir::new("segments-full");
+    let file = dir.path("flows.toml");
+    std::fs::write(&file, segment_flow(2)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_airlift-engine"))
+        .args(["render", "--flows", file.to_str().unwrap(), "--seconds", "5"])
+        // More free space than any disk has: the spool counts as full.
+        .args(["--spool-min-free-mb", "1000000000"])
+        .env("NO_COLOR", "1")
+        .current_dir(&dir.0)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("segments stop") && log.contains("is full"), "{log}");
+    assert!(manifests(&dir.path("spool"), "prog").is_empty());
+}

@@ -510,7 +510,7 @@ pub fn build(
                                         source,
                                     },
                                 )?;
-                            (Box::new(SegmentTsOutput::new(segmenter)), 188 * 64, None)
+                            (Box::new(SegmentTsOutput::new(segmenter, spec.name.clone())), 188 * 64, None)
                         }
                     };
                     let metadata =

@@ -3,7 +3,7 @@
 //! and announces each closed segment. Used by a flow's encoder worker
 //! ([`SegmentTsOutput`]) and by pull jobs. Never on the audio thread.
 
-use airlift_ipc::message::EngineToCtl;
+use airlift_ipc::message::{EngineToCtl, FlowState};
 use airlift_ipc::spec::SegmentSpec;
 use airlift_ipc::units::Name;
 
@@ -163,27 +163,69 @@ impl Drop for Segmenter {
 }
 
 /// A flow encoder's TS output into segments. Runs on the encoder worker.
+/// When the spool fails (disk full, I/O error) the segments stop and the
+/// flow is reported as failed once, with the reason.
 #[derive(Debug)]
 pub struct SegmentTsOutput {
     segmenter: Segmenter,
+    flow: Name,
+    reported: bool,
 }
 
 impl SegmentTsOutput {
-    /// Wraps an opened segmenter.
-    pub fn new(segmenter: Segmenter) -> Self {
-        Self { segmenter }
+    /// Wraps an opened segmenter for `flow`.
+    pub fn new(segmenter: Segmenter, flow: Name) -> Self {
+        Self { segmenter, flow, reported: false }
+    }
+
+    fn fail(&mut self, e: SpoolError) -> std::io::Error {
+        if !self.reported {
+            self.reported = true;
+            tracing::error!(flow = %self.flow, job = %self.segmenter.job, "segments stop: {e}");
+            self.segmenter.events.push(EngineToCtl::FlowState {
+                flow: self.flow.clone(),
+                state: FlowState::Failed { reason: format!("segments {}: {e}", self.segmenter.job) },
+            });
+        }
+        std::io::Error::other(e)
     }
 }
 
 impl TsOutput for SegmentTsOutput {
     fn write_ts(&mut self, data: &[u8]) -> std::io::Result<()> {
-        self.segmenter.push(data, 0).map_err(|e| {
-            tracing::error!(job = %self.segmenter.job, "segments stop: {e}");
-            std::io::Error::other(e)
-        })
+        self.segmenter.push(data, 0).map_err(|e| self.fail(e))
     }
 
     fn flush_ts(&mut self) -> std::io::Result<()> {
-        self.segmenter.finish(false).map_err(std::io::Error::other)
+        self.segmenter.finish(false).map_err(|e| self.fail(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_spool_fails_the_flow_once_with_the_reason() {
+        let root = std::env::temp_dir().join(format!("airlift-seg-unit-{}", std::process::id()));
+        let mut spool = Spool::new(&root);
+        spool.min_free_bytes = u64::MAX;
+        let spec: SegmentSpec = toml::from_str("job = \"prog\"\ntarget_seconds = 2").unwrap();
+        let events = SpoolEvents::default();
+        let segmenter = Segmenter::open(&spool, &spec, events.clone()).unwrap();
+        let mut out = SegmentTsOutput::new(segmenter, Name::new("main").unwrap());
+        let mut packet = [0xffu8; TS_PACKET];
+        packet[..4].copy_from_slice(&[0x47, 0x41, 0x00, 0x10]);
+        assert!(out.write_ts(&packet).is_err());
+        assert!(out.write_ts(&packet).is_err());
+        let mut got = Vec::new();
+        events.drain_into(&mut got);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            matches!(&got[0], EngineToCtl::FlowState { state: FlowState::Failed { reason }, .. } if reason.contains("is full")),
+            "{got:?}"
+        );
+        drop(out);
+        let _ = std::fs::remove_dir_all(root);
     }
 }
