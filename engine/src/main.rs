@@ -66,8 +66,8 @@ enum Mode {
         /// socket, cpu, rt_priority and mlock (flags override it).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Segment spool directory (default: `[spool] path` or `[engine]
-        /// spool` of --config, else `./spool`).
+        /// Segment spool directory (default: `[spool] path` of --config,
+        /// relative to its folder, as ctld resolves it; else `./spool`).
         #[arg(long)]
         spool: Option<PathBuf>,
         #[command(flatten)]
@@ -83,11 +83,12 @@ enum Mode {
 /// Limits of segments and pull jobs.
 #[derive(Args, Clone, Copy)]
 struct LimitArgs {
-    /// Most pull jobs at once (default: `[engine] max_pulls`, else 16).
+    /// Most pull jobs at once (default: `[limits] max_pull_jobs` of
+    /// --config, else 16).
     #[arg(long)]
     max_pulls: Option<usize>,
     /// Free MiB the spool's file system must keep; below it segment jobs
-    /// stop as failed (default: `[spool] min_free_mb`, else 64).
+    /// stop as failed (default 64).
     #[arg(long)]
     spool_min_free_mb: Option<u64>,
 }
@@ -317,8 +318,6 @@ struct EngineSection {
     cpu: Option<usize>,
     rt_priority: Option<u8>,
     mlock: Option<bool>,
-    spool: Option<String>,
-    max_pulls: Option<usize>,
 }
 
 #[derive(serde::Deserialize)]
@@ -327,6 +326,8 @@ struct ConfigFile {
     engine: toml::Table,
     #[serde(default)]
     spool: toml::Table,
+    #[serde(default)]
+    limits: toml::Table,
 }
 
 /// Merges `--config`'s `[engine]` section under the command-line flags.
@@ -338,24 +339,28 @@ fn serve_settings(
     rt: RtArgs,
 ) -> anyhow::Result<(PathBuf, RtArgs, PathBuf, LimitArgs)> {
     let mut spool_path = None;
-    let mut min_free_mb = None;
+    let mut max_pulls = None;
     let section: EngineSection = match config {
         Some(path) => {
             let text =
                 std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
             let file: ConfigFile =
                 toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            if let Some(p) = file.spool.get("path") {
-                let p = p
+            // As ctld resolves them: relative to the config file's folder,
+            // `spool` when not given.
+            let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            let p = match file.spool.get("path") {
+                Some(p) => p
                     .as_str()
-                    .ok_or_else(|| anyhow::anyhow!("{}: [spool] path must be a string", path.display()))?;
-                spool_path = Some(PathBuf::from(p));
-            }
-            if let Some(v) = file.spool.get("min_free_mb") {
-                let v = v.as_integer().and_then(|v| u64::try_from(v).ok()).ok_or_else(|| {
-                    anyhow::anyhow!("{}: [spool] min_free_mb must be a whole number", path.display())
+                    .ok_or_else(|| anyhow::anyhow!("{}: [spool] path must be a string", path.display()))?,
+                None => "spool",
+            };
+            spool_path = Some(base.join(p));
+            if let Some(v) = file.limits.get("max_pull_jobs") {
+                let v = v.as_integer().and_then(|v| usize::try_from(v).ok()).ok_or_else(|| {
+                    anyhow::anyhow!("{}: [limits] max_pull_jobs must be a whole number", path.display())
                 })?;
-                min_free_mb = Some(v);
+                max_pulls = Some(v);
             }
             toml::Value::Table(file.engine)
                 .try_into()
@@ -374,14 +379,8 @@ fn serve_settings(
         rt_priority: rt.rt_priority.or(section.rt_priority),
         mlock: rt.mlock || section.mlock.unwrap_or(false),
     };
-    let spool = spool
-        .or(spool_path)
-        .or_else(|| section.spool.map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("./spool"));
-    let limits = LimitArgs {
-        max_pulls: limits.max_pulls.or(section.max_pulls),
-        spool_min_free_mb: limits.spool_min_free_mb.or(min_free_mb),
-    };
+    let spool = spool.or(spool_path).unwrap_or_else(|| PathBuf::from("./spool"));
+    let limits = LimitArgs { max_pulls: limits.max_pulls.or(max_pulls), ..limits };
     Ok((listen, rt, spool, limits))
 }
 
