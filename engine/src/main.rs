@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use airlift_engine::control::{PeerPolicy, serve};
 use airlift_engine::flow::render;
 use airlift_engine::graph::BuildOptions;
+use airlift_engine::media::spool::Spool;
 use airlift_engine::node::Node;
 use airlift_engine::rt::thread::RealtimeRequest;
 use airlift_ipc::spec::DesiredState;
@@ -30,6 +31,11 @@ enum Mode {
         /// Flow file (`[[flow]]` tables, the same spec ctld sends).
         #[arg(long)]
         flows: PathBuf,
+        /// Segment spool directory.
+        #[arg(long, default_value = "./spool")]
+        spool: PathBuf,
+        #[command(flatten)]
+        limits: LimitArgs,
         #[command(flatten)]
         rt: RtArgs,
     },
@@ -41,6 +47,11 @@ enum Mode {
         /// Seconds of audio to render.
         #[arg(long)]
         seconds: f64,
+        /// Segment spool directory.
+        #[arg(long, default_value = "./spool")]
+        spool: PathBuf,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Print the man page (roff) and exit.
     #[command(hide = true)]
@@ -55,12 +66,38 @@ enum Mode {
         /// socket, cpu, rt_priority and mlock (flags override it).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Segment spool directory (default: `[spool] path` of --config,
+        /// relative to its folder, as ctld resolves it; else `./spool`).
+        #[arg(long)]
+        spool: Option<PathBuf>,
+        #[command(flatten)]
+        limits: LimitArgs,
         /// Also accept connections from this uid.
         #[arg(long)]
         allow_uid: Option<u32>,
         #[command(flatten)]
         rt: RtArgs,
     },
+}
+
+/// Limits of segments and pull jobs.
+#[derive(Args, Clone, Copy)]
+struct LimitArgs {
+    /// Most pull jobs at once (default: `[limits] max_pull_jobs` of
+    /// --config, else 16).
+    #[arg(long)]
+    max_pulls: Option<usize>,
+    /// Free MiB the spool's file system must keep; below it segment jobs
+    /// stop as failed (default 64).
+    #[arg(long)]
+    spool_min_free_mb: Option<u64>,
+}
+
+impl LimitArgs {
+    fn apply(self, options: &mut BuildOptions) {
+        options.max_pulls = self.max_pulls.unwrap_or(16);
+        options.spool.min_free_bytes = self.spool_min_free_mb.unwrap_or(64) * 1024 * 1024;
+    }
 }
 
 #[derive(Args, Clone, Copy)]
@@ -131,10 +168,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
             Ok(())
         }
-        Mode::Render { flows, seconds } => {
+        Mode::Render { flows, seconds, spool, limits } => {
             anyhow::ensure!(seconds.is_finite() && seconds > 0.0, "--seconds must be a positive number");
             let state = load(&flows)?;
-            let options = BuildOptions { base_dir: base_dir(&flows), ..BuildOptions::default() };
+            let mut options = BuildOptions {
+                base_dir: base_dir(&flows),
+                spool: Spool::new(spool),
+                ..BuildOptions::default()
+            };
+            limits.apply(&mut options);
             for spec in &state.flows {
                 let summary = render(spec, &options, seconds, Vec::new())?;
                 let speed = seconds / summary.wall_seconds.max(1e-9);
@@ -151,9 +193,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Mode::Run { flows, rt } => {
+        Mode::Run { flows, spool, limits, rt } => {
             let state = load(&flows)?;
-            let options = BuildOptions { base_dir: base_dir(&flows), ..BuildOptions::default() };
+            let mut options = BuildOptions {
+                base_dir: base_dir(&flows),
+                spool: Spool::new(spool),
+                ..BuildOptions::default()
+            };
+            limits.apply(&mut options);
             let signals = block_signals()?;
             let mut node = Node::new(options, rt.request());
             let mut events = Vec::new();
@@ -178,11 +225,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     l.bytes
                 );
             }
+            for (job, pull) in node.pulls() {
+                let s = pull.status();
+                let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+                println!(
+                    "pull {job}: {:?}, {} connects, {} bytes, {} packets, {:.2} Mbit/s, {} CC errors, {} unparsable packets, PCR jitter {} us, {} segments ({} cut at the size limit), last key frame {:?} ms ago",
+                    s.state(),
+                    get(&s.connects),
+                    get(&s.bytes),
+                    get(&s.packets),
+                    get(&s.bitrate_bps) as f64 / 1e6,
+                    get(&s.cc_errors),
+                    get(&s.garbage),
+                    get(&s.pcr_jitter_us),
+                    get(&s.segments),
+                    get(&s.forced_cuts),
+                    s.since_key_ms()
+                );
+            }
             node.shutdown(&mut events);
             Ok(())
         }
-        Mode::Serve { listen, config, allow_uid, rt } => {
-            let (listen, rt) = serve_settings(listen, config.as_deref(), rt)?;
+        Mode::Serve { listen, config, spool, limits, allow_uid, rt } => {
+            let (listen, rt, spool, limits) = serve_settings(listen, config.as_deref(), spool, limits, rt)?;
             if listen.exists() {
                 std::fs::remove_file(&listen)
                     .with_context(|| format!("cannot remove stale {}", listen.display()))?;
@@ -199,7 +264,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     flag.store(true, Ordering::Release);
                 }
             })?;
-            let node = Node::new(BuildOptions::default(), rt.request());
+            tracing::info!(spool = %spool.display(), "segment spool");
+            let mut options = BuildOptions { spool: Spool::new(spool), ..BuildOptions::default() };
+            limits.apply(&mut options);
+            let node = Node::new(options, rt.request());
             serve(listener, node, PeerPolicy { extra_uid: allow_uid }, stop)?;
             let _ = std::fs::remove_file(&listen);
             Ok(())
@@ -256,20 +324,44 @@ struct EngineSection {
 struct ConfigFile {
     #[serde(default)]
     engine: toml::Table,
+    #[serde(default)]
+    spool: toml::Table,
+    #[serde(default)]
+    limits: toml::Table,
 }
 
 /// Merges `--config`'s `[engine]` section under the command-line flags.
 fn serve_settings(
     listen: Option<PathBuf>,
     config: Option<&Path>,
+    spool: Option<PathBuf>,
+    limits: LimitArgs,
     rt: RtArgs,
-) -> anyhow::Result<(PathBuf, RtArgs)> {
-    let section = match config {
+) -> anyhow::Result<(PathBuf, RtArgs, PathBuf, LimitArgs)> {
+    let mut spool_path = None;
+    let mut max_pulls = None;
+    let section: EngineSection = match config {
         Some(path) => {
             let text =
                 std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
             let file: ConfigFile =
                 toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            // As ctld resolves them: relative to the config file's folder,
+            // `spool` when not given.
+            let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            let p = match file.spool.get("path") {
+                Some(p) => p
+                    .as_str()
+                    .ok_or_else(|| anyhow::anyhow!("{}: [spool] path must be a string", path.display()))?,
+                None => "spool",
+            };
+            spool_path = Some(base.join(p));
+            if let Some(v) = file.limits.get("max_pull_jobs") {
+                let v = v.as_integer().and_then(|v| usize::try_from(v).ok()).ok_or_else(|| {
+                    anyhow::anyhow!("{}: [limits] max_pull_jobs must be a whole number", path.display())
+                })?;
+                max_pulls = Some(v);
+            }
             toml::Value::Table(file.engine)
                 .try_into()
                 .map_err(|e| anyhow::anyhow!("{}: [engine]: {e}", path.display()))?
@@ -287,7 +379,9 @@ fn serve_settings(
         rt_priority: rt.rt_priority.or(section.rt_priority),
         mlock: rt.mlock || section.mlock.unwrap_or(false),
     };
-    Ok((listen, rt))
+    let spool = spool.or(spool_path).unwrap_or_else(|| PathBuf::from("./spool"));
+    let limits = LimitArgs { max_pulls: limits.max_pulls.or(max_pulls), ..limits };
+    Ok((listen, rt, spool, limits))
 }
 
 /// Blocks SIGINT and SIGTERM in every thread (call before starting any), so

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use airlift_ipc::message::{ChannelMeter, EngineStats, EngineToCtl, FlowState, RejectKind, Rejection};
-use airlift_ipc::spec::{ConsumerSpec, DesiredState, FlowSpec, ProducerSpec};
+use airlift_ipc::spec::{ConsumerSpec, DesiredState, FlowSpec, ProducerSpec, PullSpec};
 use airlift_ipc::units::{GainDb, Name, Pan};
 
 use crate::flow::{ParamError, RunningFlow, start_built};
@@ -16,6 +16,7 @@ use crate::graph::processor::{NodeRef, Processor, Report};
 use crate::graph::rt_graph::{Pacing, ParamChange};
 use crate::io::alsa::AlsaError;
 use crate::media::link::SrtLinkSnapshot;
+use crate::media::pull::{PullError, PullJob};
 use crate::rt::thread::RealtimeRequest;
 
 /// A command the node refused. Nothing changed.
@@ -37,6 +38,24 @@ pub enum NodeError {
     /// The engine build lacks a capability.
     #[error("{0} is not available in this engine build")]
     Unsupported(&'static str),
+    /// A pull job could not start.
+    #[error(transparent)]
+    Pull(#[from] PullError),
+    /// No pull job of that name.
+    #[error("no pull job named {0:?}")]
+    UnknownPull(String),
+    /// A pull job of that name already runs.
+    #[error("pull job {0} already exists")]
+    PullExists(String),
+    /// `pulls` asks for more concurrent pull jobs than the limit: stop one
+    /// or raise the limit.
+    #[error("pulls: {wanted} pull jobs exceed the limit of {max}")]
+    TooManyPulls {
+        /// Jobs asked for.
+        wanted: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 impl NodeError {
@@ -56,6 +75,10 @@ impl NodeError {
                 RejectKind::NotFound
             }
             NodeError::Param(ParamError::Busy { .. }) => RejectKind::Busy,
+            NodeError::UnknownPull(_) => RejectKind::NotFound,
+            NodeError::PullExists(_) | NodeError::TooManyPulls { .. } => RejectKind::Busy,
+            NodeError::Pull(PullError::Thread { .. }) => RejectKind::Internal,
+            NodeError::Pull(_) => RejectKind::InvalidArgument,
             NodeError::FlowExists(_) => RejectKind::InvalidArgument,
         };
         Rejection { kind, message: self.to_string() }
@@ -75,6 +98,8 @@ pub struct Node {
     /// Flows reopened after a loss: when, and the wait that preceded it, so
     /// a device that fails again soon backs off further instead of looping.
     reopened: BTreeMap<Name, Reopen>,
+    /// Running pull jobs.
+    pulls: BTreeMap<Name, PullJob>,
 }
 
 /// First wait before reopening a lost device's flow.
@@ -102,6 +127,7 @@ impl Node {
             running: BTreeMap::new(),
             failed: BTreeMap::new(),
             reopened: BTreeMap::new(),
+            pulls: BTreeMap::new(),
         }
     }
 
@@ -149,9 +175,7 @@ impl Node {
         events: &mut Vec<EngineToCtl>,
     ) -> Result<(), NodeError> {
         state.validate().map_err(|e| NodeError::Build(BuildError::Invalid(e)))?;
-        if !state.pulls.is_empty() {
-            return Err(NodeError::Unsupported("pulling SRT streams into segments"));
-        }
+        self.apply_pulls(&state.pulls, events)?;
         let mut prepared = Vec::new();
         let mut restart = Vec::new();
         let wanted: Vec<&FlowSpec> = state.flows.iter().filter(|s| !self.stopped.contains(&s.name)).collect();
@@ -377,6 +401,7 @@ impl Node {
     /// events, fails flows whose device was lost and reopens them with
     /// backoff.
     pub fn poll(&mut self, events: &mut Vec<EngineToCtl>) {
+        self.options.spool_events.drain_into(events);
         let mut lost = Vec::new();
         for (name, flow) in &mut self.running {
             flow.collect();
@@ -450,12 +475,74 @@ impl Node {
         }
     }
 
-    /// Stops every flow, draining and closing recordings.
+    /// Stops every flow, draining and closing recordings and segments, and
+    /// every pull job.
     pub fn shutdown(&mut self, events: &mut Vec<EngineToCtl>) {
         for (name, flow) in std::mem::take(&mut self.running) {
             flow.stop();
             events.push(EngineToCtl::FlowState { flow: name, state: FlowState::Stopped });
         }
+        for (_, job) in std::mem::take(&mut self.pulls) {
+            job.stop();
+        }
+        self.options.spool_events.drain_into(events);
+    }
+
+    /// Converges the pull jobs to `wanted`: stops jobs that are gone or
+    /// changed, starts new ones. Refuses (changing nothing) when `wanted`
+    /// exceeds [`BuildOptions::max_pulls`].
+    fn apply_pulls(&mut self, wanted: &[PullSpec], events: &mut Vec<EngineToCtl>) -> Result<(), NodeError> {
+        if wanted.len() > self.options.max_pulls {
+            return Err(NodeError::TooManyPulls { wanted: wanted.len(), max: self.options.max_pulls });
+        }
+        let stale: Vec<Name> = self
+            .pulls
+            .iter()
+            .filter(|(name, job)| !wanted.iter().any(|w| &w.name == *name && w == job.spec()))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in stale {
+            if let Some(job) = self.pulls.remove(&name) {
+                job.stop();
+            }
+        }
+        self.options.spool_events.drain_into(events);
+        for spec in wanted {
+            if !self.pulls.contains_key(&spec.name) {
+                self.start_pull(spec, events)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts pull job `spec`. Control thread only.
+    pub fn start_pull(&mut self, spec: &PullSpec, events: &mut Vec<EngineToCtl>) -> Result<(), NodeError> {
+        if self.pulls.contains_key(&spec.name) {
+            return Err(NodeError::PullExists(spec.name.to_string()));
+        }
+        if self.pulls.len() >= self.options.max_pulls {
+            return Err(NodeError::TooManyPulls {
+                wanted: self.pulls.len() + 1,
+                max: self.options.max_pulls,
+            });
+        }
+        let job = PullJob::start(spec, &self.options.spool, self.options.spool_events.clone())?;
+        self.pulls.insert(spec.name.clone(), job);
+        self.options.spool_events.drain_into(events);
+        Ok(())
+    }
+
+    /// Stops pull job `name`, closing its open segment. Control thread only.
+    pub fn stop_pull(&mut self, name: &str, events: &mut Vec<EngineToCtl>) -> Result<(), NodeError> {
+        let job = self.pulls.remove(name).ok_or_else(|| NodeError::UnknownPull(name.to_owned()))?;
+        job.stop();
+        self.options.spool_events.drain_into(events);
+        Ok(())
+    }
+
+    /// The running pull jobs.
+    pub fn pulls(&self) -> impl Iterator<Item = (&Name, &PullJob)> {
+        self.pulls.iter()
     }
 }
 

@@ -179,20 +179,6 @@ consumer = "null"
     );
     assert!(err.contains("input[f].producer.file.path") && err.contains("missing.mp3"), "{err}");
 
-    let err = render_fails(
-        r#"
-[[flow]]
-name = "x"
-[[flow.input]]
-name = "s"
-producer = { test_signal = { kind = "silence" } }
-[[flow.output]]
-name = "seg"
-consumer = { encoded = { codec = "aac", sink = { segments = { job = "j", target_seconds = 6 } } } }
-"#,
-    );
-    assert!(err.contains("output[seg].consumer.encoded.sink") && err.contains("not available"), "{err}");
-
     // A live SRT input cannot be rendered offline (it would wait forever).
     let err = render_fails(
         r#"

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use airlift_ipc::frame::{self, FrameError};
 use airlift_ipc::message::{Command, CommandId, CtlToEngine, EngineToCtl, RejectKind, Rejection};
 
-use crate::node::{Node, NodeError};
+use crate::node::Node;
 
 /// What the control loop receives.
 enum Inbound {
@@ -161,9 +161,8 @@ fn handle(node: &mut Node, id: CommandId, command: Command, events: &mut Vec<Eng
         Command::SetGain { flow, input, gain } => node.set_gain(flow.as_str(), input.as_str(), gain),
         Command::SetMute { flow, input, muted } => node.set_mute(flow.as_str(), input.as_str(), muted),
         Command::SetPan { flow, input, pan } => node.set_pan(flow.as_str(), input.as_str(), pan),
-        Command::StartPull(_) | Command::StopPull { .. } => {
-            Err(NodeError::Unsupported("pulling SRT streams"))
-        }
+        Command::StartPull(spec) => node.start_pull(&spec, events),
+        Command::StopPull { job } => node.stop_pull(job.as_str(), events),
         Command::GetStats => {
             events.push(EngineToCtl::Stats(node.stats()));
             Ok(())

@@ -23,6 +23,8 @@ use crate::io::wav::{WavError, WavRecorder, WavSource};
 use crate::io::worker::Worker;
 use crate::media::ffmpeg::{Decoder, Encoder, MediaError, TsMetadata, TsMuxer, TsOutput};
 use crate::media::link::{self as srt_link, SrtEndpoint, SrtLinkStatus};
+use crate::media::segment::{SegmentTsOutput, Segmenter};
+use crate::media::spool::{Spool, SpoolError, SpoolEvents};
 use crate::media::srt::{SRT_PAYLOAD, SrtError};
 use crate::media::srt_in::SrtInput;
 use crate::media::{encoded, file_in};
@@ -34,6 +36,16 @@ use crate::rt::stats::FlowCounters;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
+    /// The segment spool cannot be used (permissions, disk full).
+    #[error("flow {flow}: {field}: {source}")]
+    Spool {
+        /// The flow.
+        flow: String,
+        /// The field.
+        field: String,
+        /// The cause.
+        source: SpoolError,
+    },
     /// The spec breaks one or more rules; fix every listed field.
     #[error("invalid flow spec: {}", join(.0))]
     Invalid(Vec<SpecError>),
@@ -165,6 +177,12 @@ pub struct BuildOptions {
     pub base_dir: PathBuf,
     /// Where link writers leave the reading ends for link readers.
     pub links: LinkBoard,
+    /// The segment spool (`TsSink::Segments`, pull jobs).
+    pub spool: Spool,
+    /// Where segmenters announce closed segments.
+    pub spool_events: SpoolEvents,
+    /// Most pull jobs that may run at once.
+    pub max_pulls: usize,
 }
 
 impl Default for BuildOptions {
@@ -174,6 +192,9 @@ impl Default for BuildOptions {
             kernel: MixKernel::detect(),
             base_dir: PathBuf::from("."),
             links: LinkBoard::default(),
+            spool: Spool::new("spool"),
+            spool_events: SpoolEvents::default(),
+            max_pulls: 16,
         }
     }
 }
@@ -480,8 +501,16 @@ pub fn build(
                                     .map_err(|source| BuildError::Thread { flow: flow.clone(), source })?;
                             (Box::new(out), SRT_PAYLOAD, Some(worker))
                         }
-                        TsSink::Segments(_) => {
-                            return Err(unsupported(&flow, format!("{field}.sink"), "TS segments"));
+                        TsSink::Segments(seg) => {
+                            let segmenter =
+                                Segmenter::open(&options.spool, seg, options.spool_events.clone()).map_err(
+                                    |source| BuildError::Spool {
+                                        flow: flow.clone(),
+                                        field: format!("{field}.sink.segments"),
+                                        source,
+                                    },
+                                )?;
+                            (Box::new(SegmentTsOutput::new(segmenter, spec.name.clone())), 188 * 64, None)
                         }
                     };
                     let metadata =
