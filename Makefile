@@ -31,7 +31,8 @@ fuzz-check:
 ## Run the fuzz targets with libFuzzer for FUZZ_SECONDS each (default 60).
 fuzz:
 	scripts/install-deps --fuzz
-	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run ipc_decode corpus/ipc_decode -- -max_total_time=$(FUZZ_SECONDS)
+	cd fuzz && for t in ipc_decode ts_reader config_parse; do \
+	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 
 ## Criterion benches; each reports against a baseline measured in the same run.
 bench: deps

@@ -78,6 +78,8 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
     if config.engine.mlock {
         args.push("--mlock".into());
     }
+    args.extend(["--spool".to_string(), spool.display().to_string()]);
+    args.extend(["--max-pulls".to_string(), config.limits.max_pull_jobs.to_string()]);
     let link_config = EngineLinkConfig {
         socket: socket.clone(),
         spawn: config.engine.spawn.then(|| engine_binary(&config)),

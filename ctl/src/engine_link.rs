@@ -434,7 +434,10 @@ fn handle_event(session: &mut Session, shared: &Arc<Shared>, msg: EngineToCtl) {
         }
         EngineToCtl::PullState { job, state } => tracing::info!(job = %job, ?state, "pull job state"),
         EngineToCtl::SegmentClosed(m) => {
-            tracing::info!(job = %m.job, sequence = m.sequence, "segment closed")
+            tracing::info!(job = %m.job, sequence = m.sequence, bytes = m.bytes, "segment closed");
+            let label = crate::metrics::JobLabel { job: m.job.to_string() };
+            shared.metrics.segments.get_or_create(&label).inc();
+            shared.metrics.segment_bytes.get_or_create(&label).inc_by(m.bytes);
         }
     }
     let _ = shared.events.send(msg);

@@ -98,6 +98,10 @@ pub struct Metrics {
     pub srt_ports_in_use: Gauge,
     /// SRT ports in the range.
     pub srt_ports_total: Gauge,
+    /// Segments closed in the spool, per job.
+    pub segments: Family<JobLabel, Counter>,
+    /// Bytes of closed segments, per job.
+    pub segment_bytes: Family<JobLabel, Counter>,
     /// Config reloads by result.
     pub reloads: Family<ResultLabel, Counter>,
     /// Bytes in the spool.
@@ -107,6 +111,13 @@ pub struct Metrics {
     /// Seconds since ctld started.
     pub uptime_seconds: Gauge<f64, AtomicU64>,
     last: Mutex<HashMap<(String, &'static str), u64>>,
+}
+
+/// Labels naming a recording or pull job.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabel {
+    /// The job.
+    pub job: String,
 }
 
 /// `result="ok"` or `result="rejected"`.
@@ -150,6 +161,8 @@ impl Metrics {
             srt_ports_in_use: Gauge::default(),
             srt_ports_total: Gauge::default(),
             reloads: Family::default(),
+            segments: Family::default(),
+            segment_bytes: Family::default(),
             spool_bytes: Gauge::default(),
             spool_limit_bytes: Gauge::default(),
             uptime_seconds: Gauge::default(),
@@ -222,6 +235,8 @@ impl Metrics {
         registry.register("flows_running", "Flows the engine reports running", m.flows_running.clone());
         registry.register("srt_ports_in_use", "SRT ports held", m.srt_ports_in_use.clone());
         registry.register("srt_ports", "SRT ports in the configured range", m.srt_ports_total.clone());
+        registry.register("segments", "Segments closed in the spool", m.segments.clone());
+        registry.register("segment_bytes", "Bytes of segments closed in the spool", m.segment_bytes.clone());
         registry.register("config_reloads", "Configuration reloads by result", m.reloads.clone());
         registry.register("spool_bytes", "Bytes in the spool", m.spool_bytes.clone());
         registry.register("spool_limit_bytes", "Configured spool limit", m.spool_limit_bytes.clone());

@@ -217,6 +217,19 @@ pub fn frequency(rate: u32, samples: &[f64]) -> f64 {
     (crossings.len() - 1) as f64 * f64::from(rate) / (last - first) as f64
 }
 
+/// Frequency from the median distance between rising zero crossings: a
+/// network stream may lose a packet under load (SRT drops what arrives too
+/// late), which shifts a whole-span count but not the median period.
+pub fn median_frequency(rate: u32, samples: &[f64]) -> f64 {
+    let crossings: Vec<usize> =
+        samples.windows(2).enumerate().filter(|(_, w)| w[0] < 0.0 && w[1] >= 0.0).map(|(i, _)| i).collect();
+    assert!(crossings.len() > 100, "no tone");
+    // Spans of 50 cycles keep the resolution well under 0.1 Hz.
+    let mut spans: Vec<usize> = crossings.windows(51).map(|w| w[50] - w[0]).collect();
+    spans.sort_unstable();
+    50.0 * f64::from(rate) / spans[spans.len() / 2] as f64
+}
+
 /// Peak in dBFS.
 pub fn peak_db(samples: &[f64]) -> f64 {
     20.0 * samples.iter().fold(0.0f64, |m, s| m.max(s.abs())).log10()
