@@ -98,6 +98,14 @@ pub struct Metrics {
     pub srt_ports_in_use: Gauge,
     /// SRT ports in the range.
     pub srt_ports_total: Gauge,
+    srt_connected: Family<LinkLabel, Gauge>,
+    srt_connects: Family<LinkLabel, Counter>,
+    srt_refusals: Family<LinkLabel, Counter>,
+    srt_rtt: Family<LinkLabel, Gauge<f64, AtomicU64>>,
+    srt_bandwidth: Family<LinkLabel, Gauge<f64, AtomicU64>>,
+    srt_lost: Family<LinkLabel, Gauge>,
+    srt_retransmits: Family<LinkLabel, Gauge>,
+    srt_bytes: Family<LinkLabel, Gauge>,
     /// Segments closed in the spool, per job.
     pub segments: Family<JobLabel, Counter>,
     /// Bytes of closed segments, per job.
@@ -111,6 +119,15 @@ pub struct Metrics {
     /// Seconds since ctld started.
     pub uptime_seconds: Gauge<f64, AtomicU64>,
     last: Mutex<HashMap<(String, &'static str), u64>>,
+}
+
+/// Labels naming an SRT link of a flow.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LinkLabel {
+    /// The flow.
+    pub flow: String,
+    /// The link (its worker thread's name).
+    pub link: String,
 }
 
 /// Labels naming a recording or pull job.
@@ -162,6 +179,14 @@ impl Metrics {
             srt_ports_total: Gauge::default(),
             reloads: Family::default(),
             segments: Family::default(),
+            srt_connected: Family::default(),
+            srt_connects: Family::default(),
+            srt_refusals: Family::default(),
+            srt_rtt: Family::default(),
+            srt_bandwidth: Family::default(),
+            srt_lost: Family::default(),
+            srt_retransmits: Family::default(),
+            srt_bytes: Family::default(),
             segment_bytes: Family::default(),
             spool_bytes: Gauge::default(),
             spool_limit_bytes: Gauge::default(),
@@ -236,6 +261,30 @@ impl Metrics {
         registry.register("srt_ports_in_use", "SRT ports held", m.srt_ports_in_use.clone());
         registry.register("srt_ports", "SRT ports in the configured range", m.srt_ports_total.clone());
         registry.register("segments", "Segments closed in the spool", m.segments.clone());
+        registry.register("srt_connected", "1 while an SRT link is connected", m.srt_connected.clone());
+        registry.register("srt_connects", "SRT connections made", m.srt_connects.clone());
+        registry.register("srt_refusals", "SRT connection attempts the peer refused", m.srt_refusals.clone());
+        registry.register(
+            "srt_rtt_seconds",
+            "SRT round-trip time of the current connection",
+            m.srt_rtt.clone(),
+        );
+        registry.register("srt_bandwidth_mbps", "SRT estimated link bandwidth", m.srt_bandwidth.clone());
+        registry.register(
+            "srt_lost_packets",
+            "SRT packets lost on the current connection",
+            m.srt_lost.clone(),
+        );
+        registry.register(
+            "srt_retransmitted_packets",
+            "SRT packets retransmitted on the current connection",
+            m.srt_retransmits.clone(),
+        );
+        registry.register(
+            "srt_connection_bytes",
+            "Bytes carried by the current SRT connection",
+            m.srt_bytes.clone(),
+        );
         registry.register("segment_bytes", "Bytes of segments closed in the spool", m.segment_bytes.clone());
         registry.register("config_reloads", "Configuration reloads by result", m.reloads.clone());
         registry.register("spool_bytes", "Bytes in the spool", m.spool_bytes.clone());
@@ -282,6 +331,20 @@ impl Metrics {
             let count = s.process_load_histogram.iter().sum();
             let sum = period_seconds.get(&s.flow).map_or(0.0, |p| s.process_ns_total as f64 / 1e9 / p);
             self.load.get_or_create(&l).set(sum, count, buckets);
+            for link in &s.srt_links {
+                let ll = LinkLabel { flow: s.flow.clone(), link: link.name.clone() };
+                let key = format!("{}/{}", s.flow, link.name);
+                self.srt_connected.get_or_create(&ll).set(i64::from(link.connected));
+                self.grow(&self.srt_connects.get_or_create(&ll), &key, "srt_connects", link.connects);
+                self.grow(&self.srt_refusals.get_or_create(&ll), &key, "srt_refusals", link.refusals);
+                self.srt_rtt.get_or_create(&ll).set(link.rtt_ms / 1000.0);
+                self.srt_bandwidth.get_or_create(&ll).set(link.bandwidth_mbps);
+                self.srt_lost.get_or_create(&ll).set(i64::try_from(link.lost).unwrap_or(i64::MAX));
+                self.srt_retransmits
+                    .get_or_create(&ll)
+                    .set(i64::try_from(link.retransmits).unwrap_or(i64::MAX));
+                self.srt_bytes.get_or_create(&ll).set(i64::try_from(link.bytes).unwrap_or(i64::MAX));
+            }
         }
         self.flows_running.set(flows.len() as i64);
     }

@@ -254,11 +254,22 @@ fn reload_applies_only_the_difference_and_refuses_bad_files() {
 
 #[test]
 fn metrics_pass_promtool() {
-    let ctld = Ctld::start("promtool", &tone_config(""));
-    std::thread::sleep(Duration::from_millis(1500));
+    // An SRT output calling a port where nobody listens: its link shows up
+    // in /metrics as not connected.
+    let nobody = free_port();
+    let srt_out = format!(
+        "\n[[flow]]\nname = \"srt\"\n[[flow.input]]\nname = \"t\"\nproducer = {{ test_signal = {{ kind = \"sine\" }} }}\n\
+         [[flow.output]]\nname = \"out\"\nconsumer = {{ encoded = {{ codec = \"mp2\", sink = {{ srt = {{ mode = {{ caller = {{ host = \"127.0.0.1\", port = {nobody} }} }} }} }} }} }}\n"
+    );
+    let ctld = Ctld::start("promtool", &tone_config(&srt_out));
+    std::thread::sleep(Duration::from_millis(2500));
     let (code, metrics) = ctld.get("/metrics").unwrap();
     assert_eq!(code, 200);
     assert!(metrics.contains("airlift_periods_total{flow=\"a\"}"), "{metrics}");
+    assert!(
+        metrics.contains("airlift_srt_connected{flow=\"srt\",link=\"airlift-srt-tx-out\"} 0"),
+        "{metrics}"
+    );
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

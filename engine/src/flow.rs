@@ -354,7 +354,23 @@ impl RunningFlow {
 
     /// Statistics.
     pub fn stats(&self) -> FlowStats {
-        self.counters.snapshot(self.spec.name.as_str(), self.realtime.clone())
+        let mut stats = self.counters.snapshot(self.spec.name.as_str(), self.realtime.clone());
+        stats.srt_links = self
+            .srt_links()
+            .into_iter()
+            .map(|l| airlift_ipc::message::SrtLinkStats {
+                connected: l.state == crate::media::link::LinkState::Connected,
+                name: l.name,
+                connects: l.connects,
+                refusals: l.refusals,
+                rtt_ms: l.rtt_ms,
+                bandwidth_mbps: l.bandwidth_mbps,
+                lost: l.lost,
+                retransmits: l.retransmits,
+                bytes: l.bytes,
+            })
+            .collect();
+        stats
     }
 
     /// State and statistics of the flow's SRT links. Control thread only.

@@ -283,6 +283,31 @@ pub struct FlowStats {
     /// in ppm (positive: the input's clock runs fast); `None` without a bridge.
     #[serde(default)]
     pub drift_ppm: Option<f64>,
+    /// State and statistics of the flow's SRT connections.
+    pub srt_links: Vec<SrtLinkStats>,
+}
+
+/// One SRT connection of a flow (input or output).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SrtLinkStats {
+    /// The link's worker thread name, e.g. `airlift-srt-tx-out`.
+    pub name: String,
+    /// Whether it is connected now.
+    pub connected: bool,
+    /// Connections made so far.
+    pub connects: u64,
+    /// Attempts the peer refused (e.g. a wrong passphrase).
+    pub refusals: u64,
+    /// Round-trip time of the current (or last) connection, ms.
+    pub rtt_ms: f64,
+    /// Estimated bandwidth, Mbit/s.
+    pub bandwidth_mbps: f64,
+    /// Packets lost on the current (or last) connection.
+    pub lost: u64,
+    /// Packets retransmitted on the current (or last) connection.
+    pub retransmits: u64,
+    /// Bytes carried by the current (or last) connection.
+    pub bytes: u64,
 }
 
 /// Upper bounds of the processing-load histogram buckets, as a fraction of the

@@ -68,6 +68,7 @@ impl FlowCounters {
                 n => Some(n),
             },
             drift_ppm: self.bridged.load(Relaxed).then(|| self.drift_ppb.load(Relaxed) as f64 / 1e3),
+            srt_links: Vec::new(),
         }
     }
 }

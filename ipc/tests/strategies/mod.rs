@@ -315,6 +315,19 @@ pub fn engine_to_ctl() -> impl Strategy<Value = EngineToCtl> {
                 realtime,
                 latency_frames: (frames % 3 == 0).then_some(frames / 7),
                 drift_ppm: (frames % 5 == 0).then_some((frames % 200) as f64 - 100.0),
+                srt_links: (0..frames % 3)
+                    .map(|i| SrtLinkStats {
+                        name: format!("airlift-srt-tx-{i}"),
+                        connected: i % 2 == 0,
+                        connects: frames / 11,
+                        refusals: i,
+                        rtt_ms: (frames % 997) as f64 / 10.0,
+                        bandwidth_mbps: 12.5,
+                        lost: periods % 17,
+                        retransmits: periods % 13,
+                        bytes: frames,
+                    })
+                    .collect(),
             },
         );
     prop_oneof![
