@@ -122,9 +122,6 @@ fn health(state: &HttpState) -> Health {
         reasons.push(format!("the spool is {}% full", bytes * 100 / state.spool_limit));
     }
     let up = &state.uploads;
-    if up.targets.is_empty() {
-        reasons.push("no [[s3]] target: segments stay in the spool".to_string());
-    }
     if up.recording_stopped() {
         reasons.push("recording stopped: the spool is full".to_string());
     }

@@ -89,7 +89,9 @@ impl CircuitBreaker {
         was_open
     }
 
-    /// A request failed at `now`. Returns true when this opened the breaker.
+    /// A request failed at `now`. Returns true when this opened a closed
+    /// breaker (a failed half-open probe re-opens it and returns false, so
+    /// an outage raises one alarm).
     pub fn failure(&mut self, now: Instant) -> bool {
         match self.state {
             BreakerState::Closed { failures } if failures + 1 < self.threshold => {
@@ -97,7 +99,11 @@ impl CircuitBreaker {
                 false
             }
             BreakerState::Open { .. } => false,
-            _ => {
+            BreakerState::HalfOpen => {
+                self.state = BreakerState::Open { until: now + self.open_for };
+                false
+            }
+            BreakerState::Closed { .. } => {
                 self.state = BreakerState::Open { until: now + self.open_for };
                 self.opened += 1;
                 true
@@ -157,11 +163,12 @@ mod tests {
         assert!(matches!(b.admit(t0 + Duration::from_secs(1)), Admission::Wait(_)));
         assert_eq!(b.admit(t0 + Duration::from_secs(10)), Admission::Probe);
         assert!(matches!(b.admit(t0 + Duration::from_secs(10)), Admission::Wait(_)), "only one probe");
-        assert!(b.failure(t0 + Duration::from_secs(11)), "a failed probe re-opens");
+        assert!(!b.failure(t0 + Duration::from_secs(11)), "a failed probe re-opens without a new alarm");
+        assert_eq!(b.state().code(), 1);
         assert_eq!(b.admit(t0 + Duration::from_secs(21)), Admission::Probe);
         assert!(b.success());
         assert_eq!(b.state(), BreakerState::Closed { failures: 0 });
-        assert_eq!(b.times_opened(), 2);
+        assert_eq!(b.times_opened(), 1);
     }
 
     #[test]

@@ -632,7 +632,7 @@ async fn upload(ctx: &Ctx, item: &SpoolItem, key: &str, mut done: Vec<bool>, sen
         let attempt = async {
             match &data {
                 Some(d) => {
-                    b.put_small(&key, d.clone(), ctx.plan.timeout).await?;
+                    b.put_small(&key, d.clone(), &sha, ctx.plan.timeout).await?;
                     sent.store(len, Relaxed);
                 }
                 None => {
@@ -641,7 +641,7 @@ async fn upload(ctx: &Ctx, item: &SpoolItem, key: &str, mut done: Vec<bool>, sen
                 }
             }
             b.verify(&key, len, &sha, &ctx.plan).await?;
-            b.put_small(&mkey, manifest_bytes.clone(), ctx.plan.timeout).await?;
+            b.put_small(&mkey, manifest_bytes.clone(), &manifest_sha, ctx.plan.timeout).await?;
             b.verify(&mkey, manifest_bytes.len() as u64, &manifest_sha, &ctx.plan).await
         };
         match attempt.await {

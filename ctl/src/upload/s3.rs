@@ -11,7 +11,9 @@ use bytes::Bytes;
 use minio::s3::builders::{PutObject, UploadPart};
 use minio::s3::client::{MinioClient, MinioClientBuilder};
 use minio::s3::creds::StaticProvider;
+use minio::s3::header_constants::X_AMZ_CHECKSUM_SHA256;
 use minio::s3::http::BaseUrl;
+use minio::s3::multimap_ext::{Multimap, MultimapExt};
 use minio::s3::response_traits::HasEtagFromHeaders;
 use minio::s3::segmented_bytes::SegmentedBytes;
 use minio::s3::types::S3Api;
@@ -133,15 +135,26 @@ impl S3Bucket {
         Ok(Self { name, prefix: target.prefix.clone(), bucket: target.bucket.clone(), client })
     }
 
-    /// Puts `data` (whose SHA-256 the caller checked) in one request with
-    /// `x-amz-checksum-sha256`, which the server verifies.
-    pub async fn put_small(&self, key: &str, data: Bytes, timeout: Duration) -> Result<(), UploadError> {
+    /// Puts `data` in one request with `x-amz-checksum-sha256` set to
+    /// `sha256` (lowercase hex, from the manifest), which the server verifies
+    /// against the bytes it receives.
+    pub async fn put_small(
+        &self,
+        key: &str,
+        data: Bytes,
+        sha256: &str,
+        timeout: Duration,
+    ) -> Result<(), UploadError> {
+        let raw =
+            unhex(sha256).ok_or_else(|| UploadError::S3 { op: "put", message: "bad SHA-256 hex".into() })?;
+        let mut headers = Multimap::new();
+        headers.add(X_AMZ_CHECKSUM_SHA256, base64::engine::general_purpose::STANDARD.encode(raw));
         let inner = UploadPart::builder()
             .client(self.client.clone())
             .bucket(BucketName::try_from(self.bucket.as_str()).map_err(v_err("put"))?)
             .object(ObjectKey::try_from(key).map_err(v_err("put"))?)
             .data(Arc::new(SegmentedBytes::from(data)))
-            .checksum_algorithm(Some(ChecksumAlgorithm::SHA256))
+            .extra_headers(Some(headers))
             .build();
         let put = PutObject::builder().inner(inner).build();
         timed("put", timeout, async { put.send().await.map(drop).map_err(s3_err("put")) }).await
@@ -275,6 +288,11 @@ impl S3Bucket {
     }
 }
 
+fn unhex(h: &str) -> Option<Vec<u8>> {
+    (h.len() % 2 == 0 && h.is_ascii())
+        .then(|| (0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).ok()).collect())?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,5 +304,7 @@ mod tests {
         assert!(!format!("{c:?}").contains("s3cr3t"));
         assert!(Credentials::parse("no-colon").is_none());
         assert!(Credentials::parse(":x").is_none());
+        assert_eq!(unhex("00ff10"), Some(vec![0, 255, 16]));
+        assert_eq!(unhex("0g"), None);
     }
 }
