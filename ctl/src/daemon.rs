@@ -82,7 +82,7 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
         args,
     };
     let link = EngineLink::start(link_config, config.resolved_state(), shared.clone());
-    let (uploads, mut spool_actions) =
+    let (uploads, mut spool_actions, upload_task) =
         crate::upload::start(&config, shared.clone()).context("cannot start the uploader")?;
 
     let listener = tokio::net::TcpListener::bind(config.http.listen.0)
@@ -115,6 +115,9 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
             None
         }
     };
+
+    // Signals are in place: uploads may start (and alarm).
+    upload_task.spawn();
 
     let _ = sd_notify::notify(&[
         sd_notify::NotifyState::Ready,

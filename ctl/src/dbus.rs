@@ -502,15 +502,21 @@ pub async fn serve(ctl: Arc<Controller>, config: &DbusSection) -> zbus::Result<O
     }
     let conn = builder.name(BUS_NAME).build().await?;
     tracing::info!(name = BUS_NAME, "D-Bus service up");
-    tokio::spawn(forward_events(conn.clone(), ctl, policy));
+    // Subscribed before the uploader starts, so its first alarms reach the bus.
+    let uploads = ctl.http.uploads.events.subscribe();
+    tokio::spawn(forward_events(conn.clone(), ctl, policy, uploads));
     Ok(Some(conn))
 }
 
 /// Turns engine events into signals and property changes, and keeps the
 /// per-flow objects in step with the configuration.
-async fn forward_events(conn: Connection, ctl: Arc<Controller>, policy: CallerPolicy) {
+async fn forward_events(
+    conn: Connection,
+    ctl: Arc<Controller>,
+    policy: CallerPolicy,
+    mut uploads: tokio::sync::broadcast::Receiver<UploadEvent>,
+) {
     let mut events = ctl.shared.events.subscribe();
-    let mut uploads = ctl.http.uploads.events.subscribe();
     let Ok(emitter) = SignalEmitter::new(&conn, NODE_PATH) else { return };
     let Ok(iface) = conn.object_server().interface::<_, NodeService>(NODE_PATH).await else { return };
     let mut last_levels: HashMap<String, Instant> = HashMap::new();

@@ -22,7 +22,7 @@ pub mod spool;
 
 use std::path::PathBuf;
 
-pub use queue::{LastUpload, SpoolAction, UploadEntry, UploadEvent, UploadStatus, start};
+pub use queue::{LastUpload, SpoolAction, UploadEntry, UploadEvent, UploadStatus, UploadTask, start};
 
 /// What went wrong with one upload; every variant is retried except
 /// [`UploadError::Corrupt`] (quarantined) and configuration errors.

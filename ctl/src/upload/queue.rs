@@ -178,12 +178,30 @@ enum Outcome {
     Orphan,
 }
 
-/// Checks the targets and starts the scheduler. Returns the shared status
-/// and the channel of [`SpoolAction`]s for the daemon.
+/// The scheduler, built but not running yet: [`UploadTask::spawn`] it once
+/// every subscriber of [`UploadStatus::events`] (D-Bus) is in place, so the
+/// first scan's alarms are not lost.
+pub struct UploadTask(Scheduler);
+
+impl std::fmt::Debug for UploadTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UploadTask").field("spool", &self.0.ctx.root).finish_non_exhaustive()
+    }
+}
+
+impl UploadTask {
+    /// Starts the scheduler on the current tokio runtime.
+    pub fn spawn(self) {
+        tokio::spawn(self.0.run());
+    }
+}
+
+/// Checks the targets and builds the scheduler. Returns the shared status,
+/// the channel of [`SpoolAction`]s for the daemon, and the task to spawn.
 pub fn start(
     config: &Config,
     shared: Arc<Shared>,
-) -> Result<(Arc<UploadStatus>, mpsc::UnboundedReceiver<SpoolAction>), UploadError> {
+) -> Result<(Arc<UploadStatus>, mpsc::UnboundedReceiver<SpoolAction>, UploadTask), UploadError> {
     let mut targets = Vec::new();
     let u = &config.upload;
     for t in &config.s3 {
@@ -227,8 +245,7 @@ pub fn start(
         jitter: Jitter::from_clock(),
         warned: Default::default(),
     };
-    tokio::spawn(scheduler.run());
-    Ok((status, actions_rx))
+    Ok((status, actions_rx, UploadTask(scheduler)))
 }
 
 /// Free bytes on the file system of `dir` (None when unknown).

@@ -289,7 +289,7 @@ impl S3Bucket {
 }
 
 fn unhex(h: &str) -> Option<Vec<u8>> {
-    (h.len() % 2 == 0 && h.is_ascii())
+    (h.len().is_multiple_of(2) && h.is_ascii())
         .then(|| (0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).ok()).collect())?
 }
 
