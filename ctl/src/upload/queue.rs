@@ -251,7 +251,7 @@ pub fn start(
 /// Free bytes on the file system of `dir` (None when unknown).
 pub fn free_bytes(dir: &Path) -> Option<u64> {
     let s = nix::sys::statvfs::statvfs(dir).ok()?;
-    Some(u64::from(s.blocks_available()).saturating_mul(u64::from(s.fragment_size())))
+    Some(s.blocks_available().saturating_mul(s.fragment_size()))
 }
 
 fn warn_if_disk_too_small(root: &Path, max_bytes: u64) {

@@ -181,7 +181,7 @@ impl S3Bucket {
         })
         .await?;
         let upload_id = created.upload_id().await.map_err(v_err("create multipart upload"))?;
-        let result = self.send_parts(key, path, size, plan, &upload_id.to_string(), progress).await;
+        let result = self.send_parts(key, path, size, plan, upload_id.as_ref(), progress).await;
         if result.is_err()
             && let Ok(abort) =
                 self.client.abort_multipart_upload(self.bucket.as_str(), key, upload_id.to_string())
