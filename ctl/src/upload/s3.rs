@@ -83,8 +83,8 @@ pub struct PutPlan {
     pub timeout: Duration,
 }
 
-/// A connected S3 target.
-#[derive(Debug, Clone)]
+/// A connected S3 target. `Debug` shows no credentials.
+#[derive(Clone)]
 pub struct S3Bucket {
     /// The target's name.
     pub name: String,
@@ -92,6 +92,16 @@ pub struct S3Bucket {
     pub prefix: String,
     bucket: String,
     client: MinioClient,
+}
+
+impl std::fmt::Debug for S3Bucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Bucket")
+            .field("name", &self.name)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
 }
 
 fn s3_err(op: &'static str) -> impl FnOnce(minio::s3::error::Error) -> UploadError {
