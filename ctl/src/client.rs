@@ -39,6 +39,9 @@ pub trait Node1 {
     fn list_segments(&self, offset: u32, limit: u32) -> zbus::Result<Vec<(String, u64)>>;
     /// Uploads.
     fn list_uploads(&self, offset: u32, limit: u32) -> zbus::Result<Vec<(String, u64, String)>>;
+    /// Segments waiting for upload.
+    #[zbus(property)]
+    fn upload_backlog(&self) -> zbus::Result<u32>;
     /// Levels signal.
     #[zbus(signal)]
     fn levels(

@@ -335,7 +335,7 @@ impl Controller {
             xruns: self.shared.metrics.total("xruns"),
             deadline_misses: self.shared.metrics.total("misses"),
             spool_bytes: self.http.spool_bytes.load(std::sync::atomic::Ordering::Relaxed),
-            upload_backlog: 0,
+            upload_backlog: self.http.uploads.backlog(),
             config: config.source.clone(),
         }
     }

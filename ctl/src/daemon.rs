@@ -14,6 +14,7 @@ use crate::controller::Controller;
 use crate::engine_link::{EngineLink, EngineLinkConfig, Shared};
 use crate::http::{self, HttpState};
 use crate::ports::{PortAllocator, udp_port_free};
+use crate::upload::SpoolAction;
 
 /// Finds the engine binary: the configured one, else `airlift-engine`
 /// beside this executable, else on `PATH`.
@@ -86,6 +87,8 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
         args,
     };
     let link = EngineLink::start(link_config, config.resolved_state(), shared.clone());
+    let (uploads, mut spool_actions, upload_task) =
+        crate::upload::start(&config, shared.clone()).context("cannot start the uploader")?;
 
     let listener = tokio::net::TcpListener::bind(config.http.listen.0)
         .await
@@ -100,6 +103,7 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
         spool_bytes: Default::default(),
         spool_limit: config.spool.max_bytes.0,
         desired_flows: std::sync::Mutex::new(config.state.flows.iter().map(|f| f.name.to_string()).collect()),
+        uploads,
     });
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http_task = tokio::spawn(http::serve(listener, http_state.clone(), security, async {
@@ -116,6 +120,9 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
             None
         }
     };
+
+    // Signals are in place: uploads may start (and alarm).
+    upload_task.spawn();
 
     let _ = sd_notify::notify(&[
         sd_notify::NotifyState::Ready,
@@ -144,6 +151,7 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
             _ = tick.tick() => {
                 http_state.spool_bytes.store(spool_size(&spool), Relaxed);
             }
+            Some(action) = spool_actions.recv() => recording(&controller, action).await,
         }
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
@@ -159,6 +167,40 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
     let _ = stop_http.send(());
     let _ = http_task.await;
     Ok(())
+}
+
+/// The `stop_recording` spool policy: stops (or starts again) every flow
+/// with a segments output and every pull job.
+async fn recording(controller: &Controller, action: SpoolAction) {
+    use airlift_ipc::message::Command;
+    use airlift_ipc::spec::{ConsumerSpec, TsSink};
+    let state = controller.config().await.state;
+    for f in &state.flows {
+        let segments = f.outputs.iter().any(
+            |o| matches!(&o.consumer, ConsumerSpec::Encoded(e) if matches!(e.sink, TsSink::Segments(_))),
+        );
+        if !segments {
+            continue;
+        }
+        let result = match action {
+            SpoolAction::StopRecording => controller.stop_flow(f.name.as_str()).await,
+            SpoolAction::ResumeRecording => controller.start_flow(f.name.as_str()).await,
+        };
+        match result {
+            Ok(()) => tracing::warn!(flow = %f.name, "spool policy: {action:?}"),
+            Err(e) => tracing::error!(flow = %f.name, "spool policy {action:?} failed: {e}"),
+        }
+    }
+    for p in &state.pulls {
+        let command = match action {
+            SpoolAction::StopRecording => Command::StopPull { job: p.name.clone() },
+            SpoolAction::ResumeRecording => Command::StartPull(p.clone()),
+        };
+        match controller.link.command(command).await {
+            Ok(()) => tracing::warn!(pull = %p.name, "spool policy: {action:?}"),
+            Err(e) => tracing::error!(pull = %p.name, "spool policy {action:?} failed: {e}"),
+        }
+    }
 }
 
 fn reserve_ports(ports: &mut PortAllocator, config: &Config) {

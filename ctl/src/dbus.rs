@@ -17,6 +17,8 @@ use zbus::{OwnedObjectPath, OwnedVariant as OwnedValue, Variant as Value};
 
 use airlift_ipc::message::{EngineToCtl, FlowState};
 
+use crate::upload::UploadEvent;
+
 use crate::config::{BusKind, DbusSection};
 use crate::controller::{ControlError, Controller};
 
@@ -276,9 +278,26 @@ impl NodeService {
         Ok(self.ctl.spool_files(offset, limit).await?.into_iter().map(|e| (e.path, e.bytes)).collect())
     }
 
-    /// A page of uploads.
-    async fn list_uploads(&self, _offset: u32, _limit: u32) -> Result<Vec<(String, u64, String)>, NodeError> {
-        Err(NodeError::NotSupported("uploads are not available in this build".into()))
+    /// A page of the upload queue, oldest first, as (key, bytes, state); `limit` at most 1000.
+    async fn list_uploads(&self, offset: u32, limit: u32) -> Result<Vec<(String, u64, String)>, NodeError> {
+        if limit > 1000 {
+            return Err(NodeError::InvalidArgument(format!("limit {limit}: at most 1000")));
+        }
+        Ok(self
+            .ctl
+            .http
+            .uploads
+            .list(offset, limit)
+            .into_iter()
+            .map(|e| {
+                let state = if e.state == "uploading" {
+                    format!("uploading {}/{}", e.sent, e.bytes)
+                } else {
+                    e.state
+                };
+                (e.key, e.bytes, state)
+            })
+            .collect())
     }
 
     /// ctld's version.
@@ -320,7 +339,7 @@ impl NodeService {
     /// Segments waiting for upload.
     #[zbus(property)]
     async fn upload_backlog(&self) -> u32 {
-        0
+        self.ctl.http.uploads.backlog()
     }
 
     /// A flow changed state.
@@ -347,7 +366,7 @@ impl NodeService {
         key: &str,
     ) -> zbus::Result<()>;
 
-    /// Something needs attention: kind is `silence`, `xrun`, `engine`, `spool_full`, `upload_failing` or `srt_down`.
+    /// Something needs attention: kind is `silence`, `xrun`, `engine`, `spool_full`, `upload_failing`, `quarantine` or `srt_down`.
     #[zbus(signal)]
     async fn alarm(emitter: &SignalEmitter<'_>, kind: &str, flow: &str, message: &str) -> zbus::Result<()>;
 
@@ -474,13 +493,20 @@ pub async fn serve(ctl: Arc<Controller>, config: &DbusSection) -> zbus::Result<O
     }
     let conn = builder.name(BUS_NAME).build().await?;
     tracing::info!(name = BUS_NAME, "D-Bus service up");
-    tokio::spawn(forward_events(conn.clone(), ctl, policy));
+    // Subscribed before the uploader starts, so its first alarms reach the bus.
+    let uploads = ctl.http.uploads.events.subscribe();
+    tokio::spawn(forward_events(conn.clone(), ctl, policy, uploads));
     Ok(Some(conn))
 }
 
 /// Turns engine events into signals and property changes, and keeps the
 /// per-flow objects in step with the configuration.
-async fn forward_events(conn: Connection, ctl: Arc<Controller>, policy: CallerPolicy) {
+async fn forward_events(
+    conn: Connection,
+    ctl: Arc<Controller>,
+    policy: CallerPolicy,
+    mut uploads: tokio::sync::broadcast::Receiver<UploadEvent>,
+) {
     let mut events = ctl.shared.events.subscribe();
     let Ok(emitter) = SignalEmitter::new(&conn, NODE_PATH) else { return };
     let Ok(iface) = conn.object_server().interface::<_, NodeService>(NODE_PATH).await else { return };
@@ -490,6 +516,22 @@ async fn forward_events(conn: Connection, ctl: Arc<Controller>, policy: CallerPo
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
+            event = uploads.recv() => {
+                let result = match event {
+                    Ok(UploadEvent::Uploaded { job, sequence, key }) => {
+                        let _ = iface.get().await.upload_backlog_changed(&emitter).await;
+                        NodeService::segment_uploaded(&emitter, &job, sequence, &key).await
+                    }
+                    Ok(UploadEvent::Alarm { kind, job, message }) => {
+                        NodeService::alarm(&emitter, kind, &job, &message).await
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Ok(()),
+                    Err(_) => return,
+                };
+                if let Err(e) = result {
+                    tracing::debug!("D-Bus signal not sent: {e}");
+                }
+            }
             event = events.recv() => {
                 let event = match event {
                     Ok(e) => e,

@@ -34,6 +34,8 @@ pub struct HttpState {
     pub spool_limit: u64,
     /// Flows in the desired state.
     pub desired_flows: std::sync::Mutex<Vec<String>>,
+    /// The uploader's state.
+    pub uploads: Arc<crate::upload::UploadStatus>,
 }
 
 #[derive(Serialize)]
@@ -48,8 +50,23 @@ struct Health {
     engine_restarts: u64,
     flows: Vec<FlowHealth>,
     spool: SpoolHealth,
-    last_upload: Option<String>,
-    uploads: &'static str,
+    last_upload: Option<LastUploadHealth>,
+    uploads: UploadsHealth,
+}
+
+#[derive(Serialize)]
+struct LastUploadHealth {
+    key: String,
+    bytes: u64,
+    at_ms: i64,
+    age_seconds: i64,
+}
+
+#[derive(Serialize)]
+struct UploadsHealth {
+    targets: Vec<String>,
+    backlog: u32,
+    recording_stopped: bool,
 }
 
 #[derive(Serialize)]
@@ -104,6 +121,10 @@ fn health(state: &HttpState) -> Health {
     if state.spool_limit > 0 && bytes * 10 > state.spool_limit * 9 {
         reasons.push(format!("the spool is {}% full", bytes * 100 / state.spool_limit));
     }
+    let up = &state.uploads;
+    if up.recording_stopped() {
+        reasons.push("recording stopped: the spool is full".to_string());
+    }
     if status == "healthy" && !reasons.is_empty() {
         status = "degraded";
     }
@@ -118,8 +139,22 @@ fn health(state: &HttpState) -> Health {
         engine_restarts: restarts,
         flows,
         spool: SpoolHealth { path: state.spool_path.clone(), bytes, limit_bytes: state.spool_limit },
-        last_upload: None,
-        uploads: "not available in this build: segments stay in the spool",
+        last_upload: up.last_upload().map(|l| {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            LastUploadHealth {
+                key: l.key,
+                bytes: l.bytes,
+                at_ms: l.at_ms,
+                age_seconds: (now_ms - l.at_ms) / 1000,
+            }
+        }),
+        uploads: UploadsHealth {
+            targets: up.targets.clone(),
+            backlog: up.backlog(),
+            recording_stopped: up.recording_stopped(),
+        },
     }
 }
 

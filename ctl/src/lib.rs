@@ -10,6 +10,7 @@
 //! - [`metrics`]: Prometheus metrics fed by engine events.
 //! - [`http`]: `/health` and `/metrics`.
 //! - [`controller`]: the operations shared by SIGHUP and D-Bus, validating every argument.
+//! - [`upload`]: the spool → S3 uploader (durable queue, checksums, breaker, spool policy).
 //! - [`dbus`]: the `org.airlift.Node1` service; [`client`]: its proxy, used by `airliftctl`.
 //! - [`daemon`]: everything together, with SIGHUP reload.
 //!
@@ -26,6 +27,7 @@ pub mod engine_link;
 pub mod http;
 pub mod metrics;
 pub mod ports;
+pub mod upload;
 
 /// The version of the control tools.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

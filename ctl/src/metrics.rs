@@ -118,6 +118,8 @@ pub struct Metrics {
     pub spool_limit_bytes: Gauge,
     /// Seconds since ctld started.
     pub uptime_seconds: Gauge<f64, AtomicU64>,
+    /// Upload metrics.
+    pub upload: UploadMetrics,
     last: Mutex<HashMap<(String, &'static str), u64>>,
 }
 
@@ -135,6 +137,42 @@ pub struct LinkLabel {
 pub struct JobLabel {
     /// The job.
     pub job: String,
+}
+
+/// Labels naming an S3 target.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabel {
+    /// The `[[s3]]` target's name.
+    pub target: String,
+}
+
+/// The uploader's metrics.
+#[derive(Debug, Default)]
+pub struct UploadMetrics {
+    /// Segments in the spool waiting for upload.
+    pub queue_segments: Gauge,
+    /// Bytes of those segments.
+    pub queue_bytes: Gauge,
+    /// Age of the oldest waiting segment (now − its UTC start), 0 when none waits.
+    pub lag_seconds: Gauge<f64, AtomicU64>,
+    /// Segments uploaded and verified on every target.
+    pub ok: Counter,
+    /// Upload attempts of a segment that failed (each is retried).
+    pub failed: Counter,
+    /// Attempts after the first.
+    pub retried: Counter,
+    /// Bytes uploaded and verified.
+    pub bytes: Counter,
+    /// Circuit breaker per target: 0 closed, 1 open, 2 half-open.
+    pub breaker_state: Family<TargetLabel, Gauge>,
+    /// Segments dropped by the `drop_oldest` spool policy before upload.
+    pub dropped: Counter,
+    /// Segments whose bytes no longer matched their manifest.
+    pub quarantined: Counter,
+    /// 1 while the spool is over its limit (or the disk is full).
+    pub spool_full: Gauge,
+    /// 1 while recording is stopped by the `stop_recording` policy.
+    pub recording_stopped: Gauge,
 }
 
 /// `result="ok"` or `result="rejected"`.
@@ -191,6 +229,7 @@ impl Metrics {
             spool_bytes: Gauge::default(),
             spool_limit_bytes: Gauge::default(),
             uptime_seconds: Gauge::default(),
+            upload: UploadMetrics::default(),
             last: Mutex::new(HashMap::new()),
             registry: Registry::default(),
         };
@@ -290,6 +329,47 @@ impl Metrics {
         registry.register("spool_bytes", "Bytes in the spool", m.spool_bytes.clone());
         registry.register("spool_limit_bytes", "Configured spool limit", m.spool_limit_bytes.clone());
         registry.register("uptime_seconds", "Seconds since ctld started", m.uptime_seconds.clone());
+        let u = &m.upload;
+        registry.register("upload_queue_segments", "Segments waiting for upload", u.queue_segments.clone());
+        registry.register(
+            "upload_queue_bytes",
+            "Bytes of segments waiting for upload",
+            u.queue_bytes.clone(),
+        );
+        registry.register(
+            "upload_lag_seconds",
+            "Age of the oldest segment waiting for upload",
+            u.lag_seconds.clone(),
+        );
+        registry.register("uploads_ok", "Segments uploaded and verified on every target", u.ok.clone());
+        registry.register("uploads_failed", "Failed upload attempts (retried)", u.failed.clone());
+        registry.register("uploads_retried", "Upload attempts after the first", u.retried.clone());
+        registry.register("upload_bytes", "Bytes uploaded and verified", u.bytes.clone());
+        registry.register(
+            "upload_breaker_state",
+            "Circuit breaker per S3 target: 0 closed, 1 open, 2 half-open",
+            u.breaker_state.clone(),
+        );
+        registry.register(
+            "spool_dropped_segments",
+            "Segments dropped before upload by the drop_oldest policy",
+            u.dropped.clone(),
+        );
+        registry.register(
+            "spool_quarantined_segments",
+            "Segments quarantined because their bytes no longer match the manifest",
+            u.quarantined.clone(),
+        );
+        registry.register(
+            "spool_full",
+            "1 while the spool is over its limit or the disk is full",
+            u.spool_full.clone(),
+        );
+        registry.register(
+            "recording_stopped",
+            "1 while recording is stopped by the stop_recording spool policy",
+            u.recording_stopped.clone(),
+        );
         Self { registry, ..m }
     }
 

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use futures_util::StreamExt;
@@ -260,6 +261,8 @@ async fn run(cli: Cli, conn: zbus::Connection) -> zbus::Result<()> {
                         .map(|(k, b, s)| serde_json::json!({"key": k, "bytes": b, "state": s}))
                         .collect::<Vec<_>>()
                 ));
+            } else if std::io::stdout().is_terminal() {
+                upload_progress(&node, offset, limit, uploads).await?;
             } else {
                 for (key, bytes, state) in uploads {
                     println!("{bytes:>12}  {state:10} {key}");
@@ -274,6 +277,56 @@ async fn run(cli: Cli, conn: zbus::Connection) -> zbus::Result<()> {
         Cmd::Completions { .. } | Cmd::Man => {}
     }
     Ok(())
+}
+
+/// Redraws the upload queue in place twice a second, with a bar per
+/// upload in flight, until the queue is empty (terminal only).
+async fn upload_progress(
+    node: &Node1Proxy<'_>,
+    offset: u32,
+    limit: u32,
+    mut uploads: Vec<(String, u64, String)>,
+) -> zbus::Result<()> {
+    let width = 30usize;
+    let mut drawn = 0usize;
+    loop {
+        let mut lines = vec![format!("{} segment(s) waiting for upload", node.upload_backlog().await?)];
+        for (key, bytes, state) in uploads.iter().take(20) {
+            let bar = match state.strip_prefix("uploading ").and_then(|r| r.split_once('/')) {
+                Some((sent, _)) => {
+                    let sent: u64 = sent.parse().unwrap_or(0);
+                    let filled =
+                        if *bytes == 0 { width } else { (sent.min(*bytes) * width as u64 / bytes) as usize };
+                    format!(
+                        "[{}{}] {:>3}%",
+                        "#".repeat(filled),
+                        "-".repeat(width - filled),
+                        filled * 100 / width
+                    )
+                }
+                None => format!("{state:.40}"),
+            };
+            lines.push(format!("{bytes:>12}  {bar}  {key}"));
+        }
+        let mut out = std::io::stdout().lock();
+        if drawn > 0 {
+            let _ = write!(out, "\x1b[{drawn}A");
+        }
+        for l in &lines {
+            let _ = writeln!(out, "\x1b[2K{l}");
+        }
+        // Clear lines left over from a longer previous frame.
+        for _ in lines.len()..drawn {
+            let _ = writeln!(out, "\x1b[2K");
+        }
+        drawn = drawn.max(lines.len());
+        let _ = out.flush();
+        if uploads.is_empty() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        uploads = node.list_uploads(offset, limit).await?;
+    }
 }
 
 async fn meter(

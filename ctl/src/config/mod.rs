@@ -205,6 +205,95 @@ pub struct SpoolSection {
     /// Policy when `max_bytes` is reached.
     #[serde(default = "default_policy")]
     pub full_policy: FullPolicy,
+    /// Hours an uploaded segment stays in `<spool>/retained/` before it is
+    /// deleted; 0 deletes it as soon as every target verified it.
+    #[serde(default)]
+    pub retention_hours: u32,
+}
+
+/// `[upload]`: how segments travel from the spool to the `[[s3]]` targets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadSection {
+    /// Uploads in flight at once, 1–64.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+    /// Objects of this size or larger go up in parts (at least 5 MiB).
+    #[serde(default = "default_multipart_threshold")]
+    pub multipart_threshold: ByteSize,
+    /// Part size of multipart uploads (5 MiB to 5 GiB).
+    #[serde(default = "default_part_size")]
+    pub part_size: ByteSize,
+    /// Objects up to this size are read back and hashed after the upload;
+    /// larger ones are checked by size (their parts were checksummed by the server).
+    #[serde(default = "default_verify_read_back")]
+    pub verify_read_back_max: ByteSize,
+    /// First retry delay in milliseconds (doubles per failure, with jitter), 10–60000.
+    #[serde(default = "default_backoff_min")]
+    pub backoff_min_ms: u64,
+    /// Longest retry delay in milliseconds, ≥ `backoff_min_ms`, ≤ 3600000.
+    #[serde(default = "default_backoff_max")]
+    pub backoff_max_ms: u64,
+    /// Consecutive failures that open a target's circuit breaker, 1–1000.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// Milliseconds an open breaker waits before a half-open probe, 10–3600000.
+    #[serde(default = "default_breaker_open_ms")]
+    pub breaker_open_ms: u64,
+    /// Seconds between full spool rescans (besides start-up and segment events), 1–3600.
+    #[serde(default = "default_rescan_secs")]
+    pub rescan_secs: u64,
+    /// Timeout of one S3 request in seconds, 1–3600.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
+}
+
+fn default_concurrency() -> u32 {
+    4
+}
+fn default_multipart_threshold() -> ByteSize {
+    ByteSize(64 << 20)
+}
+fn default_part_size() -> ByteSize {
+    ByteSize(16 << 20)
+}
+fn default_verify_read_back() -> ByteSize {
+    ByteSize(64 << 20)
+}
+fn default_backoff_min() -> u64 {
+    500
+}
+fn default_backoff_max() -> u64 {
+    60_000
+}
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_open_ms() -> u64 {
+    10_000
+}
+fn default_rescan_secs() -> u64 {
+    30
+}
+fn default_request_timeout() -> u64 {
+    120
+}
+
+impl Default for UploadSection {
+    fn default() -> Self {
+        Self {
+            concurrency: default_concurrency(),
+            multipart_threshold: default_multipart_threshold(),
+            part_size: default_part_size(),
+            verify_read_back_max: default_verify_read_back(),
+            backoff_min_ms: default_backoff_min(),
+            backoff_max_ms: default_backoff_max(),
+            breaker_failures: default_breaker_failures(),
+            breaker_open_ms: default_breaker_open_ms(),
+            rescan_secs: default_rescan_secs(),
+            request_timeout_secs: default_request_timeout(),
+        }
+    }
 }
 
 fn default_spool() -> SafePath {
@@ -346,6 +435,8 @@ pub struct Config {
     pub limits: LimitsSection,
     /// `[[s3]]`.
     pub s3: Vec<S3Target>,
+    /// `[upload]`.
+    pub upload: UploadSection,
     /// `[dbus]`.
     pub dbus: DbusSection,
     /// `[[flow]]` and `[[pull]]`: the desired state sent to the engine.
@@ -469,13 +560,13 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &Overrides) -> 
     for (key, value) in root {
         let name = key.get_ref().to_string();
         match name.as_str() {
-            "node" | "engine" | "http" | "srt" | "spool" | "limits" | "s3" | "dbus" | "flow" | "pull" => {
+            "node" | "engine" | "http" | "srt" | "spool" | "limits" | "s3" | "upload" | "dbus" | "flow" | "pull" => {
                 sections.insert(name, value);
             }
             other => cx.at(
                 key.span().start,
                 other,
-                "unknown section; expected node, engine, http, srt, spool, limits, s3, dbus, flow or pull",
+                "unknown section; expected node, engine, http, srt, spool, limits, s3, upload, dbus, flow or pull",
             ),
         }
     }
@@ -486,6 +577,7 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &Overrides) -> 
     let spool: Option<SpoolSection> = cx.section(&mut sections, "spool");
     let limits: Option<LimitsSection> = cx.section(&mut sections, "limits");
     let s3: Vec<(usize, S3Target)> = cx.array(&mut sections, "s3");
+    let upload: Option<UploadSection> = cx.section(&mut sections, "upload");
     let dbus: Option<DbusSection> = cx.section(&mut sections, "dbus");
     let flows: Vec<(usize, FlowSpec)> = cx.array(&mut sections, "flow");
     let pulls: Vec<(usize, PullSpec)> = cx.array(&mut sections, "pull");
@@ -501,6 +593,7 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &Overrides) -> 
             path: default_spool(),
             max_bytes: default_spool_bytes(),
             full_policy: default_policy(),
+            retention_hours: 0,
         }),
         limits: limits.unwrap_or(LimitsSection {
             max_flows: default_max_flows(),
@@ -509,6 +602,7 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &Overrides) -> 
             upload_queue: default_upload_queue(),
         }),
         s3: s3.iter().map(|(_, t)| t.clone()).collect(),
+        upload: upload.unwrap_or_default(),
         dbus: dbus.unwrap_or_default(),
         state: DesiredState {
             flows: flows.iter().map(|(_, f)| f.clone()).collect(),
@@ -633,6 +727,7 @@ impl Context<'_> {
         pulls: &[(usize, PullSpec)],
         s3: &[(usize, S3Target)],
     ) {
+        self.check_upload(&config.upload, config.spool.retention_hours);
         let limits = &config.limits;
         if !(1..=256).contains(&limits.max_flows) {
             self.errors.push(self.plain("limits.max_flows", "must be 1 to 256"));
@@ -762,6 +857,28 @@ impl Context<'_> {
         }
     }
 
+    fn check_upload(&mut self, u: &UploadSection, retention_hours: u32) {
+        let mut bad = |key: &str, ok: bool, message: &str| {
+            if !ok {
+                self.errors.push(self.plain(key, message));
+            }
+        };
+        bad("spool.retention_hours", retention_hours <= 24 * 365, "must be 0 to 8760");
+        bad("upload.concurrency", (1..=64).contains(&u.concurrency), "must be 1 to 64");
+        bad("upload.multipart_threshold", u.multipart_threshold.0 >= 5 << 20, "must be at least 5 MiB");
+        bad("upload.part_size", (5 << 20..=5 << 30).contains(&u.part_size.0), "must be 5 MiB to 5 GiB");
+        bad("upload.backoff_min_ms", (10..=60_000).contains(&u.backoff_min_ms), "must be 10 to 60000");
+        bad(
+            "upload.backoff_max_ms",
+            u.backoff_max_ms >= u.backoff_min_ms && u.backoff_max_ms <= 3_600_000,
+            "must be at least upload.backoff_min_ms and at most 3600000",
+        );
+        bad("upload.breaker_failures", (1..=1000).contains(&u.breaker_failures), "must be 1 to 1000");
+        bad("upload.breaker_open_ms", (10..=3_600_000).contains(&u.breaker_open_ms), "must be 10 to 3600000");
+        bad("upload.rescan_secs", (1..=3600).contains(&u.rescan_secs), "must be 1 to 3600");
+        bad("upload.request_timeout_secs", (1..=3600).contains(&u.request_timeout_secs), "must be 1 to 3600");
+    }
+
     fn plain(&self, key: &str, message: &str) -> ConfigError {
         ConfigError { file: self.file.into(), position: None, key: key.into(), message: message.into() }
     }
@@ -776,6 +893,41 @@ mod tests {
         let config =
             parse(DEFAULT_CONFIG, "built-in default", Path::new("."), &Overrides::default()).unwrap();
         assert!(!config.state.flows.is_empty());
+    }
+
+    #[test]
+    fn upload_settings_have_defaults_and_ranges() {
+        let config = parse("", "empty.toml", Path::new("."), &Overrides::default()).unwrap();
+        assert_eq!(config.upload, UploadSection::default());
+        assert_eq!(config.spool.retention_hours, 0);
+        let text = r#"
+[spool]
+retention_hours = 9000
+[upload]
+concurrency = 0
+multipart_threshold = "1MiB"
+part_size = "1KiB"
+backoff_min_ms = 5000
+backoff_max_ms = 100
+breaker_failures = 0
+rescan_secs = 0
+"#;
+        let errors = parse(text, "u.toml", Path::new("."), &Overrides::default()).unwrap_err().0;
+        let all: Vec<String> = errors.iter().map(|e| e.key.clone()).collect();
+        for key in [
+            "spool.retention_hours",
+            "upload.concurrency",
+            "upload.multipart_threshold",
+            "upload.part_size",
+            "upload.backoff_max_ms",
+            "upload.breaker_failures",
+            "upload.rescan_secs",
+        ] {
+            assert!(all.iter().any(|k| k == key), "missing {key} in {all:?}");
+        }
+        let bad =
+            parse("[upload]\nspeed = 1\n", "u.toml", Path::new("."), &Overrides::default()).unwrap_err();
+        assert!(bad.to_string().contains("unknown field `speed`"), "{bad}");
     }
 
     #[test]

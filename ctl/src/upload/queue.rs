@@ -1,0 +1,714 @@
+//! The upload scheduler: one task that turns the spool into uploads.
+//!
+//! It rescans the spool at start-up, on every `SegmentClosed` event and every
+//! `[upload] rescan_secs`; dispatches the oldest due segments with at most
+//! `[upload] concurrency` in flight; retries failures with backoff and
+//! jitter behind a circuit breaker per target; and applies the spool limit
+//! policy. Its only state besides the spool is timing (when to retry).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use airlift_ipc::message::EngineToCtl;
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinSet;
+
+use super::UploadError;
+use super::breaker::{Admission, CircuitBreaker, Jitter, backoff_delay};
+use super::s3::{PutPlan, S3Bucket};
+use super::spool::{self, SpoolItem};
+use crate::config::{Config, FullPolicy};
+use crate::engine_link::Shared;
+use crate::metrics::TargetLabel;
+
+/// Something D-Bus (or a log) should hear about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadEvent {
+    /// A segment and its manifest are stored and verified on every target.
+    Uploaded {
+        /// The job.
+        job: String,
+        /// Its sequence number.
+        sequence: u64,
+        /// The segment's object key.
+        key: String,
+    },
+    /// Needs attention: `kind` is `spool_full`, `upload_failing` or `quarantine`.
+    Alarm {
+        /// The kind.
+        kind: &'static str,
+        /// The job concerned, or empty.
+        job: String,
+        /// What happened.
+        message: String,
+    },
+}
+
+/// What the daemon must do for the `stop_recording` policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpoolAction {
+    /// Stop every flow and pull job that writes segments.
+    StopRecording,
+    /// The spool is below its limit again: start them again.
+    ResumeRecording,
+}
+
+/// The last verified upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastUpload {
+    /// The segment's object key.
+    pub key: String,
+    /// Bytes of the segment.
+    pub bytes: u64,
+    /// When it was verified, milliseconds since the Unix epoch.
+    pub at_ms: i64,
+}
+
+/// One segment in the queue, as `ListUploads` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadEntry {
+    /// The segment's object key.
+    pub key: String,
+    /// Size of the segment.
+    pub bytes: u64,
+    /// Bytes sent in the current attempt.
+    pub sent: u64,
+    /// `waiting`, `uploading`, or `retrying in N s (attempt A): error`.
+    pub state: String,
+}
+
+#[derive(Debug)]
+struct Job {
+    item: SpoolItem,
+    key: String,
+    attempts: u32,
+    next: Instant,
+    in_flight: bool,
+    done: Vec<bool>,
+    sent: Arc<AtomicU64>,
+    last_error: Option<String>,
+}
+
+/// Upload state shared with HTTP, D-Bus and the CLI.
+#[derive(Debug)]
+pub struct UploadStatus {
+    /// Names of the configured targets (empty: uploads are off).
+    pub targets: Vec<String>,
+    queue: Mutex<BTreeMap<PathBuf, Job>>,
+    last: Mutex<Option<LastUpload>>,
+    recording_stopped: AtomicBool,
+    /// Upload events (D-Bus signals subscribe here).
+    pub events: broadcast::Sender<UploadEvent>,
+}
+
+impl UploadStatus {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<PathBuf, Job>> {
+        self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Segments waiting (or being uploaded).
+    pub fn backlog(&self) -> u32 {
+        u32::try_from(self.lock().len()).unwrap_or(u32::MAX)
+    }
+
+    /// The last verified upload.
+    pub fn last_upload(&self) -> Option<LastUpload> {
+        self.last.lock().ok().and_then(|l| l.clone())
+    }
+
+    /// True while the `stop_recording` policy holds recording.
+    pub fn recording_stopped(&self) -> bool {
+        self.recording_stopped.load(Relaxed)
+    }
+
+    /// A page of the queue, oldest first; `limit` is capped at 1000.
+    pub fn list(&self, offset: u32, limit: u32) -> Vec<UploadEntry> {
+        let now = Instant::now();
+        let q = self.lock();
+        let mut jobs: Vec<&Job> = q.values().collect();
+        jobs.sort_by_key(|j| order(j));
+        jobs.into_iter()
+            .skip(offset as usize)
+            .take(limit.min(1000) as usize)
+            .map(|j| UploadEntry {
+                key: j.key.clone(),
+                bytes: j.item.manifest.bytes,
+                sent: j.sent.load(Relaxed),
+                state: if j.in_flight {
+                    "uploading".into()
+                } else if let Some(e) = &j.last_error {
+                    let wait = j.next.saturating_duration_since(now).as_secs();
+                    format!("retrying in {wait} s (attempt {}): {e}", j.attempts + 1)
+                } else {
+                    "waiting".into()
+                },
+            })
+            .collect()
+    }
+}
+
+fn order(j: &Job) -> (i64, String, u64) {
+    (j.item.manifest.utc_start_ms, j.item.manifest.job.to_string(), j.item.manifest.sequence)
+}
+
+struct Target {
+    bucket: S3Bucket,
+    breaker: Mutex<CircuitBreaker>,
+}
+
+struct Ctx {
+    root: PathBuf,
+    targets: Vec<Target>,
+    plan: PutPlan,
+    retain: bool,
+    shared: Arc<Shared>,
+}
+
+enum Outcome {
+    Uploaded,
+    Failed { error: String, done: Vec<bool>, breaker_opened: Option<String> },
+    Deferred { wait: Duration, done: Vec<bool> },
+    Quarantined(String),
+    Orphan,
+}
+
+/// The scheduler, built but not running yet: [`UploadTask::spawn`] it once
+/// every subscriber of [`UploadStatus::events`] (D-Bus) is in place, so the
+/// first scan's alarms are not lost.
+pub struct UploadTask(Scheduler);
+
+impl std::fmt::Debug for UploadTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UploadTask").field("spool", &self.0.ctx.root).finish_non_exhaustive()
+    }
+}
+
+impl UploadTask {
+    /// Starts the scheduler on the current tokio runtime.
+    pub fn spawn(self) {
+        tokio::spawn(self.0.run());
+    }
+}
+
+/// Checks the targets and builds the scheduler. Returns the shared status,
+/// the channel of [`SpoolAction`]s for the daemon, and the task to spawn.
+pub fn start(
+    config: &Config,
+    shared: Arc<Shared>,
+) -> Result<(Arc<UploadStatus>, mpsc::UnboundedReceiver<SpoolAction>, UploadTask), UploadError> {
+    let mut targets = Vec::new();
+    let u = &config.upload;
+    for t in &config.s3 {
+        let bucket = S3Bucket::connect(t, &config.base_dir)?;
+        let breaker = CircuitBreaker::new(u.breaker_failures, Duration::from_millis(u.breaker_open_ms));
+        shared.metrics.upload.breaker_state.get_or_create(&TargetLabel { target: t.name.to_string() }).set(0);
+        targets.push(Target { bucket, breaker: Mutex::new(breaker) });
+    }
+    let status = Arc::new(UploadStatus {
+        targets: config.s3.iter().map(|t| t.name.to_string()).collect(),
+        queue: Mutex::new(BTreeMap::new()),
+        last: Mutex::new(None),
+        recording_stopped: AtomicBool::new(false),
+        events: broadcast::channel(1024).0,
+    });
+    let root = config.spool_dir();
+    warn_if_disk_too_small(&root, config.spool.max_bytes.0);
+    let ctx = Arc::new(Ctx {
+        root,
+        targets,
+        plan: PutPlan {
+            multipart_threshold: u.multipart_threshold.0,
+            part_size: u.part_size.0,
+            read_back_max: u.verify_read_back_max.0,
+            timeout: Duration::from_secs(u.request_timeout_secs),
+        },
+        retain: config.spool.retention_hours > 0,
+        shared,
+    });
+    let (actions, actions_rx) = mpsc::unbounded_channel();
+    let scheduler = Scheduler {
+        ctx,
+        status: status.clone(),
+        actions,
+        concurrency: u.concurrency as usize,
+        backoff: (Duration::from_millis(u.backoff_min_ms), Duration::from_millis(u.backoff_max_ms)),
+        rescan: Duration::from_secs(u.rescan_secs),
+        retention: Duration::from_secs(u64::from(config.spool.retention_hours) * 3600),
+        max_bytes: config.spool.max_bytes.0,
+        policy: config.spool.full_policy,
+        jitter: Jitter::from_clock(),
+        warned: Default::default(),
+    };
+    Ok((status, actions_rx, UploadTask(scheduler)))
+}
+
+/// Free bytes on the file system of `dir` (None when unknown).
+pub fn free_bytes(dir: &Path) -> Option<u64> {
+    let s = nix::sys::statvfs::statvfs(dir).ok()?;
+    Some(s.blocks_available().saturating_mul(s.fragment_size()))
+}
+
+fn warn_if_disk_too_small(root: &Path, max_bytes: u64) {
+    if let Some(free) = free_bytes(root) {
+        let have = free.saturating_add(spool::total_bytes(root));
+        if max_bytes > have {
+            tracing::warn!(
+                spool = %root.display(),
+                "[spool] max_bytes = {max_bytes} exceeds the free disk space ({have} bytes with the spool's own): \
+                 the disk will fill before the spool limit policy applies"
+            );
+        }
+    }
+}
+
+/// Free space below which the disk counts as full (ENOSPC is near).
+const DISK_RESERVE: u64 = 64 << 20;
+
+struct Scheduler {
+    ctx: Arc<Ctx>,
+    status: Arc<UploadStatus>,
+    actions: mpsc::UnboundedSender<SpoolAction>,
+    concurrency: usize,
+    backoff: (Duration, Duration),
+    rescan: Duration,
+    retention: Duration,
+    max_bytes: u64,
+    policy: FullPolicy,
+    jitter: Jitter,
+    warned: std::collections::HashSet<PathBuf>,
+}
+
+impl Scheduler {
+    async fn run(mut self) {
+        let mut events = self.ctx.shared.events.subscribe();
+        let mut rescan = tokio::time::interval(self.rescan);
+        let mut tasks: JoinSet<(PathBuf, Outcome)> = JoinSet::new();
+        let mut dirty = true;
+        loop {
+            if dirty {
+                dirty = false;
+                self.scan().await;
+                self.police();
+            }
+            self.dispatch(&mut tasks);
+            self.update_gauges();
+            let wake = self.next_wake(tasks.len());
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Ok(EngineToCtl::SegmentClosed(_)) | Err(broadcast::error::RecvError::Lagged(_)) => dirty = true,
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Closed) => events = self.ctx.shared.events.subscribe(),
+                },
+                _ = rescan.tick() => dirty = true,
+                Some(done) = tasks.join_next() => {
+                    if let Ok((path, outcome)) = done {
+                        let freed = self.finish(path, outcome);
+                        // Space came back: the policy may release recording.
+                        if freed && self.status.recording_stopped() {
+                            self.police();
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(wake.into()) => {}
+            }
+        }
+    }
+
+    async fn scan(&mut self) {
+        let root = self.ctx.root.clone();
+        let Ok(paths) = tokio::task::spawn_blocking(move || spool::manifests(&root)).await else { return };
+        let known: std::collections::HashSet<&PathBuf> = paths.iter().collect();
+        let mut q = self.status.lock();
+        q.retain(|p, j| j.in_flight || known.contains(p));
+        let n = self.ctx.targets.len();
+        let now = Instant::now();
+        for path in &paths {
+            if q.contains_key(path) {
+                continue;
+            }
+            match spool::load(&self.ctx.root, path) {
+                Ok(item) => {
+                    let key = spool::object_key(
+                        self.ctx.targets.first().map_or("", |t| t.bucket.prefix.as_str()),
+                        &item.manifest,
+                    );
+                    q.insert(
+                        path.clone(),
+                        Job {
+                            item,
+                            key,
+                            attempts: 0,
+                            next: now,
+                            in_flight: false,
+                            done: vec![false; n],
+                            sent: Arc::new(AtomicU64::new(0)),
+                            last_error: None,
+                        },
+                    );
+                }
+                Err(e) => {
+                    if self.warned.insert(path.clone()) {
+                        tracing::warn!("spool: {e}; left in place");
+                        let _ = self.status.events.send(UploadEvent::Alarm {
+                            kind: "quarantine",
+                            job: String::new(),
+                            message: e.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// The spool limit policy; also expires retained segments.
+    fn police(&mut self) {
+        let root = &self.ctx.root;
+        if !self.retention.is_zero() {
+            spool::expire_retained(root, self.retention);
+        }
+        let mut total = spool::total_bytes(root);
+        let disk_full = free_bytes(root).is_some_and(|f| f < DISK_RESERVE);
+        if total > self.max_bytes || disk_full {
+            // Retained copies are already in S3: they go first.
+            for (p, _, len) in spool::retained(root) {
+                if total <= self.max_bytes && !disk_full {
+                    break;
+                }
+                if std::fs::remove_file(&p).is_ok() {
+                    total = total.saturating_sub(len);
+                }
+            }
+        }
+        let full =
+            total > self.max_bytes || (disk_full && free_bytes(root).is_some_and(|f| f < DISK_RESERVE));
+        let m = &self.ctx.shared.metrics.upload;
+        m.spool_full.set(i64::from(full));
+        match self.policy {
+            FullPolicy::DropOldest if full => {
+                let mut q = self.status.lock();
+                let mut waiting: Vec<(PathBuf, (i64, String, u64))> =
+                    q.iter().filter(|(_, j)| !j.in_flight).map(|(p, j)| (p.clone(), order(j))).collect();
+                waiting.sort_by(|a, b| a.1.cmp(&b.1));
+                let mut still_full = full;
+                for (path, _) in waiting {
+                    if !still_full {
+                        break;
+                    }
+                    let Some(job) = q.get(&path) else { continue };
+                    let freed = job.item.bytes_on_disk();
+                    let key = job.key.clone();
+                    let name = job.item.manifest.job.to_string();
+                    match spool::drop_item(&job.item) {
+                        Ok(()) => {
+                            q.remove(&path);
+                            total = total.saturating_sub(freed);
+                            m.dropped.inc();
+                            tracing::error!(%key, "spool over its limit: dropped a segment that was not uploaded");
+                            let _ = self.status.events.send(UploadEvent::Alarm {
+                                kind: "spool_full",
+                                job: name,
+                                message: format!(
+                                    "spool over {} bytes: dropped {key} before upload",
+                                    self.max_bytes
+                                ),
+                            });
+                        }
+                        Err(e) => tracing::error!("spool over its limit, cannot drop {key}: {e}"),
+                    }
+                    still_full = total > self.max_bytes || free_bytes(root).is_some_and(|f| f < DISK_RESERVE);
+                }
+                m.spool_full.set(i64::from(still_full));
+            }
+            FullPolicy::StopRecording => {
+                let stopped = self.status.recording_stopped();
+                // Resume with some hysteresis, so recording does not flap.
+                let below = total <= self.max_bytes / 10 * 9 && !disk_full;
+                if full && !stopped {
+                    self.status.recording_stopped.store(true, Relaxed);
+                    m.recording_stopped.set(1);
+                    let message = if disk_full {
+                        "disk full: recording stopped until uploads free space".to_string()
+                    } else {
+                        format!("spool {total} bytes over its limit {}: recording stopped", self.max_bytes)
+                    };
+                    tracing::error!("{message}");
+                    let _ = self.status.events.send(UploadEvent::Alarm {
+                        kind: "spool_full",
+                        job: String::new(),
+                        message,
+                    });
+                    let _ = self.actions.send(SpoolAction::StopRecording);
+                } else if stopped && below {
+                    self.status.recording_stopped.store(false, Relaxed);
+                    m.recording_stopped.set(0);
+                    let message = format!("spool {total} bytes, below 90% of its limit: recording resumed");
+                    tracing::warn!("{message}");
+                    let _ = self.status.events.send(UploadEvent::Alarm {
+                        kind: "spool_full",
+                        job: String::new(),
+                        message,
+                    });
+                    let _ = self.actions.send(SpoolAction::ResumeRecording);
+                }
+            }
+            FullPolicy::DropOldest => {}
+        }
+    }
+
+    fn dispatch(&mut self, tasks: &mut JoinSet<(PathBuf, Outcome)>) {
+        if self.ctx.targets.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut q = self.status.lock();
+        let free = self.concurrency.saturating_sub(tasks.len());
+        if free == 0 {
+            return;
+        }
+        let mut due: Vec<(&PathBuf, (i64, String, u64))> =
+            q.iter().filter(|(_, j)| !j.in_flight && j.next <= now).map(|(p, j)| (p, order(j))).collect();
+        due.sort_by(|a, b| a.1.cmp(&b.1));
+        let picked: Vec<PathBuf> = due.into_iter().take(free).map(|(p, _)| p.clone()).collect();
+        for path in picked {
+            let Some(job) = q.get_mut(&path) else { continue };
+            job.in_flight = true;
+            job.sent.store(0, Relaxed);
+            let ctx = self.ctx.clone();
+            let item = job.item.clone();
+            let key = job.key.clone();
+            let done = job.done.clone();
+            let sent = job.sent.clone();
+            tasks.spawn(async move {
+                let outcome = upload(&ctx, &item, &key, done, &sent).await;
+                (path, outcome)
+            });
+        }
+    }
+
+    /// Applies an outcome; returns true when the segment left the spool.
+    fn finish(&mut self, path: PathBuf, outcome: Outcome) -> bool {
+        let m = &self.ctx.shared.metrics.upload;
+        let mut q = self.status.lock();
+        let Some(job) = q.get_mut(&path) else { return false };
+        job.in_flight = false;
+        for t in &self.ctx.targets {
+            let code = t.breaker.lock().map_or(0, |b| b.state().code());
+            m.breaker_state.get_or_create(&TargetLabel { target: t.bucket.name.clone() }).set(code);
+        }
+        match outcome {
+            Outcome::Uploaded => {
+                let Some(job) = q.remove(&path) else { return false };
+                m.ok.inc();
+                m.bytes.inc_by(job.item.manifest.bytes);
+                let at_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
+                if let Ok(mut l) = self.status.last.lock() {
+                    *l = Some(LastUpload { key: job.key.clone(), bytes: job.item.manifest.bytes, at_ms });
+                }
+                tracing::info!(key = %job.key, bytes = job.item.manifest.bytes, "uploaded and verified");
+                let _ = self.status.events.send(UploadEvent::Uploaded {
+                    job: job.item.manifest.job.to_string(),
+                    sequence: job.item.manifest.sequence,
+                    key: job.key,
+                });
+                true
+            }
+            Outcome::Failed { error, done, breaker_opened } => {
+                job.done = done;
+                let delay =
+                    backoff_delay(job.attempts, self.backoff.0, self.backoff.1, self.jitter.next_u64());
+                job.attempts += 1;
+                job.next = Instant::now() + delay;
+                m.failed.inc();
+                m.retried.inc();
+                tracing::warn!(key = %job.key, attempt = job.attempts, "upload failed, retry in {delay:?}: {error}");
+                job.last_error = Some(error.clone());
+                let name = job.item.manifest.job.to_string();
+                if let Some(target) = breaker_opened {
+                    let _ = self.status.events.send(UploadEvent::Alarm {
+                        kind: "upload_failing",
+                        job: name,
+                        message: format!("s3 target {target}: circuit breaker open: {error}"),
+                    });
+                }
+                false
+            }
+            Outcome::Deferred { wait, done } => {
+                job.done = done;
+                job.next = Instant::now() + wait;
+                false
+            }
+            Outcome::Quarantined(message) => {
+                let name = job.item.manifest.job.to_string();
+                q.remove(&path);
+                m.quarantined.inc();
+                tracing::error!("{message}");
+                let _ =
+                    self.status.events.send(UploadEvent::Alarm { kind: "quarantine", job: name, message });
+                true
+            }
+            Outcome::Orphan => {
+                q.remove(&path);
+                true
+            }
+        }
+    }
+
+    fn next_wake(&self, in_flight: usize) -> Instant {
+        let far = Instant::now() + Duration::from_secs(3600);
+        if in_flight >= self.concurrency || self.ctx.targets.is_empty() {
+            return far;
+        }
+        self.status.lock().values().filter(|j| !j.in_flight).map(|j| j.next).min().unwrap_or(far).min(far)
+    }
+
+    fn update_gauges(&self) {
+        let m = &self.ctx.shared.metrics.upload;
+        let q = self.status.lock();
+        m.queue_segments.set(q.len() as i64);
+        m.queue_bytes.set(q.values().map(|j| j.item.manifest.bytes as i64).sum());
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let oldest = q.values().map(|j| j.item.manifest.utc_start_ms).min();
+        m.lag_seconds.set(oldest.map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1000.0));
+    }
+}
+
+/// One attempt at one segment on every target still missing it.
+async fn upload(ctx: &Ctx, item: &SpoolItem, key: &str, mut done: Vec<bool>, sent: &AtomicU64) -> Outcome {
+    let m = &item.manifest;
+    let multipart = m.bytes >= ctx.plan.multipart_threshold;
+    // The local bytes must still be what the manifest says.
+    let segment = item.segment_path.clone();
+    let local = tokio::task::spawn_blocking(move || -> std::io::Result<(Option<Bytes>, String, u64)> {
+        if multipart {
+            let (sha, n) = spool::hash_file(&segment)?;
+            Ok((None, sha, n))
+        } else {
+            let data = std::fs::read(&segment)?;
+            let sha = spool::hex(&Sha256::digest(&data));
+            let n = data.len() as u64;
+            Ok((Some(Bytes::from(data)), sha, n))
+        }
+    })
+    .await;
+    let (data, sha, len) = match local {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::warn!(
+                manifest = %item.manifest_path.display(),
+                "segment gone (finished before a restart, or removed): manifest removed"
+            );
+            let _ = spool::forget_orphan(item);
+            return Outcome::Orphan;
+        }
+        Ok(Err(e)) => {
+            return failed(UploadError::Io { path: item.segment_path.clone(), source: e }, done, None);
+        }
+        Err(e) => return failed(UploadError::S3 { op: "read", message: e.to_string() }, done, None),
+    };
+    if sha != m.sha256.to_ascii_lowercase() || len != m.bytes {
+        let err = UploadError::Corrupt {
+            path: item.segment_path.clone(),
+            expected: m.sha256.clone(),
+            actual: sha,
+            bytes: len,
+        };
+        return match spool::quarantine(&ctx.root, item) {
+            Ok(to) => Outcome::Quarantined(format!("{err}; quarantined as {}", to.display())),
+            Err(e) => failed(e, done, None),
+        };
+    }
+    let manifest_bytes = match tokio::fs::read(&item.manifest_path).await {
+        Ok(b) => Bytes::from(b),
+        Err(e) => return failed(UploadError::Io { path: item.manifest_path.clone(), source: e }, done, None),
+    };
+    let manifest_sha = spool::hex(&Sha256::digest(&manifest_bytes));
+    for (i, target) in ctx.targets.iter().enumerate() {
+        if done[i] {
+            continue;
+        }
+        let admission = match target.breaker.lock() {
+            Ok(mut b) => b.admit(Instant::now()),
+            Err(_) => Admission::Go,
+        };
+        if let Admission::Wait(wait) = admission {
+            return Outcome::Deferred { wait, done };
+        }
+        let b = &target.bucket;
+        let key = rekey(key, &ctx.targets[0].bucket.prefix, &b.prefix);
+        let mkey = spool::manifest_key(&key);
+        let attempt = async {
+            match &data {
+                Some(d) => {
+                    b.put_small(&key, d.clone(), &sha, ctx.plan.timeout).await?;
+                    sent.store(len, Relaxed);
+                }
+                None => {
+                    let progress = |n: u64| sent.store(n, Relaxed);
+                    b.put_multipart(&key, &item.segment_path, len, &ctx.plan, &progress).await?;
+                }
+            }
+            b.verify(&key, len, &sha, &ctx.plan).await?;
+            b.put_small(&mkey, manifest_bytes.clone(), &manifest_sha, ctx.plan.timeout).await?;
+            b.verify(&mkey, manifest_bytes.len() as u64, &manifest_sha, &ctx.plan).await
+        };
+        match attempt.await {
+            Ok(()) => {
+                if let Ok(mut br) = target.breaker.lock()
+                    && br.success()
+                {
+                    tracing::info!(target = %b.name, "s3 target reachable again: circuit breaker closed");
+                }
+                done[i] = true;
+            }
+            Err(e) => {
+                let opened = target.breaker.lock().is_ok_and(|mut br| br.failure(Instant::now()));
+                if opened {
+                    tracing::error!(target = %b.name, "circuit breaker open: {e}");
+                }
+                return failed(e, done, opened.then(|| b.name.clone()));
+            }
+        }
+    }
+    match spool::finish(&ctx.root, item, ctx.retain) {
+        Ok(()) => Outcome::Uploaded,
+        Err(e) => failed(e, done, None),
+    }
+}
+
+/// The key of the same segment under another target's prefix.
+fn rekey(key: &str, first_prefix: &str, prefix: &str) -> String {
+    let first = first_prefix.trim_matches('/');
+    let rest = if first.is_empty() {
+        key
+    } else {
+        key.strip_prefix(first).map_or(key, |r| r.trim_start_matches('/'))
+    };
+    let prefix = prefix.trim_matches('/');
+    if prefix.is_empty() { rest.to_string() } else { format!("{prefix}/{rest}") }
+}
+
+fn failed(e: UploadError, done: Vec<bool>, breaker_opened: Option<String>) -> Outcome {
+    Outcome::Failed { error: e.to_string(), done, breaker_opened }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rekey;
+
+    #[test]
+    fn keys_move_between_prefixes() {
+        assert_eq!(rekey("a/j/2025/x.ts", "a", "b/c/"), "b/c/j/2025/x.ts");
+        assert_eq!(rekey("j/x.ts", "", "b"), "b/j/x.ts");
+        assert_eq!(rekey("a/j/x.ts", "a/", ""), "j/x.ts");
+    }
+}
