@@ -125,7 +125,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("airlift-engine: {e:#}");
+            eprintln!("airlift-engine: {}", airlift_ipc::report::chain_text(e.as_ref()));
             ExitCode::from(1)
         }
     }

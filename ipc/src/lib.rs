@@ -35,6 +35,7 @@
 
 pub mod frame;
 pub mod message;
+pub mod report;
 pub mod spec;
 pub mod units;
 

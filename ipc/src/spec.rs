@@ -15,8 +15,8 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::units::{
-    Bitrate, Channels, FrequencyHz, GainDb, Host, LevelDbfs, Name, Pan, Passphrase, PeriodFrames, Periods,
-    Port, SafePath, SampleRate, SegmentSeconds, SrtLatencyMs, StreamId,
+    Bitrate, Channels, FfmpegName, FrequencyHz, GainDb, Host, LevelDbfs, Name, Pan, Passphrase, PeriodFrames,
+    Periods, Port, SafePath, SampleRate, SegmentSeconds, SrtLatencyMs, StreamId,
 };
 
 /// One flow: producers → per-input gain/mute/pan → mixer bus → processors →
@@ -454,6 +454,32 @@ pub enum ConsumerSpec {
     Encoded(EncodedSpec),
     /// To another flow on another clock (`ProducerSpec::Link`).
     Link(LinkSpec),
+    /// A recorder into a file of any container and codec FFmpeg writes
+    /// (FLAC, MP3, Ogg, Matroska, MP4, WAV, ...).
+    Record(RecordSpec),
+}
+
+/// A file recorder through FFmpeg's encoders and muxers.
+///
+/// The container comes from `format` or else from the file's extension; the
+/// codec from `codec` or else the container's default (FLAC for `.flac`,
+/// MP3 for `.mp3`, PCM for `.wav`, ...). Both are checked against this
+/// FFmpeg build, and against each other, when the flow is built.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordSpec {
+    /// The file written.
+    pub path: SafePath,
+    /// FFmpeg muxer name (`ffmpeg -muxers`), when the extension does not say.
+    #[serde(default)]
+    pub format: Option<FfmpegName>,
+    /// FFmpeg encoder name (`ffmpeg -encoders`), e.g. `flac`, `libmp3lame`,
+    /// `aac`, `libopus`, `libvorbis`, `pcm_s24le`.
+    #[serde(default)]
+    pub codec: Option<FfmpegName>,
+    /// Bitrate for lossy codecs; the codec's usual default when absent.
+    #[serde(default)]
+    pub bitrate: Option<Bitrate>,
 }
 
 /// Audio codecs for MPEG-TS.

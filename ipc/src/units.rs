@@ -329,6 +329,59 @@ impl std::borrow::Borrow<str> for Name {
     }
 }
 
+/// Longest accepted [`FfmpegName`].
+pub const MAX_FFMPEG_NAME_LEN: usize = 32;
+
+/// The name of an FFmpeg encoder or muxer (`flac`, `libmp3lame`, `matroska`):
+/// 1 to 32 characters of `[a-z0-9_]`. Whether FFmpeg has it is checked when
+/// the flow is built.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct FfmpegName(String);
+
+impl FfmpegName {
+    /// Validates `name`.
+    pub fn new(name: impl Into<String>) -> Result<Self, UnitError> {
+        let name = name.into();
+        let ok_len = !name.is_empty() && name.len() <= MAX_FFMPEG_NAME_LEN;
+        if ok_len && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+            Ok(Self(name))
+        } else {
+            let shown: String = name.chars().take(MAX_FFMPEG_NAME_LEN).collect();
+            Err(UnitError::new(
+                "FFmpeg name",
+                format!(
+                    "{shown:?} must be 1 to {MAX_FFMPEG_NAME_LEN} characters of a-z 0-9 _ (as `ffmpeg -encoders` / `-muxers` print them)"
+                ),
+            ))
+        }
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for FfmpegName {
+    type Error = UnitError;
+    fn try_from(name: String) -> Result<Self, UnitError> {
+        Self::new(name)
+    }
+}
+
+impl From<FfmpegName> for String {
+    fn from(name: FfmpegName) -> String {
+        name.0
+    }
+}
+
+impl fmt::Display for FfmpegName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Longest accepted [`SafePath`] in bytes.
 pub const MAX_PATH_LEN: usize = 1024;
 
@@ -561,6 +614,16 @@ mod tests {
         assert!(SafePath::new("a/../../etc/passwd").is_err());
         assert!(SafePath::new("").is_err());
         assert!(SafePath::new("a\0b").is_err());
+    }
+
+    #[test]
+    fn ffmpeg_names_are_plain_identifiers() {
+        for good in ["flac", "libmp3lame", "pcm_s24le", "matroska", "mp4"] {
+            assert!(FfmpegName::new(good).is_ok(), "{good:?} refused");
+        }
+        for bad in ["", "FLAC", "lib mp3", "srt://x", "a-b", "../x", &"x".repeat(33), "fl\0ac"] {
+            assert!(FfmpegName::new(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

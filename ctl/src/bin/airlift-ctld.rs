@@ -96,7 +96,7 @@ fn main() -> ExitCode {
     match runtime.block_on(daemon::run(config, source, overrides)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("airlift-ctld: {e:#}");
+            eprintln!("airlift-ctld: {}", airlift_ipc::report::chain_text(e.as_ref()));
             ExitCode::from(1)
         }
     }

@@ -473,6 +473,7 @@ impl Config {
             for output in &mut flow.outputs {
                 match &mut output.consumer {
                     ConsumerSpec::Wav { path, .. } => *path = absolute(&self.base_dir, path),
+                    ConsumerSpec::Record(record) => record.path = absolute(&self.base_dir, &record.path),
                     ConsumerSpec::Encoded(enc) => {
                         if let TsSink::File { path } = &mut enc.sink {
                             *path = absolute(&self.base_dir, path);

@@ -21,7 +21,9 @@ use crate::graph::rt_graph::{Pacing, RtGraph, RtInput, Sink, Source};
 use crate::io::alsa::{AlsaDevice, AlsaError, OpenRequest};
 use crate::io::wav::{WavError, WavRecorder, WavSource};
 use crate::io::worker::Worker;
-use crate::media::ffmpeg::{Decoder, Encoder, MediaError, TsMetadata, TsMuxer, TsOutput};
+use crate::media::ffmpeg::{
+    Decoder, Encoder, FileMuxer, FileRecording, MediaError, TsMetadata, TsMuxer, TsOutput,
+};
 use crate::media::link::{self as srt_link, SrtEndpoint, SrtLinkStatus};
 use crate::media::segment::{SegmentTsOutput, Segmenter};
 use crate::media::spool::{Spool, SpoolError, SpoolEvents};
@@ -466,6 +468,32 @@ pub fn build(
                     let (writer, tail) = link(rate, bus_channels, ring_frames(frames * 2, rate));
                     options.links.park(spec_link.name.as_str(), tail);
                     sinks.push(Sink::Bridge(Box::new(writer)));
+                }
+                ConsumerSpec::Record(record) => {
+                    let path = resolve(&options.base_dir, record.path.as_path());
+                    let recording = FileRecording {
+                        path: &path,
+                        format: record.format.as_ref().map(|f| f.as_str()),
+                        codec: record.codec.as_ref().map(|c| c.as_str()),
+                        channels: bus_channels,
+                        rate,
+                        bitrate: record.bitrate.map(u32::from),
+                    };
+                    let (encoder, mux) = FileMuxer::create(&recording).map_err(|source| {
+                        BuildError::Media { flow: flow.clone(), field: format!("{field}.record"), source }
+                    })?;
+                    built.created.push(path);
+                    let (tx, rx) = rtrb::RingBuffer::new(ring_len * bus_channels);
+                    let worker = encoded::spawn_encoder(
+                        format!("airlift-rec-{}", output.name),
+                        cadence,
+                        rx,
+                        encoder,
+                        mux,
+                    )
+                    .map_err(|source| BuildError::Thread { flow: flow.clone(), source })?;
+                    sinks.push(Sink::Ring { ring: tx, worker: worker.thread() });
+                    built.workers.push(worker);
                 }
                 ConsumerSpec::Encoded(enc) => {
                     let field = format!("{field}.encoded");

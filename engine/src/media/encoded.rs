@@ -1,5 +1,7 @@
-//! The encoder consumer: bus ring → [`Encoder`] → [`TsMuxer`] → a TS file
-//! or an SRT sender thread that owns the connection and its reconnects.
+//! The encoder consumer: bus ring → [`Encoder`] → a muxer: [`TsMuxer`](crate::media::ffmpeg::TsMuxer) into
+//! a TS file, the segmenter or an SRT sender thread that owns the connection
+//! and its reconnects; or a [`FileMuxer`](crate::media::ffmpeg::FileMuxer)
+//! recording any container FFmpeg writes.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -8,21 +10,21 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync
 use std::time::{Duration, Instant};
 
 use crate::io::worker::{Worker, WorkerContext};
-use crate::media::ffmpeg::{Encoder, MediaError, TsMuxer, TsOutput};
+use crate::media::ffmpeg::{Encoder, MediaError, Muxer, TsOutput};
 use std::sync::Arc;
 
 use crate::media::link::{Backoff, SrtEndpoint, SrtLinkStatus, log_failure, pause};
 use crate::media::srt::{SRT_PAYLOAD, SrtOptions, SrtSocket};
 
 /// Starts the encoder thread `name`, reading the bus from `ring` until the
-/// flow stops, then flushing the encoder and writing the TS trailer.
+/// flow stops, then flushing the encoder and writing the trailer.
 /// Control thread only.
 pub fn spawn_encoder(
     name: String,
     cadence: Duration,
     mut ring: rtrb::Consumer<f32>,
     mut encoder: Encoder,
-    mut mux: TsMuxer,
+    mut mux: impl Muxer + 'static,
 ) -> std::io::Result<Worker> {
     Worker::spawn(name, cadence, move |ctx: WorkerContext| {
         let mut failed: Option<MediaError> = None;
@@ -53,7 +55,7 @@ pub fn spawn_encoder(
         if failed.is_none() {
             let r = encoder.finish(&mut mux).and_then(|()| mux.finish());
             if let Err(e) = r {
-                tracing::error!(encoder = encoder.name(), "cannot finish the TS stream: {e}");
+                tracing::error!(encoder = encoder.name(), "cannot finish the stream: {e}");
             }
         }
     })

@@ -143,6 +143,18 @@ fn consumer() -> impl Strategy<Value = ConsumerSpec> {
                 provider: None,
                 sink,
             })),
+        (
+            path(),
+            prop::option::of("[a-z0-9_]{1,32}".prop_map(|s| FfmpegName::new(s).unwrap())),
+            prop::option::of("[a-z0-9_]{1,32}".prop_map(|s| FfmpegName::new(s).unwrap())),
+            prop::option::of((Bitrate::MIN..=Bitrate::MAX).prop_map(|b| Bitrate::new(b).unwrap())),
+        )
+            .prop_map(|(path, format, codec, bitrate)| ConsumerSpec::Record(RecordSpec {
+                path,
+                format,
+                codec,
+                bitrate
+            })),
     ]
 }
 

@@ -6,7 +6,8 @@ use airlift_ipc::spec::Codec;
 use ff::AVSampleFormat as Fmt;
 use ffmpeg_sys_next as ff;
 
-use super::{CodecContext, Frame, MediaError, Packet, TsMuxer, check, default_layout, quiet};
+use super::mux::sealed::WritePacket;
+use super::{CodecContext, Frame, MediaError, Packet, check, default_layout, quiet};
 
 /// An open encoder taking interleaved f32 at the flow's rate. Worker threads only.
 pub struct Encoder {
@@ -18,6 +19,9 @@ pub struct Encoder {
     frame_size: usize,
     format: Fmt,
     small_last_frame: bool,
+    /// Significant bits of 32-bit integer samples (24 for FLAC and
+    /// `pcm_s24le`, which drop the low byte): rounded at that depth.
+    depth: u32,
     pending: Vec<f32>,
     pts: i64,
 }
@@ -55,25 +59,69 @@ const PREFERRED: [Fmt; 6] = [
     Fmt::AV_SAMPLE_FMT_S16P,
 ];
 
+/// How an encoder is opened: what the codec and container need.
+pub(super) struct EncoderSetup {
+    /// FFmpeg's encoder.
+    pub codec: *const ff::AVCodec,
+    /// Its name, static in FFmpeg.
+    pub name: &'static str,
+    /// Bitrate when none is asked for (0: leave FFmpeg's default).
+    pub default_bitrate: i64,
+    /// The container wants codec headers out of band (MP4, Matroska, Ogg).
+    pub global_header: bool,
+}
+
+/// The encoder called `name` in this FFmpeg build, with its static name.
+pub(super) fn find_encoder(name: &str) -> Result<(*const ff::AVCodec, &'static str), MediaError> {
+    let missing = || MediaError::EncoderMissing { name: name.to_owned() };
+    let cname = std::ffi::CString::new(name).map_err(|_| MediaError::Nul { field: "codec" })?;
+    // SAFETY: a NUL-terminated name; the result is a static descriptor or null.
+    let enc = unsafe { ff::avcodec_find_encoder_by_name(cname.as_ptr()) };
+    if enc.is_null() {
+        return Err(missing());
+    }
+    // SAFETY: a valid descriptor's name is a static NUL-terminated string.
+    let name = unsafe { CStr::from_ptr((*enc).name) }.to_str().map_err(|_| missing())?;
+    Ok((enc, name))
+}
+
 impl Encoder {
     /// Opens `codec` for `channels` at `rate` Hz; `bitrate` in bit/s (the
     /// codec's default when `None`; ignored by S302M).
     pub fn new(codec: Codec, channels: usize, rate: u32, bitrate: Option<u32>) -> Result<Self, MediaError> {
         quiet();
         let (name, default_bitrate) = encoder_name(codec);
+        let (enc, name) = find_encoder(name)?;
+        if codec == Codec::S302m && (rate != 48_000 || !matches!(channels, 2 | 4 | 6 | 8)) {
+            return Err(MediaError::Settings {
+                codec: name,
+                channels,
+                rate,
+                reason: "S302M needs 48 kHz and 2, 4, 6 or 8 channels",
+            });
+        }
+        // MPEG-TS wants in-band headers (ADTS for AAC), not global ones.
+        let setup = EncoderSetup { codec: enc, name, default_bitrate, global_header: false };
+        Self::open(&setup, channels, rate, bitrate)
+    }
+
+    /// Opens the encoder described by `setup`. FFmpeg's experimental
+    /// encoders are refused, except S302M, whose only encoder is marked so.
+    pub(super) fn open(
+        setup: &EncoderSetup,
+        channels: usize,
+        rate: u32,
+        bitrate: Option<u32>,
+    ) -> Result<Self, MediaError> {
+        quiet();
+        let (enc, name, default_bitrate) = (setup.codec, setup.name, setup.default_bitrate);
         let settings = |reason| MediaError::Settings { codec: name, channels, rate, reason };
         if channels == 0 || channels > 64 {
             return Err(settings("channel count outside 1..=64"));
         }
-        let cname = std::ffi::CString::new(name).map_err(|_| MediaError::Nul { field: "codec" })?;
-        // SAFETY: a NUL-terminated name; the result is a static descriptor or null.
-        let enc = unsafe { ff::avcodec_find_encoder_by_name(cname.as_ptr()) };
-        if enc.is_null() {
-            return Err(MediaError::EncoderMissing { name });
-        }
         // SAFETY: `enc` is a valid static codec descriptor; its lists are
-        // terminated by -1 / 0 as documented.
-        let (format, rates_ok, caps) = unsafe {
+        // terminated by -1 / 0 / a zeroed layout as documented.
+        let (format, rates_ok, layouts_ok, caps, audio) = unsafe {
             let fmts = (*enc).sample_fmts;
             let mut supported = Vec::new();
             if !fmts.is_null() {
@@ -93,14 +141,33 @@ impl Encoder {
                     p = p.add(1);
                 }
             }
-            (format, rates_ok, (*enc).capabilities as u32)
+            let layouts = (*enc).ch_layouts;
+            let mut layouts_ok = layouts.is_null();
+            if !layouts.is_null() {
+                let mut p = layouts;
+                while (*p).nb_channels != 0 {
+                    layouts_ok |= (*p).nb_channels as usize == channels;
+                    p = p.add(1);
+                }
+            }
+            let audio = (*enc).type_ == ff::AVMediaType::AVMEDIA_TYPE_AUDIO;
+            (format, rates_ok, layouts_ok, (*enc).capabilities as u32, audio)
         };
+        if !audio {
+            return Err(settings("not an audio encoder"));
+        }
+        let experimental = caps & ff::AV_CODEC_CAP_EXPERIMENTAL != 0;
+        if experimental && name != "s302m" {
+            return Err(settings(
+                "FFmpeg marks this encoder experimental; pick another (e.g. libopus for Opus)",
+            ));
+        }
         let format = format.ok_or_else(|| settings("no sample format this engine can feed"))?;
         if !rates_ok {
             return Err(settings("sample rate not supported by the encoder"));
         }
-        if codec == Codec::S302m && (rate != 48_000 || !matches!(channels, 2 | 4 | 6 | 8)) {
-            return Err(settings("S302M needs 48 kHz and 2, 4, 6 or 8 channels"));
+        if !layouts_ok {
+            return Err(settings("channel count not supported by the encoder"));
         }
         // SAFETY: allocation for a valid codec, checked.
         let ctx = CodecContext(unsafe { ff::avcodec_alloc_context3(enc) });
@@ -119,16 +186,24 @@ impl Encoder {
             if default_bitrate > 0 {
                 c.bit_rate = bitrate.map_or(default_bitrate, i64::from);
             }
-            if codec == Codec::S302m {
+            if experimental {
                 // FFmpeg marks its S302M encoder experimental.
                 c.strict_std_compliance = ff::FF_COMPLIANCE_EXPERIMENTAL;
             }
-            // MPEG-TS wants in-band headers (ADTS for AAC), not global ones.
+            if setup.global_header {
+                c.flags |= ff::AV_CODEC_FLAG_GLOBAL_HEADER as c_int;
+            }
         }
         // SAFETY: the context is configured; open it with no options.
         check(unsafe { ff::avcodec_open2(ctx.0, enc, std::ptr::null_mut()) }, || {
             format!("open encoder {name}")
         })?;
+        // SAFETY: the context is open; read-only fields.
+        let depth = unsafe { [(*ctx.0).bits_per_raw_sample, (*ctx.0).bits_per_coded_sample] }
+            .into_iter()
+            .filter_map(|b| u32::try_from(b).ok().filter(|b| (1..32).contains(b)))
+            .min()
+            .unwrap_or(32);
         // SAFETY: the context is open; frame_size is set by the encoder.
         let frame_size = match unsafe { (*ctx.0).frame_size } {
             n if n > 0 => n as usize,
@@ -158,6 +233,7 @@ impl Encoder {
             frame_size,
             format,
             small_last_frame,
+            depth,
             pending: Vec::with_capacity(frame_size * channels * 4),
             pts: 0,
         })
@@ -168,7 +244,7 @@ impl Encoder {
         self.frame_size
     }
 
-    /// FFmpeg's encoder name (`aac`, `libopus`, `mp2`, `s302m`).
+    /// FFmpeg's encoder name (`aac`, `libopus`, `mp2`, `s302m`, `flac`, ...).
     pub fn name(&self) -> &'static str {
         self.name
     }
@@ -183,7 +259,7 @@ impl Encoder {
     }
 
     /// Encodes interleaved samples, writing finished packets to `mux`.
-    pub fn encode(&mut self, interleaved: &[f32], mux: &mut TsMuxer) -> Result<(), MediaError> {
+    pub fn encode(&mut self, interleaved: &[f32], mux: &mut impl super::Muxer) -> Result<(), MediaError> {
         self.pending.extend_from_slice(interleaved);
         let block = self.frame_size * self.channels;
         let mut start = 0;
@@ -198,7 +274,7 @@ impl Encoder {
 
     /// Encodes what is pending (padded to a full frame with silence when the
     /// codec needs it), flushes the encoder and writes the rest to `mux`.
-    pub fn finish(&mut self, mux: &mut TsMuxer) -> Result<(), MediaError> {
+    pub fn finish(&mut self, mux: &mut impl super::Muxer) -> Result<(), MediaError> {
         let left = self.pending.len() / self.channels;
         if left > 0 {
             let frames = if self.small_last_frame {
@@ -252,7 +328,7 @@ impl Encoder {
                 Fmt::AV_SAMPLE_FMT_S32 => {
                     let dst = std::slice::from_raw_parts_mut((*planes).cast::<i32>(), frames * ch);
                     for (d, s) in dst.iter_mut().zip(src) {
-                        *d = to_i32(*s);
+                        *d = to_i32(*s, self.depth);
                     }
                 }
                 Fmt::AV_SAMPLE_FMT_S16P => {
@@ -267,7 +343,7 @@ impl Encoder {
                     for c in 0..ch {
                         let dst = std::slice::from_raw_parts_mut((*planes.add(c)).cast::<i32>(), frames);
                         for (i, d) in dst.iter_mut().enumerate() {
-                            *d = to_i32(src[i * ch + c]);
+                            *d = to_i32(src[i * ch + c], self.depth);
                         }
                     }
                 }
@@ -281,7 +357,7 @@ impl Encoder {
         Ok(())
     }
 
-    fn drain(&mut self, mux: &mut TsMuxer) -> Result<(), MediaError> {
+    fn drain(&mut self, mux: &mut impl WritePacket) -> Result<(), MediaError> {
         loop {
             // SAFETY: open encoder and owned packet.
             let r = unsafe { ff::avcodec_receive_packet(self.ctx.0, self.packet.0) };
@@ -303,8 +379,11 @@ fn to_i16(s: f32) -> i16 {
     (s * 32_768.0).round().clamp(-32_768.0, 32_767.0) as i16
 }
 
-fn to_i32(s: f32) -> i32 {
-    (f64::from(s) * 2_147_483_648.0).round().clamp(-2_147_483_648.0, 2_147_483_647.0) as i32
+/// `s` as a 32-bit sample rounded to `depth` significant bits (the rest zero).
+fn to_i32(s: f32, depth: u32) -> i32 {
+    let full = f64::from(1u32 << (depth - 1));
+    let v = (f64::from(s) * full).round().clamp(-full, full - 1.0) as i32;
+    v << (32 - depth)
 }
 
 /// The FFmpeg name of the encoder used for `codec`, e.g. for logs.

@@ -1,5 +1,6 @@
-//! FFmpeg behind safe RAII types: [`Encoder`] (AAC, Opus, MP2, S302M),
-//! [`TsMuxer`] (MPEG-TS through a Rust [`TsOutput`]) and [`Decoder`] (any
+//! FFmpeg behind safe RAII types: [`Encoder`] (AAC, Opus, MP2, S302M, and
+//! any audio encoder for files), [`TsMuxer`] (MPEG-TS through a Rust
+//! [`TsOutput`]), [`FileMuxer`] (any container FFmpeg writes, into a file) and [`Decoder`] (any
 //! format FFmpeg reads, from a file or a Rust [`TsInput`], resampled to the
 //! flow). Every FFmpeg call of the engine is in this module; no FFmpeg
 //! pointer leaves it. Worker threads only: nothing here is realtime-safe.
@@ -7,6 +8,7 @@
 mod decode;
 mod encode;
 mod mux;
+mod record;
 
 use std::ffi::{CStr, c_char, c_int};
 
@@ -14,7 +16,8 @@ use ffmpeg_sys_next as ff;
 
 pub use decode::{Decoder, TsInput};
 pub use encode::Encoder;
-pub use mux::{TsMetadata, TsMuxer, TsOutput};
+pub use mux::{Muxer, TsMetadata, TsMuxer, TsOutput};
+pub use record::{FileMuxer, FileRecording};
 
 /// An FFmpeg operation that failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -34,7 +37,30 @@ pub enum MediaError {
     #[error("encoder {name} is not in this FFmpeg build")]
     EncoderMissing {
         /// FFmpeg's encoder name.
-        name: &'static str,
+        name: String,
+    },
+    /// The container (muxer) is not in this FFmpeg build, or cannot be
+    /// guessed from the file name.
+    #[error("{what}: no such container in this FFmpeg build (see `ffmpeg -muxers`)")]
+    MuxerMissing {
+        /// The muxer name or file name asked for.
+        what: String,
+    },
+    /// The container cannot hold the codec (e.g. FLAC in an MP3 file).
+    #[error("container {container} cannot hold {codec}")]
+    Incompatible {
+        /// The muxer.
+        container: String,
+        /// The encoder.
+        codec: String,
+    },
+    /// Writing the output file failed.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
     },
     /// The codec cannot take these settings; change the flow's rate or channels.
     #[error("{codec} cannot encode {channels} channels at {rate} Hz: {reason}")]

@@ -7,6 +7,28 @@ use ffmpeg_sys_next as ff;
 
 use super::{Encoder, MediaError, check};
 
+pub(crate) mod sealed {
+    use ffmpeg_sys_next as ff;
+
+    use super::MediaError;
+
+    /// The packet entry of a muxer; only this module's muxers have it.
+    pub trait WritePacket {
+        /// Writes one encoded packet whose timestamps are in `tb`.
+        fn write_packet(&mut self, packet: *mut ff::AVPacket, tb: ff::AVRational) -> Result<(), MediaError>;
+    }
+}
+
+/// A muxer an [`Encoder`] writes its packets into: [`TsMuxer`] or
+/// [`FileMuxer`](super::FileMuxer). Sealed: FFmpeg packets never leave
+/// this module.
+pub trait Muxer: sealed::WritePacket + Send {
+    /// Writes the trailer and flushes the output.
+    fn finish(self) -> Result<(), MediaError>
+    where
+        Self: Sized;
+}
+
 /// Where a muxer's bytes go. Called on the muxer's thread with chunks of at
 /// most the muxer's chunk size (1316 bytes for SRT: seven TS packets).
 pub trait TsOutput: Send {
@@ -137,22 +159,6 @@ impl TsMuxer {
         Ok(mux)
     }
 
-    /// Writes one encoded packet whose timestamps are in `tb`.
-    pub(super) fn write_packet(
-        &mut self,
-        packet: *mut ff::AVPacket,
-        tb: ff::AVRational,
-    ) -> Result<(), MediaError> {
-        // SAFETY: `packet` is a valid packet from the encoder; the muxer is
-        // open (header written) and not finished.
-        unsafe {
-            (*packet).stream_index = 0;
-            ff::av_packet_rescale_ts(packet, tb, self.stream_tb);
-            check(ff::av_write_frame(self.fmt, packet), || "write TS packet".into())?;
-        }
-        Ok(())
-    }
-
     /// Writes the trailer and flushes the output.
     pub fn finish(mut self) -> Result<(), MediaError> {
         self.finished = true;
@@ -167,6 +173,25 @@ impl TsMuxer {
             code: 0,
             message: e.to_string(),
         })
+    }
+}
+
+impl sealed::WritePacket for TsMuxer {
+    fn write_packet(&mut self, packet: *mut ff::AVPacket, tb: ff::AVRational) -> Result<(), MediaError> {
+        // SAFETY: `packet` is a valid packet from the encoder; the muxer is
+        // open (header written) and not finished.
+        unsafe {
+            (*packet).stream_index = 0;
+            ff::av_packet_rescale_ts(packet, tb, self.stream_tb);
+            check(ff::av_write_frame(self.fmt, packet), || "write TS packet".into())?;
+        }
+        Ok(())
+    }
+}
+
+impl Muxer for TsMuxer {
+    fn finish(self) -> Result<(), MediaError> {
+        TsMuxer::finish(self)
     }
 }
 
