@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use airlift_ipc::message::{ChannelMeter, EngineStats, EngineToCtl, FlowState, RejectKind, Rejection};
-use airlift_ipc::spec::{ConsumerSpec, DesiredState, FlowSpec, ProducerSpec, PullSpec};
+use airlift_ipc::spec::{
+    ConsumerSpec, DesiredState, FlowSpec, ProducerSpec, PullSpec, SrtMode, SrtSpec, TsSink,
+};
 use airlift_ipc::units::{GainDb, Name, Pan};
 
 use crate::flow::{ParamError, RunningFlow, start_built};
@@ -164,10 +166,10 @@ impl Node {
     /// running untouched. All new graphs are built first; if any fails,
     /// nothing changes.
     ///
-    /// Flows with ALSA devices are restarted rather than swapped (a device
-    /// clocks its thread, and a PCM cannot be opened twice): a changed flow
-    /// that holds devices is stopped, then rebuilt after every other change
-    /// applied. If that rebuild fails, its previous spec is started again
+    /// Flows with ALSA devices or SRT listeners are restarted rather than
+    /// swapped (a device clocks its thread, and neither a PCM nor a listening
+    /// port can be opened twice): a changed flow that holds one is stopped,
+    /// then rebuilt after every other change applied. If that rebuild fails, its previous spec is started again
     /// and the error returned; the other changes stay applied.
     pub fn apply_state(
         &mut self,
@@ -188,7 +190,7 @@ impl Node {
         for spec in &changed {
             let group = link_group(&wanted, &spec.name);
             let holds_devices =
-                group.iter().any(|g| self.running.get(&g.name).is_some_and(|f| uses_alsa(f.spec())));
+                group.iter().any(|g| self.running.get(&g.name).is_some_and(|f| holds_exclusive(f.spec())));
             for member in group {
                 if holds_devices {
                     deferred.insert(member.name.clone());
@@ -290,7 +292,7 @@ impl Node {
         }
         for spec in &state.flows {
             let failed_restart = result.is_err() && self.desired.get(&spec.name).is_some_and(|d| d != spec);
-            if !failed_restart || !uses_alsa(spec) {
+            if !failed_restart || !holds_exclusive(spec) {
                 self.desired.insert(spec.name.clone(), spec.clone());
             }
         }
@@ -558,6 +560,18 @@ fn node_name(spec: &FlowSpec, node: NodeRef) -> Option<Name> {
 fn uses_alsa(spec: &FlowSpec) -> bool {
     spec.inputs.iter().any(|i| matches!(i.producer, ProducerSpec::AlsaCapture(_)))
         || spec.outputs.iter().any(|o| matches!(o.consumer, ConsumerSpec::AlsaPlayback(_)))
+}
+
+/// Whether `spec` holds something only one graph can hold at a time: an
+/// ALSA device, or an SRT listener's port. Such a flow is stopped before
+/// its new graph is built, not swapped.
+fn holds_exclusive(spec: &FlowSpec) -> bool {
+    let listener = |srt: &SrtSpec| matches!(srt.mode, SrtMode::Listener { .. });
+    uses_alsa(spec)
+        || spec.inputs.iter().any(|i| matches!(&i.producer, ProducerSpec::SrtIn(s) if listener(&s.srt)))
+        || spec.outputs.iter().any(|o| {
+            matches!(&o.consumer, ConsumerSpec::Encoded(e) if matches!(&e.sink, TsSink::Srt(s) if listener(s)))
+        })
 }
 
 /// `name` and every flow of `specs` linked to it, directly or through others.

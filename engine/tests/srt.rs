@@ -400,3 +400,55 @@ fn loud_runs(samples: &[f64], rate: u32) -> Vec<(usize, usize)> {
     }
     runs
 }
+
+/// A structural change to a flow whose output listens on an SRT port (here
+/// its bitrate) rebuilds it on the same port: the old graph lets the port go
+/// before the new one binds it, and the new listener serves the next caller.
+#[test]
+fn a_flow_holding_an_srt_listener_is_rebuilt_on_its_port() {
+    use airlift_engine::Node;
+    use airlift_engine::graph::BuildOptions;
+    use airlift_engine::rt::thread::RealtimeRequest;
+    use airlift_ipc::spec::DesiredState;
+
+    let dir = TempDir::new("srt-rebuild");
+    let port = free_port();
+    let state = |bitrate: u32| -> DesiredState {
+        let toml = format!(
+            "{TONE_FLOW}\n[[flow.output]]\nname = \"out\"\nconsumer = {{ encoded = {{ codec = \"aac\", bitrate = {bitrate}, \
+             sink = {{ srt = {{ mode = {{ listener = {{ port = {port} }} }} }} }} }} }}\n"
+        );
+        toml::from_str(&toml).unwrap()
+    };
+    let mut node = Node::new(BuildOptions::default(), RealtimeRequest::default());
+    let mut events = Vec::new();
+    node.apply_state(&state(128_000), &mut events).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    node.apply_state(&state(64_000), &mut events).expect("the flow is rebuilt on its port");
+    assert!(node.flow("live").is_some(), "the flow runs");
+
+    let out = dir.path("after.ts");
+    let mut peer = ffmpeg_receiver(port, "", &out);
+    assert!(
+        wait_for(LOG_WAIT, || std::fs::metadata(&out).is_ok_and(|m| m.len() > 40_000)),
+        "the rebuilt listener sends nothing"
+    );
+    node.shutdown(&mut events);
+    peer.wait(Duration::from_secs(10));
+    let probe = ffprobe(&out);
+    assert_eq!((probe.codec.as_str(), probe.rate, probe.channels), ("aac", 48_000, 2), "{probe:?}");
+    let errors = decode_errors(&out);
+    assert!(errors.is_empty(), "decoding reported: {errors}");
+    // The new graph's encoder: 64 kbit/s of AAC, not the old 128.
+    let adts = dir.path("after.aac");
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-y", "-i"])
+        .arg(&out)
+        .args(["-c", "copy", "-f", "adts"])
+        .arg(&adts)
+        .status()
+        .expect("ffmpeg is installed");
+    assert!(status.success());
+    let kbps = std::fs::metadata(&adts).unwrap().len() as f64 * 8.0 / probe.duration / 1000.0;
+    assert!((50.0..90.0).contains(&kbps), "{kbps} kbit/s of AAC: still the old encoder?");
+}
