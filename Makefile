@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
 
-.PHONY: deps demo test test-rust lint fuzz-check fuzz bench doc clean deb test-package
+.PHONY: deps demo test test-rust lint fuzz-check fuzz bench stress doc clean deb test-package
 
 deps:
 	scripts/install-deps
@@ -37,6 +37,11 @@ fuzz:
 ## Criterion benches; each reports against a baseline measured in the same run.
 bench: deps
 	$(CARGO) bench -p airlift-benches
+
+## Realtime stress run (as root): 128-frame periods under stress-ng, STRESS_SECONDS long.
+STRESS_SECONDS ?= 600
+stress: deps
+	scripts/rt-stress $(STRESS_SECONDS)
 
 ## Build target/debian/airlift_*.deb.
 deb: deps

@@ -71,6 +71,8 @@ pub struct Metrics {
     frames: Family<FlowLabel, Counter>,
     periods: Family<FlowLabel, Counter>,
     deadline_misses: Family<FlowLabel, Counter>,
+    late_periods: Family<FlowLabel, Counter>,
+    max_late: Family<FlowLabel, Gauge<f64, AtomicU64>>,
     underruns: Family<FlowLabel, Counter>,
     overruns: Family<FlowLabel, Counter>,
     xruns: Family<FlowLabel, Counter>,
@@ -196,6 +198,8 @@ impl Metrics {
             frames: Family::default(),
             periods: Family::default(),
             deadline_misses: Family::default(),
+            late_periods: Family::default(),
+            max_late: Family::default(),
             underruns: Family::default(),
             overruns: Family::default(),
             xruns: Family::default(),
@@ -237,8 +241,18 @@ impl Metrics {
         registry.register("periods", "Periods processed per flow", m.periods.clone());
         registry.register(
             "deadline_misses",
-            "Periods that finished after their deadline",
+            "Periods too late to catch up: the internal clock skipped periods and audio was lost",
             m.deadline_misses.clone(),
+        );
+        registry.register(
+            "late_periods",
+            "Periods that finished after the next deadline and were caught up without losing audio",
+            m.late_periods.clone(),
+        );
+        registry.register(
+            "period_lateness_max_seconds",
+            "Largest lateness of a period past its deadline (scheduling latency)",
+            m.max_late.clone(),
         );
         registry.register("underruns", "Periods with an input ring that ran dry", m.underruns.clone());
         registry.register("overruns", "Periods with a full output ring", m.overruns.clone());
@@ -398,6 +412,8 @@ impl Metrics {
             self.grow(&self.frames.get_or_create(&l), &s.flow, "frames", s.frames);
             self.grow(&self.periods.get_or_create(&l), &s.flow, "periods", s.periods);
             self.grow(&self.deadline_misses.get_or_create(&l), &s.flow, "misses", s.deadline_misses);
+            self.grow(&self.late_periods.get_or_create(&l), &s.flow, "late", s.late_periods);
+            self.max_late.get_or_create(&l).set(f64::from(s.max_late_us) / 1e6);
             self.grow(&self.underruns.get_or_create(&l), &s.flow, "underruns", s.underruns);
             self.grow(&self.overruns.get_or_create(&l), &s.flow, "overruns", s.overruns);
             self.grow(&self.xruns.get_or_create(&l), &s.flow, "xruns", s.xruns);
@@ -452,11 +468,19 @@ impl Metrics {
     /// Drops the per-flow series of a flow that is gone.
     pub fn forget_flow(&self, flow: &str) {
         let l = FlowLabel { flow: flow.to_string() };
-        for fam in
-            [&self.frames, &self.periods, &self.deadline_misses, &self.underruns, &self.overruns, &self.xruns]
-        {
+        for fam in [
+            &self.frames,
+            &self.periods,
+            &self.deadline_misses,
+            &self.late_periods,
+            &self.underruns,
+            &self.overruns,
+            &self.xruns,
+        ] {
             fam.remove(&l);
         }
+        self.max_process.remove(&l);
+        self.max_late.remove(&l);
         if let Ok(mut last) = self.last.lock() {
             last.retain(|(f, _), _| f != flow);
         }

@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use airlift_ipc::message::{FlowStats, Loudness, RealtimeReport};
 use airlift_ipc::spec::FlowSpec;
 
-use crate::graph::build::{BuildError, BuildOptions, BuiltFlow, build};
+use crate::graph::build::{BuildError, BuildOptions, BuiltFlow, build, catch_up_frames};
 use crate::graph::processor::{Processor, Report};
 use crate::graph::rt_graph::{Pacing, ParamChange, RtGraph};
 use crate::io::worker::Worker;
@@ -107,12 +107,17 @@ impl Pace {
     /// stops. Realtime-safe.
     fn after_period(&mut self, device_lost: bool, frames: u32, rate: u32, counters: &FlowCounters) {
         if device_lost && matches!(self, Pace::Device) {
-            *self = Pace::Internal(InternalClock::new(frames, rate));
+            *self = Pace::Internal(InternalClock::new(frames, rate, catch_up_frames(frames, rate)));
         }
-        if let Pace::Internal(clock) = self
-            && clock.wait().missed
-        {
-            counters.deadline_misses.fetch_add(1, Relaxed);
+        if let Pace::Internal(clock) = self {
+            let tick = clock.wait();
+            if tick.late_ns > 0 {
+                counters.late_periods.fetch_add(1, Relaxed);
+                counters.max_late_ns.fetch_max(tick.late_ns, Relaxed);
+            }
+            if tick.missed {
+                counters.deadline_misses.fetch_add(1, Relaxed);
+            }
         }
     }
 }
@@ -233,7 +238,7 @@ pub fn start_built(
             let mut pace = if driver.graph().has_devices() {
                 Pace::Device
             } else {
-                Pace::Internal(InternalClock::new(frames, rate))
+                Pace::Internal(InternalClock::new(frames, rate, catch_up_frames(frames, rate)))
             };
             while driver.run_period(period_ns) {
                 pace.after_period(driver.0.device_lost, frames, rate, &driver.0.counters);

@@ -287,6 +287,12 @@ fn print_run_stats(stats: &airlift_ipc::message::FlowStats) {
         stats.overruns,
         stats.max_process_us
     );
+    if stats.late_periods > 0 {
+        println!(
+            "flow {}: {} late periods caught up without loss, max lateness {} us",
+            stats.flow, stats.late_periods, stats.max_late_us
+        );
+    }
     if stats.xruns > 0 || stats.latency_frames.is_some() || stats.drift_ppm.is_some() {
         let latency = stats.latency_frames.map_or_else(|| "-".to_owned(), |f| format!("{f} frames"));
         let drift = stats.drift_ppm.map_or_else(|| "-".to_owned(), |d| format!("{d:+.1} ppm"));

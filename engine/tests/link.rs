@@ -62,7 +62,7 @@ fn two_flows_on_their_own_clocks_are_bridged() {
     let run_for = std::time::Duration::from_millis(1_500);
     let thread_a = std::thread::spawn(move || {
         let start = std::time::Instant::now();
-        let mut clock = InternalClock::new(PERIOD as u32, rate);
+        let mut clock = InternalClock::new(PERIOD as u32, rate, 4800);
         let mut overruns = 0;
         while start.elapsed() < run_for {
             overruns += u32::from(a.process().overrun);
@@ -72,7 +72,7 @@ fn two_flows_on_their_own_clocks_are_bridged() {
     });
     let thread_b = std::thread::spawn(move || {
         let start = std::time::Instant::now();
-        let mut clock = InternalClock::new(PERIOD as u32, rate);
+        let mut clock = InternalClock::new(PERIOD as u32, rate, 4800);
         let (mut underruns, mut sum_sq, mut count) = (0, 0.0f64, 0u64);
         while start.elapsed() < run_for {
             underruns += u32::from(b.process().underrun);

@@ -258,8 +258,17 @@ pub struct FlowStats {
     pub frames: u64,
     /// Periods processed.
     pub periods: u64,
-    /// Periods that finished after their deadline.
+    /// Periods too late to be caught up: the clock skipped periods, so
+    /// audio was lost. (A device-clocked flow reports its xruns instead.)
     pub deadline_misses: u64,
+    /// Periods that finished after the next period's deadline and were
+    /// caught up (run back to back) without losing audio: scheduling
+    /// latency the flow's buffers absorbed.
+    #[serde(default)]
+    pub late_periods: u64,
+    /// Largest lateness past a deadline, in microseconds.
+    #[serde(default)]
+    pub max_late_us: u32,
     /// Periods in which an input ring ran dry (silence was substituted).
     pub underruns: u64,
     /// Periods in which an output ring was full (audio was dropped).

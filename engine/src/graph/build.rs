@@ -231,6 +231,13 @@ impl BuiltFlow {
     }
 }
 
+/// Lateness an internal clock catches up: half a worker ring, so a burst of
+/// caught-up periods still fits the rings between the audio thread and its
+/// workers.
+pub fn catch_up_frames(period: u32, rate: u32) -> usize {
+    ring_frames(period as usize, rate) / 2
+}
+
 /// Ring capacity in frames: 8 periods or 200 ms, whichever is larger.
 fn ring_frames(period: usize, rate: u32) -> usize {
     (period * 8).max(rate as usize / 5)

@@ -15,8 +15,12 @@ pub struct FlowCounters {
     pub frames: AtomicU64,
     /// Periods processed.
     pub periods: AtomicU64,
-    /// Periods that finished after their deadline.
+    /// Periods too late to catch up: periods were skipped (audio lost).
     pub deadline_misses: AtomicU64,
+    /// Periods that finished after the next deadline and were caught up.
+    pub late_periods: AtomicU64,
+    /// Largest lateness past a deadline, in ns.
+    pub max_late_ns: AtomicU64,
     /// Periods with an input ring that ran dry.
     pub underruns: AtomicU64,
     /// Periods with an output ring that was full.
@@ -56,6 +60,8 @@ impl FlowCounters {
             frames: self.frames.load(Relaxed),
             periods: self.periods.load(Relaxed),
             deadline_misses: self.deadline_misses.load(Relaxed),
+            late_periods: self.late_periods.load(Relaxed),
+            max_late_us: u32::try_from(self.max_late_ns.load(Relaxed) / 1000).unwrap_or(u32::MAX),
             underruns: self.underruns.load(Relaxed),
             overruns: self.overruns.load(Relaxed),
             xruns: self.xruns.load(Relaxed),

@@ -318,6 +318,8 @@ pub fn engine_to_ctl() -> impl Strategy<Value = EngineToCtl> {
                 frames,
                 periods,
                 deadline_misses,
+                late_periods: deadline_misses / 5,
+                max_late_us: max_process_us / 3,
                 underruns,
                 overruns: underruns / 2,
                 xruns: deadline_misses / 3,
