@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{TempDir, decode_errors, frequency, loud_part, peak_db, read_wav, render};
+use common::{TempDir, decode_errors, ffprobe, frequency, loud_part, peak_db, read_wav, render};
 
 fn record_flow(channels: u32, record: &str) -> String {
     format!(
@@ -30,25 +30,6 @@ consumer = {{ wav = {{ path = "reference.wav", format = "s24" }} }}
 name = "file"
 consumer = {{ record = {{ {record} }} }}
 "#
-    )
-}
-
-/// Codec, rate, channels and container duration as ffprobe reports them.
-fn probe(path: &Path) -> (String, u32, u32, f64) {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "a:0", "-show_entries"])
-        .arg("stream=codec_name,sample_rate,channels:format=duration")
-        .args(["-of", "default=noprint_wrappers=1"])
-        .arg(path)
-        .output()
-        .expect("ffprobe is installed");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let get = |key: &str| text.lines().find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_owned));
-    (
-        get("codec_name").unwrap_or_default(),
-        get("sample_rate").and_then(|v| v.parse().ok()).unwrap_or(0),
-        get("channels").and_then(|v| v.parse().ok()).unwrap_or(0),
-        get("duration").and_then(|v| v.parse().ok()).unwrap_or(f64::NAN),
     )
 }
 
@@ -131,11 +112,12 @@ fn every_container_and_codec_records_a_file_ffmpeg_reads_back() {
         let dir = TempDir::new(&format!("record-{}", case.file));
         render(&dir.0, &record_flow(2, case.record), "3");
         let out = dir.path(case.file);
-        let (codec, rate, channels, duration) = probe(&out);
+        let probe = ffprobe(&out);
         let what = case.record;
-        assert_eq!(codec, case.codec, "{what}");
-        assert_eq!(rate, 48_000, "{what}");
-        assert_eq!(channels, 2, "{what}");
+        assert_eq!(probe.codec, case.codec, "{what}");
+        assert_eq!(probe.rate, 48_000, "{what}");
+        assert_eq!(probe.channels, 2, "{what}");
+        let duration = probe.format_duration;
         assert!((duration - 3.0).abs() <= case.frame / 48_000.0 + 1e-3, "{what}: duration {duration}");
         let errors = decode_errors(&out);
         assert!(errors.is_empty(), "{what}: decoding reported: {errors}");

@@ -451,12 +451,9 @@ pub fn build(
                             }
                         })?;
                     built.created.push(path);
-                    let (tx, rx) = rtrb::RingBuffer::new(ring_len * bus_channels);
-                    let worker = recorder
-                        .spawn(format!("airlift-wav-{}", output.name), cadence, rx)
-                        .map_err(|source| BuildError::Thread { flow: flow.clone(), source })?;
-                    sinks.push(Sink::Ring { ring: tx, worker: worker.thread() });
-                    built.workers.push(worker);
+                    ring_sink(&flow, ring_len * bus_channels, &mut sinks, &mut built, |rx| {
+                        recorder.spawn(format!("airlift-wav-{}", output.name), cadence, rx)
+                    })?;
                 }
                 ConsumerSpec::AlsaPlayback(alsa) => {
                     let request = OpenRequest {
@@ -490,17 +487,15 @@ pub fn build(
                         BuildError::Media { flow: flow.clone(), field: format!("{field}.record"), source }
                     })?;
                     built.created.push(path);
-                    let (tx, rx) = rtrb::RingBuffer::new(ring_len * bus_channels);
-                    let worker = encoded::spawn_encoder(
-                        format!("airlift-rec-{}", output.name),
-                        cadence,
-                        rx,
-                        encoder,
-                        mux,
-                    )
-                    .map_err(|source| BuildError::Thread { flow: flow.clone(), source })?;
-                    sinks.push(Sink::Ring { ring: tx, worker: worker.thread() });
-                    built.workers.push(worker);
+                    ring_sink(&flow, ring_len * bus_channels, &mut sinks, &mut built, |rx| {
+                        encoded::spawn_encoder(
+                            format!("airlift-rec-{}", output.name),
+                            cadence,
+                            rx,
+                            encoder,
+                            mux,
+                        )
+                    })?;
                 }
                 ConsumerSpec::Encoded(enc) => {
                     let field = format!("{field}.encoded");
@@ -551,18 +546,16 @@ pub fn build(
                     let metadata =
                         TsMetadata { service_name: enc.service_name.clone(), provider: enc.provider.clone() };
                     let mux = TsMuxer::new(ts_out, &encoder, &metadata, chunk).map_err(media)?;
-                    let (tx, rx) = rtrb::RingBuffer::new(ring_len * bus_channels);
-                    let worker = encoded::spawn_encoder(
-                        format!("airlift-enc-{}", output.name),
-                        cadence,
-                        rx,
-                        encoder,
-                        mux,
-                    )
-                    .map_err(|source| BuildError::Thread { flow: flow.clone(), source })?;
-                    sinks.push(Sink::Ring { ring: tx, worker: worker.thread() });
+                    ring_sink(&flow, ring_len * bus_channels, &mut sinks, &mut built, |rx| {
+                        encoded::spawn_encoder(
+                            format!("airlift-enc-{}", output.name),
+                            cadence,
+                            rx,
+                            encoder,
+                            mux,
+                        )
+                    })?;
                     // The encoder finishes (and flushes into the sender) first.
-                    built.workers.push(worker);
                     built.workers.extend(sender);
                 }
             }
@@ -609,6 +602,22 @@ struct DuplexLatency {
     capture: Option<usize>,
     /// Silence queued ahead of playback: `(periods − 1) × period`.
     playback: Option<usize>,
+}
+
+/// Starts the worker `spawn` makes around a new ring of `capacity` samples
+/// from the audio thread, and adds the ring as a sink. Control thread only.
+fn ring_sink(
+    flow: &str,
+    capacity: usize,
+    sinks: &mut Vec<Sink>,
+    built: &mut BuiltFlow,
+    spawn: impl FnOnce(rtrb::Consumer<f32>) -> std::io::Result<Worker>,
+) -> Result<(), BuildError> {
+    let (tx, rx) = rtrb::RingBuffer::new(capacity);
+    let worker = spawn(rx).map_err(|source| BuildError::Thread { flow: flow.to_owned(), source })?;
+    sinks.push(Sink::Ring { ring: tx, worker: worker.thread() });
+    built.workers.push(worker);
+    Ok(())
 }
 
 /// Opens an ALSA device for `request`, with its own report ring.

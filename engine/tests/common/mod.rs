@@ -130,6 +130,8 @@ pub struct Probe {
     pub channels: u32,
     pub start: f64,
     pub duration: f64,
+    /// The container's duration (for containers without stream durations).
+    pub format_duration: f64,
     pub service_name: Option<String>,
     pub provider: Option<String>,
 }
@@ -141,24 +143,53 @@ impl Probe {
 }
 
 pub fn ffprobe(path: &Path) -> Probe {
+    let value = ffprobe_flat(
+        path,
+        "stream=codec_name,sample_rate,channels,start_time,duration:program_tags=service_name,service_provider:format=duration",
+    );
+    let stream = |key: &str| value(&format!("streams.stream.0.{key}"));
+    Probe {
+        codec: stream("codec_name").unwrap_or_default(),
+        rate: stream("sample_rate").and_then(|v| v.parse().ok()).unwrap_or(0),
+        channels: stream("channels").and_then(|v| v.parse().ok()).unwrap_or(0),
+        start: stream("start_time").and_then(|v| v.parse().ok()).unwrap_or(f64::NAN),
+        duration: stream("duration").and_then(|v| v.parse().ok()).unwrap_or(f64::NAN),
+        format_duration: value("format.duration").and_then(|v| v.parse().ok()).unwrap_or(f64::NAN),
+        service_name: value("programs.program.0.tags.service_name"),
+        provider: value("programs.program.0.tags.service_provider"),
+    }
+}
+
+/// ffprobe's `-of flat` answer for the first audio stream and `entries`:
+/// a lookup by flat key (e.g. `streams.stream.0.codec_name`, `format.duration`).
+pub fn ffprobe_flat(path: &Path, entries: &str) -> impl Fn(&str) -> Option<String> {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "a:0", "-show_entries"])
-        .arg("stream=codec_name,sample_rate,channels,start_time,duration:program_tags=service_name,service_provider")
-        .args(["-of", "default=noprint_wrappers=1"])
+        .args(["-v", "error", "-select_streams", "a:0", "-show_entries", entries, "-of", "flat"])
         .arg(path)
         .output()
         .expect("ffprobe is installed");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let get = |key: &str| text.lines().find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_owned));
-    Probe {
-        codec: get("codec_name").unwrap_or_default(),
-        rate: get("sample_rate").and_then(|v| v.parse().ok()).unwrap_or(0),
-        channels: get("channels").and_then(|v| v.parse().ok()).unwrap_or(0),
-        start: get("start_time").and_then(|v| v.parse().ok()).unwrap_or(f64::NAN),
-        duration: get("duration").and_then(|v| v.parse().ok()).unwrap_or(f64::NAN),
-        service_name: get("TAG:service_name"),
-        provider: get("TAG:service_provider"),
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    move |key: &str| {
+        text.lines().find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            (k == key).then(|| v.trim_matches('"').to_owned())
+        })
     }
+}
+
+/// Kbit/s of the AAC elementary stream in `ts` over `seconds`, copied out
+/// as ADTS next to it.
+pub fn aac_kbps(ts: &Path, seconds: f64) -> f64 {
+    let adts = ts.with_extension("aac");
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-y", "-i"])
+        .arg(ts)
+        .args(["-c", "copy", "-f", "adts"])
+        .arg(&adts)
+        .status()
+        .expect("ffmpeg is installed");
+    assert!(status.success(), "cannot copy the AAC out of {}", ts.display());
+    std::fs::metadata(&adts).unwrap().len() as f64 * 8.0 / seconds / 1000.0
 }
 
 /// Decodes the whole file with ffmpeg; returns its error output (empty

@@ -176,15 +176,49 @@ impl TsMuxer {
     }
 }
 
+/// Writes `packet`, whose timestamps are in `tb`, as stream 0 of `fmt`
+/// (stream time base `stream_tb`); FFmpeg's result code.
+///
+/// # Safety
+/// `fmt` is an open output context whose header is written, and `packet` a
+/// valid packet from an encoder.
+pub(super) unsafe fn write_stream_packet(
+    fmt: *mut ff::AVFormatContext,
+    packet: *mut ff::AVPacket,
+    tb: ff::AVRational,
+    stream_tb: ff::AVRational,
+) -> c_int {
+    // SAFETY: as the caller promises.
+    unsafe {
+        (*packet).stream_index = 0;
+        ff::av_packet_rescale_ts(packet, tb, stream_tb);
+        ff::av_write_frame(fmt, packet)
+    }
+}
+
+/// Frees an output context and its custom AVIO context with its buffer.
+///
+/// # Safety
+/// Both are owned by the caller and used by nothing afterwards; the format
+/// context does not own the AVIO context (AVFMT_FLAG_CUSTOM_IO).
+pub(super) unsafe fn free_output(fmt: *mut ff::AVFormatContext, avio: &mut *mut ff::AVIOContext) {
+    // SAFETY: as the caller promises. FFmpeg may have replaced the AVIO
+    // buffer, hence freeing `(*avio).buffer`, not the original pointer.
+    unsafe {
+        ff::avformat_free_context(fmt);
+        if !avio.is_null() {
+            ff::av_freep((&mut (**avio).buffer as *mut *mut u8).cast());
+            ff::avio_context_free(avio);
+        }
+    }
+}
+
 impl sealed::WritePacket for TsMuxer {
     fn write_packet(&mut self, packet: *mut ff::AVPacket, tb: ff::AVRational) -> Result<(), MediaError> {
         // SAFETY: `packet` is a valid packet from the encoder; the muxer is
         // open (header written) and not finished.
-        unsafe {
-            (*packet).stream_index = 0;
-            ff::av_packet_rescale_ts(packet, tb, self.stream_tb);
-            check(ff::av_write_frame(self.fmt, packet), || "write TS packet".into())?;
-        }
+        let r = unsafe { write_stream_packet(self.fmt, packet, tb, self.stream_tb) };
+        check(r, || "write TS packet".into())?;
         Ok(())
     }
 }
@@ -201,16 +235,10 @@ fn key_field(key: &str) -> &'static str {
 
 impl Drop for TsMuxer {
     fn drop(&mut self) {
-        // SAFETY: we own all three; the format context does not own the
-        // custom AVIO context, whose buffer may have been replaced by FFmpeg
-        // (hence freeing `(*avio).buffer`, not our original pointer); the
+        // SAFETY: we own all three and nothing uses them after this; the
         // output box is freed last, after nothing can call back into it.
         unsafe {
-            ff::avformat_free_context(self.fmt);
-            if !self.avio.is_null() {
-                ff::av_freep((&mut (*self.avio).buffer as *mut *mut u8).cast());
-                ff::avio_context_free(&mut self.avio);
-            }
+            free_output(self.fmt, &mut self.avio);
             drop(Box::from_raw(self.output));
         }
     }

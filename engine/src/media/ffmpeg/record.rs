@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use ffmpeg_sys_next as ff;
 
 use super::encode::{EncoderSetup, find_encoder};
-use super::mux::{Muxer, sealed};
+use super::mux::{Muxer, free_output, sealed, write_stream_packet};
 use super::{Encoder, MediaError, check, quiet};
 
 /// Usual bitrates for lossy encoders when the spec names none; other
@@ -270,11 +270,7 @@ impl sealed::WritePacket for FileMuxer {
     fn write_packet(&mut self, packet: *mut ff::AVPacket, tb: ff::AVRational) -> Result<(), MediaError> {
         // SAFETY: `packet` is a valid packet from the encoder; the muxer is
         // open (header written) and not finished.
-        let r = unsafe {
-            (*packet).stream_index = 0;
-            ff::av_packet_rescale_ts(packet, tb, self.stream_tb);
-            ff::av_write_frame(self.fmt, packet)
-        };
+        let r = unsafe { write_stream_packet(self.fmt, packet, tb, self.stream_tb) };
         self.io_error()?;
         check(r, || format!("write {} packet", self.container))?;
         Ok(())
@@ -298,16 +294,10 @@ impl Muxer for FileMuxer {
 
 impl Drop for FileMuxer {
     fn drop(&mut self) {
-        // SAFETY: we own all three; the format context does not own the
-        // custom AVIO context, whose buffer may have been replaced by FFmpeg
-        // (hence freeing `(*avio).buffer`); the sink is freed last, after
-        // nothing can call back into it.
+        // SAFETY: we own all three and nothing uses them after this; the
+        // sink is freed last, after nothing can call back into it.
         unsafe {
-            ff::avformat_free_context(self.fmt);
-            if !self.avio.is_null() {
-                ff::av_freep((&mut (*self.avio).buffer as *mut *mut u8).cast());
-                ff::avio_context_free(&mut self.avio);
-            }
+            free_output(self.fmt, &mut self.avio);
             drop(Box::from_raw(self.sink));
         }
     }
