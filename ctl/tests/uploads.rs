@@ -691,69 +691,6 @@ fn a_segment_that_no_longer_matches_its_manifest_is_quarantined() {
     cleanup(&dir);
 }
 
-/// Throughput of ctld against `s3cmd put` of the same files, same server,
-/// same run. ctld also uploads each manifest and reads every object back.
-#[test]
-fn throughput_compared_with_s3cmd() {
-    let dir = test_dir("bench");
-    let s3 = S3Server::start(&dir, free_port());
-    let spool = dir.join("spool");
-    let (n, size) = (40u64, 4usize << 20);
-    let expected = write_segments(&spool, "bench", 1, n, size);
-    let copies = dir.join("copies");
-    std::fs::create_dir_all(&copies).expect("copies");
-    let mut files = Vec::new();
-    for seq in 1..=n {
-        let from = spool.join(format!("bench/2026/11/22/bench-{seq:08}.ts"));
-        let to = copies.join(format!("bench-{seq:08}.ts"));
-        std::fs::copy(&from, &to).expect("copy");
-        files.push(to);
-    }
-    let cfg = dir.join("s3cfg");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[default]\naccess_key = {AK}\nsecret_key = {SK}\nhost_base = 127.0.0.1:{p}\nhost_bucket = 127.0.0.1:{p}\n\
-             use_https = False\nsignature_v2 = False\nbucket_location = us-east-1\n",
-            p = s3.port
-        ),
-    )
-    .expect("s3cfg");
-    let t = Instant::now();
-    let ok = Command::new("s3cmd")
-        .arg("-c")
-        .arg(&cfg)
-        .args(["--no-progress", "-q", "put"])
-        .args(&files)
-        .arg(format!("s3://{BUCKET}/s3cmd/"))
-        .status()
-        .expect("s3cmd is installed")
-        .success();
-    let s3cmd_secs = t.elapsed().as_secs_f64();
-    assert!(ok, "s3cmd put failed");
-    let t = Instant::now();
-    let ctld = Ctld::start(&dir, &Options { concurrency: 8, ..Options::new(s3.port) });
-    drain(&ctld, &spool, Duration::from_secs(300));
-    let ours = t.elapsed().as_secs_f64();
-    let mb = (n as f64 * size as f64) / 1e6;
-    let ratio = s3cmd_secs / ours;
-    println!(
-        "throughput: ctld {:.1} MB/s ({ours:.2} s incl. start-up, manifests and read-back), s3cmd put {:.1} MB/s \
-         ({s3cmd_secs:.2} s): ratio {ratio:.2}",
-        mb / ours,
-        mb / s3cmd_secs
-    );
-    let stored: Vec<String> = s3.stored_keys().into_iter().filter(|k| !k.starts_with("s3cmd/")).collect();
-    assert_eq!(stored.len(), expected.len() * 2);
-    // Both share two busy cores with other builds here, so the ratio moves
-    // between runs; AIRLIFT_BENCH_STRICT=1 turns the 0.8× goal into a failure.
-    if std::env::var_os("AIRLIFT_BENCH_STRICT").is_some() {
-        assert!(ratio >= 0.8, "ctld is slower than 0.8× s3cmd: {ratio:.2}");
-    }
-    drop(ctld);
-    cleanup(&dir);
-}
-
 fn cleanup(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
 }
