@@ -6,6 +6,10 @@
 //!
 //! ctld runs without an engine (`[engine] spawn = false`): uploads do not
 //! need one. Segments and manifests are written by the tests themselves.
+//!
+//! [`tls`]: `https://` endpoints behind a private CA (`[[s3]] ca_file`).
+
+mod tls;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -185,11 +189,22 @@ struct Options {
     policy: &'static str,
     concurrency: u32,
     dbus: Option<String>,
+    /// `https://` endpoint instead of `http://`.
+    tls: bool,
+    ca_file: Option<PathBuf>,
 }
 
 impl Options {
     fn new(s3_port: u16) -> Self {
-        Self { s3_port, max_bytes: "1GiB", policy: "drop_oldest", concurrency: 4, dbus: None }
+        Self {
+            s3_port,
+            max_bytes: "1GiB",
+            policy: "drop_oldest",
+            concurrency: 4,
+            dbus: None,
+            tls: false,
+            ca_file: None,
+        }
     }
 }
 
@@ -229,15 +244,17 @@ multipart_threshold = "5MiB"
 part_size = "5MiB"
 [[s3]]
 name = "local"
-endpoint = "http://127.0.0.1:{port}"
+endpoint = "{scheme}://127.0.0.1:{port}"
 bucket = "{BUCKET}"
 prefix = "{PREFIX}/"
 credentials_file = "creds"
-{dbus}"#,
+{ca}{dbus}"#,
             max = o.max_bytes,
             policy = o.policy,
             conc = o.concurrency,
+            scheme = if o.tls { "https" } else { "http" },
             port = o.s3_port,
+            ca = o.ca_file.as_ref().map(|p| format!("ca_file = \"{}\"\n", p.display())).unwrap_or_default(),
         );
         let path = dir.join("airlift.toml");
         std::fs::write(&path, text).expect("config");
