@@ -34,7 +34,8 @@ fuzz:
 	cd fuzz && for t in ipc_decode ts_reader config_parse; do \
 	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 
-## Criterion benches; each reports against a baseline measured in the same run.
+## Criterion benches; each reports against a baseline measured in the same run:
+## mix, rings, render, encode (vs ffmpeg), upload (vs s3cmd put, on a local s3s-fs).
 bench: deps
 	$(CARGO) bench -p airlift-benches
 

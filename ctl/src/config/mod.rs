@@ -361,7 +361,9 @@ pub struct S3Target {
     /// Path-style addressing.
     #[serde(default = "yes")]
     pub path_style: bool,
-    /// Extra CA certificate (PEM) for TLS.
+    /// PEM file of CA certificates trusted for an `https://` endpoint, besides
+    /// the built-in roots (a private CA). Read and checked when the
+    /// configuration is validated: it must hold at least one certificate.
     #[serde(default)]
     pub ca_file: Option<SafePath>,
 }
@@ -649,6 +651,38 @@ fn apply_overrides(config: &mut Config, o: &Overrides, errors: &mut Vec<ConfigEr
     }
 }
 
+/// Largest CA file read (a bundle of a few hundred certificates fits).
+const CA_FILE_MAX: u64 = 1 << 20;
+
+/// Checks that `path` is a regular file of PEM certificates that each parse
+/// as a trust anchor; the message says what is wrong.
+fn check_ca_file(path: &Path) -> Result<usize, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot be read: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot be read: {e}"))?;
+    if !meta.is_file() {
+        return Err("is not a regular file".into());
+    }
+    if meta.len() > CA_FILE_MAX {
+        return Err(format!("is larger than {CA_FILE_MAX} bytes; expected PEM certificates"));
+    }
+    let mut pem = Vec::new();
+    file.take(CA_FILE_MAX).read_to_end(&mut pem).map_err(|e| format!("cannot be read: {e}"))?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("is not valid PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for (i, cert) in certs.iter().enumerate() {
+        roots
+            .add(cert.clone())
+            .map_err(|e| format!("certificate {} is not a usable CA certificate: {e}", i + 1))?;
+    }
+    Ok(certs.len())
+}
+
 struct Context<'a> {
     text: &'a str,
     file: &'a str,
@@ -855,7 +889,34 @@ impl Context<'_> {
             if target.prefix.contains("..") || target.prefix.starts_with('/') {
                 self.at(*at, &format!("{key}.prefix"), "must be relative and must not contain `..`");
             }
+            if let Some(ca) = &target.ca_file {
+                let path = ca.resolve(&config.base_dir);
+                if let Err(message) = check_ca_file(&path) {
+                    let offset = self.key_offset(*at, "ca_file");
+                    self.at(offset, &format!("{key}.ca_file"), format!("{}: {message}", path.display()));
+                }
+            }
         }
+    }
+
+    /// Where `key = …` is written in the table that starts at `table`
+    /// (`table` itself when it is not found, e.g. in an inline table).
+    fn key_offset(&self, table: usize, key: &str) -> usize {
+        let Some(rest) = self.text.get(table..) else { return table };
+        let mut offset = table;
+        for (i, line) in rest.split_inclusive('\n').enumerate() {
+            let trimmed = line.trim_start();
+            if i > 0 && trimmed.starts_with('[') {
+                break;
+            }
+            if let Some(after) = trimmed.strip_prefix(key)
+                && after.trim_start().starts_with('=')
+            {
+                return offset + (line.len() - trimmed.len());
+            }
+            offset += line.len();
+        }
+        table
     }
 
     fn check_upload(&mut self, u: &UploadSection, retention_hours: u32) {
@@ -982,6 +1043,41 @@ bucket = "B"
             assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
         }
         assert!(errors.len() >= 7, "{all}");
+    }
+
+    #[test]
+    fn an_s3_ca_file_must_hold_pem_certificates() {
+        let dir = std::env::temp_dir().join(format!("airlift-config-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("not-pem.pem"), "this is not a certificate\n").unwrap();
+        std::fs::write(
+            dir.join("bad-base64.pem"),
+            "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let config = |ca: &str| {
+            format!(
+                "[[s3]]\nname = \"t\"\nendpoint = \"https://127.0.0.1:9000\"\nbucket = \"archive\"\n\
+                 ca_file = \"{ca}\"\n"
+            )
+        };
+        for (ca, needle) in [
+            ("not-pem.pem", "holds no PEM certificate"),
+            ("bad-base64.pem", "is not valid PEM"),
+            ("missing.pem", "cannot be read"),
+        ] {
+            let errors = parse(&config(ca), "ca.toml", &dir, &Overrides::default()).unwrap_err().0;
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            let shown = errors[0].to_string();
+            assert!(shown.starts_with("ca.toml:5:1: s3[t].ca_file: "), "{shown}");
+            assert!(shown.contains(ca) && shown.contains(needle), "{shown}");
+        }
+        let inline =
+            "s3 = [{ name = \"t\", endpoint = \"https://h\", bucket = \"archive\", ca_file = \"x.pem\" }]\n";
+        let errors = parse(inline, "ca.toml", &dir, &Overrides::default()).unwrap_err().0;
+        assert_eq!(errors[0].key, "s3[t].ca_file");
+        assert_eq!(errors[0].position.map(|p| p.0), Some(1));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -105,11 +105,28 @@ impl std::fmt::Debug for S3Bucket {
 }
 
 fn s3_err(op: &'static str) -> impl FnOnce(minio::s3::error::Error) -> UploadError {
-    move |e| UploadError::S3 { op, message: e.to_string() }
+    move |e| UploadError::S3 { op, message: chain(&e) }
 }
 
 fn v_err(op: &'static str) -> impl FnOnce(minio::s3::error::ValidationErr) -> UploadError {
-    move |e| UploadError::S3 { op, message: e.to_string() }
+    move |e| UploadError::S3 { op, message: chain(&e) }
+}
+
+/// An error with its causes, `outer: inner: …`. minio's own messages are
+/// generic ("Network error occurred"); the cause — connection refused, an
+/// unknown certificate issuer — is in the chain.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+        next = cause.source();
+    }
+    text
 }
 
 async fn timed<T>(
@@ -141,7 +158,7 @@ impl S3Bucket {
             .skip_region_lookup(true)
             .app_info(Some(("airlift".into(), crate::VERSION.into())))
             .build()
-            .map_err(|e| bad(e.to_string()))?;
+            .map_err(|e| bad(chain(&e)))?;
         Ok(Self { name, prefix: target.prefix.clone(), bucket: target.bucket.clone(), client })
     }
 
@@ -316,5 +333,14 @@ mod tests {
         assert!(Credentials::parse(":x").is_none());
         assert_eq!(unhex("00ff10"), Some(vec![0, 255, 16]));
         assert_eq!(unhex("0g"), None);
+    }
+
+    #[test]
+    fn error_messages_carry_their_causes() {
+        let inner = std::io::Error::other("invalid peer certificate: UnknownIssuer");
+        let outer = minio::s3::error::Error::from(minio::s3::error::IoError::IOError(inner));
+        let text = chain(&outer);
+        assert!(text.starts_with("Drive IO error occurred: "), "{text}");
+        assert!(text.ends_with("UnknownIssuer"), "{text}");
     }
 }
