@@ -30,7 +30,7 @@ pub trait Node1 {
     /// Stops a pull job.
     fn stop_pull(&self, id: &str) -> zbus::Result<()>;
     /// Pull jobs.
-    fn list_pulls(&self) -> zbus::Result<Vec<(String, String)>>;
+    fn list_pulls(&self) -> zbus::Result<Vec<(String, String, String)>>;
     /// Status dictionary.
     fn status(&self) -> zbus::Result<HashMap<String, OwnedVariant>>;
     /// Reloads the configuration.

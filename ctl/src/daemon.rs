@@ -10,10 +10,10 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::{self, Config, Overrides};
 pub use crate::controller::ConfigSource;
-use crate::controller::Controller;
+use crate::controller::{Controller, sync_ports};
 use crate::engine_link::{EngineLink, EngineLinkConfig, Shared};
 use crate::http::{self, HttpState};
-use crate::ports::{PortAllocator, udp_port_free};
+use crate::ports::PortAllocator;
 use crate::upload::SpoolAction;
 
 /// Finds the engine binary: the configured one, else `airlift-engine`
@@ -63,10 +63,6 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
     let security = http::HttpSecurity::load(&config.http.view(&http_paths)).context("[http]")?;
     let shared = Shared::new();
 
-    let mut ports = PortAllocator::new(config.srt.port_range);
-    reserve_ports(&mut ports, &config);
-    shared.metrics.srt_ports_total.set(ports.capacity() as i64);
-    shared.metrics.srt_ports_in_use.set(ports.held() as i64);
     shared.metrics.spool_limit_bytes.set(i64::try_from(config.spool.max_bytes.0).unwrap_or(i64::MAX));
 
     let mut args = Vec::new();
@@ -86,6 +82,11 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
         spawn: config.engine.spawn.then(|| engine_binary(&config)),
         args,
     };
+    // Listener ports are reserved before the engine binds them.
+    let mut ports = PortAllocator::new(config.srt.port_range);
+    sync_ports(&mut ports, &config.resolved_state());
+    shared.metrics.srt_ports_total.set(ports.capacity() as i64);
+    shared.metrics.srt_ports_in_use.set(ports.held() as i64);
     let link = EngineLink::start(link_config, config.resolved_state(), shared.clone());
     let (uploads, mut spool_actions, upload_task) =
         crate::upload::start(&config, shared.clone()).context("cannot start the uploader")?;
@@ -112,7 +113,8 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
 
     let spawned = config.engine.spawn;
     let dbus_config = config.dbus.clone();
-    let controller = Arc::new(Controller::new(link, shared, http_state.clone(), config, source, overrides));
+    let controller =
+        Arc::new(Controller::new(link, shared, http_state.clone(), config, source, overrides, ports));
     let _dbus = match crate::dbus::serve(controller.clone(), &dbus_config).await {
         Ok(conn) => conn,
         Err(e) => {
@@ -174,7 +176,7 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
 async fn recording(controller: &Controller, action: SpoolAction) {
     use airlift_ipc::message::Command;
     use airlift_ipc::spec::{ConsumerSpec, TsSink};
-    let state = controller.config().await.state;
+    let state = controller.desired_state().await;
     for f in &state.flows {
         let segments = f.outputs.iter().any(
             |o| matches!(&o.consumer, ConsumerSpec::Encoded(e) if matches!(e.sink, TsSink::Segments(_))),
@@ -199,38 +201,6 @@ async fn recording(controller: &Controller, action: SpoolAction) {
         match controller.link.command(command).await {
             Ok(()) => tracing::warn!(pull = %p.name, "spool policy: {action:?}"),
             Err(e) => tracing::error!(pull = %p.name, "spool policy {action:?} failed: {e}"),
-        }
-    }
-}
-
-fn reserve_ports(ports: &mut PortAllocator, config: &Config) {
-    use airlift_ipc::spec::{ConsumerSpec, ProducerSpec, SrtMode, TsSink};
-    let mut listeners = Vec::new();
-    for f in &config.state.flows {
-        for i in &f.inputs {
-            if let ProducerSpec::SrtIn(s) = &i.producer
-                && let SrtMode::Listener { port } = s.srt.mode
-            {
-                listeners.push((port.get(), format!("flow {} input {}", f.name, i.name)));
-            }
-        }
-        for o in &f.outputs {
-            if let ConsumerSpec::Encoded(e) = &o.consumer
-                && let TsSink::Srt(s) = &e.sink
-                && let SrtMode::Listener { port } = s.mode
-            {
-                listeners.push((port.get(), format!("flow {} output {}", f.name, o.name)));
-            }
-        }
-    }
-    for p in &config.state.pulls {
-        if let SrtMode::Listener { port } = p.source.mode {
-            listeners.push((port.get(), format!("pull {}", p.name)));
-        }
-    }
-    for (port, owner) in listeners {
-        if let Err(e) = ports.reserve(port, &owner, udp_port_free) {
-            tracing::warn!(port, %owner, "SRT port: {e}");
         }
     }
 }

@@ -20,7 +20,7 @@ use airlift_ipc::message::{EngineToCtl, FlowState};
 use crate::upload::UploadEvent;
 
 use crate::config::{BusKind, DbusSection};
-use crate::controller::{ControlError, Controller};
+use crate::controller::{ControlError, Controller, PullOptions};
 
 /// The well-known name.
 pub const BUS_NAME: &str = "org.airlift.Node1";
@@ -203,18 +203,19 @@ impl NodeService {
         Ok(self.ctl.set_pan(flow, input, pan).await?)
     }
 
-    /// Starts a pull job from `srt://host:port`; returns its id.
+    /// Starts pulling an `srt://` URL into segments; returns the job's id.
+    /// Options: `name` (s), `segment_seconds` (u), `max_segment_bytes` (t).
     async fn start_pull(
         &self,
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
         url: &str,
-        _options: HashMap<String, OwnedValue>,
+        options: HashMap<String, OwnedValue>,
     ) -> Result<String, NodeError> {
         bounded("url", url)?;
         self.policy.check(&hdr, conn).await?;
-        parse_srt_url(url)?;
-        Err(NodeError::NotSupported("pull jobs are not available in this build".into()))
+        let options = pull_options(&options)?;
+        Ok(self.ctl.start_pull(url, options).await?)
     }
 
     /// Stops a pull job.
@@ -226,18 +227,12 @@ impl NodeService {
     ) -> Result<(), NodeError> {
         bounded("id", id)?;
         self.policy.check(&hdr, conn).await?;
-        Err(NodeError::NotFound(format!("no pull job {:?}", id.chars().take(64).collect::<String>())))
+        Ok(self.ctl.stop_pull(id).await?)
     }
 
-    /// Pull jobs as (id, state).
-    async fn list_pulls(&self) -> Vec<(String, String)> {
-        let config = self.ctl.config().await;
-        config
-            .state
-            .pulls
-            .iter()
-            .map(|p| (p.name.to_string(), "not running (pull jobs are not available in this build)".into()))
-            .collect()
+    /// Pull jobs as (id, state, source URL without its passphrase).
+    async fn list_pulls(&self) -> Vec<(String, String, String)> {
+        self.ctl.pulls().await.into_iter().map(|p| (p.name, p.state, p.source)).collect()
     }
 
     /// The node's status as a dictionary.
@@ -444,22 +439,33 @@ impl FlowObject {
     }
 }
 
-fn parse_srt_url(url: &str) -> Result<(String, u16), NodeError> {
-    let bad = || {
-        NodeError::InvalidArgument(format!(
-            "{:?} is not a URL like srt://host:port",
-            url.chars().take(80).collect::<String>()
-        ))
-    };
-    let rest = url.strip_prefix("srt://").ok_or_else(bad)?;
-    let hostport = rest.split(['?', '/']).next().ok_or_else(bad)?;
-    let (host, port) = hostport.rsplit_once(':').ok_or_else(bad)?;
-    let port: u16 = port.parse().map_err(|_| bad())?;
-    airlift_ipc::units::Host::new(host).map_err(|_| bad())?;
-    if port == 0 {
-        return Err(bad());
+/// `StartPull`'s options: known keys with their D-Bus types, nothing else.
+fn pull_options(options: &HashMap<String, OwnedValue>) -> Result<PullOptions, NodeError> {
+    let mut out = PullOptions::default();
+    let wrong =
+        |key: &str, ty: &str| NodeError::InvalidArgument(format!("option {key} must be of type {ty}"));
+    for (key, value) in options {
+        match key.as_str() {
+            "name" => {
+                let v: &str = value.downcast_ref().map_err(|_| wrong(key, "s"))?;
+                bounded("name", v)?;
+                out.name = Some(v.to_owned());
+            }
+            "segment_seconds" => {
+                out.segment_seconds = Some(value.downcast_ref().map_err(|_| wrong(key, "u"))?)
+            }
+            "max_segment_bytes" => {
+                out.max_segment_bytes = Some(value.downcast_ref().map_err(|_| wrong(key, "t"))?)
+            }
+            other => {
+                return Err(NodeError::InvalidArgument(format!(
+                    "unknown option {:?} (known: name, segment_seconds, max_segment_bytes)",
+                    other.chars().take(64).collect::<String>()
+                )));
+            }
+        }
     }
-    Ok((host.to_string(), port))
+    Ok(out)
 }
 
 fn flow_path(name: &str) -> Option<OwnedObjectPath> {
@@ -617,11 +623,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn srt_urls() {
-        assert!(parse_srt_url("srt://127.0.0.1:9000").is_ok());
-        assert!(parse_srt_url("srt://cam.example.net:9000?latency=200").is_ok());
-        for bad in ["http://x:1", "srt://x", "srt://x:0", "srt://x:99999", "srt://a b:1", "srt://:1"] {
-            assert!(parse_srt_url(bad).is_err(), "{bad}");
+    fn pull_options_are_typed() {
+        let opt = |k: &str, v: Value<'_>| HashMap::from([(k.to_string(), OwnedValue::try_from(v).unwrap())]);
+        let o = pull_options(&opt("name", Value::from("cam1"))).unwrap();
+        assert_eq!(o.name.as_deref(), Some("cam1"));
+        assert_eq!(
+            pull_options(&opt("segment_seconds", Value::from(4u32))).unwrap().segment_seconds,
+            Some(4)
+        );
+        assert_eq!(
+            pull_options(&opt("max_segment_bytes", Value::from(1u64 << 20))).unwrap().max_segment_bytes,
+            Some(1 << 20)
+        );
+        for bad in [
+            opt("segment_seconds", Value::from("6")),
+            opt("max_segment_bytes", Value::from(5u32)),
+            opt("name", Value::from(3u32)),
+            opt("colour", Value::from("blue")),
+            opt("name", Value::from("x".repeat(MAX_ARG + 1).as_str())),
+        ] {
+            assert!(matches!(pull_options(&bad), Err(NodeError::InvalidArgument(_))), "{bad:?}");
         }
     }
 

@@ -41,6 +41,8 @@ pub struct EngineView {
     pub engine_pid: Option<u32>,
     /// State of each flow as last reported.
     pub flows: BTreeMap<String, FlowState>,
+    /// State of each pull job as last reported.
+    pub pulls: BTreeMap<String, FlowState>,
     /// Flows whose silence detector reports silence.
     pub silent: BTreeMap<String, bool>,
     /// Engine gaps: (when it started, how long), newest last, at most 100.
@@ -432,7 +434,10 @@ fn handle_event(session: &mut Session, shared: &Arc<Shared>, msg: EngineToCtl) {
             tracing::info!(%engine_version, pid, "engine said hello");
             shared.view().engine_pid = Some(*pid);
         }
-        EngineToCtl::PullState { job, state } => tracing::info!(job = %job, ?state, "pull job state"),
+        EngineToCtl::PullState { job, state } => {
+            tracing::info!(job = %job, ?state, "pull job state");
+            shared.view().pulls.insert(job.to_string(), state.clone());
+        }
         EngineToCtl::SegmentClosed(m) => {
             tracing::info!(job = %m.job, sequence = m.sequence, bytes = m.bytes, "segment closed");
             let label = crate::metrics::JobLabel { job: m.job.to_string() };

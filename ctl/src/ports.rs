@@ -119,6 +119,11 @@ impl PortAllocator {
         self.range.len()
     }
 
+    /// Every held port with its owner.
+    pub fn held_ports(&self) -> impl Iterator<Item = (u16, &str)> {
+        self.held.iter().map(|(&p, o)| (p, o.as_str()))
+    }
+
     /// Who holds `port`.
     pub fn owner(&self, port: u16) -> Option<&str> {
         self.held.get(&port).map(String::as_str)

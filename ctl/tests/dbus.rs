@@ -42,6 +42,7 @@ struct Node {
     ctld: Child,
     bus: Bus,
     dir: PathBuf,
+    http: u16,
 }
 
 impl Drop for Node {
@@ -83,10 +84,14 @@ consumer = "null"
 
 impl Node {
     fn start(tag: &str) -> Self {
+        Self::start_with(tag, CONFIG)
+    }
+
+    fn start_with(tag: &str, config: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("airlift-dbus-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("airlift.toml"), CONFIG).unwrap();
+        std::fs::write(dir.join("airlift.toml"), config).unwrap();
         let bus = Bus::start(&dir);
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let ctld_bin = PathBuf::from(env!("CARGO_BIN_EXE_airlift-ctld"));
@@ -99,7 +104,7 @@ impl Node {
             .stderr(std::fs::File::create(dir.join("ctld.log")).unwrap())
             .spawn()
             .unwrap();
-        let node = Self { ctld, bus, dir };
+        let node = Self { ctld, bus, dir, http: port };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let out = node.busctl(&[
@@ -479,4 +484,103 @@ fn arbitrary_arguments_never_break_the_daemon() {
         .unwrap();
     let flows = rt.block_on(proxy.list_flows()).unwrap();
     assert_eq!(flows, vec![("main".to_string(), "running".to_string())]);
+}
+
+/// A metric's value from ctld's `/metrics`.
+fn metric(node: &Node, name: &str) -> Option<f64> {
+    let out = Command::new("curl")
+        .args(["-sf", &format!("http://127.0.0.1:{}/metrics", node.http)])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")).and_then(|v| v.trim().parse().ok()))
+}
+
+/// Pull jobs over D-Bus: a listener on a port from the pool receives an
+/// `ffmpeg` stream that lands in segments; limits, duplicate names and bad
+/// options are refused by name; stopping frees the port.
+#[test]
+fn pull_jobs_start_list_and_stop_over_dbus() {
+    let first = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().min(60_000);
+    let config =
+        format!("{CONFIG}\n[srt]\nport_range = \"{first}-{}\"\n\n[limits]\nmax_pull_jobs = 2\n", first + 19);
+    let node = Node::start_with("pulls", &config);
+    let out = node.gdbus(
+        "StartPull",
+        &["'srt://:0?mode=listener&latency=80'", "{'name': <'cam1'>, 'segment_seconds': <@u 1>}"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("'cam1'"), "{}", text(&out));
+    let list = text(&node.gdbus("ListPulls", &[]));
+    let port: u16 = list
+        .split("srt://:")
+        .nth(1)
+        .and_then(|r| r.split('?').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no listener port in {list}"));
+    assert!((first..=first + 19).contains(&port), "{port} outside the pool: {list}");
+    assert_eq!(metric(&node, "airlift_srt_ports_in_use"), Some(1.0));
+
+    // Refusals, each by name, changing nothing.
+    for (args, error) in [
+        (vec!["'srt://127.0.0.1:9?mode=caller'", "{'name': <'cam1'>}"], "InvalidArgument"),
+        (vec!["'srt://127.0.0.1:9'", "{'colour': <'blue'>}"], "InvalidArgument"),
+        (vec!["'srt://127.0.0.1:9'", "{'segment_seconds': <'six'>}"], "InvalidArgument"),
+        (vec!["'srt://127.0.0.1:9?latency=5'", "@a{sv} {}"], "InvalidArgument"),
+    ] {
+        let t = text(&node.gdbus("StartPull", &args));
+        assert!(t.contains(&format!("org.airlift.Node1.Error.{error}")), "{args:?}: {t}");
+    }
+    let out = node.gdbus("StartPull", &["'srt://127.0.0.1:9?streamid=cam2'", "{'name': <'cam2'>}"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&node.gdbus("StartPull", &["'srt://127.0.0.1:9'", "@a{sv} {}"]));
+    assert!(t.contains("org.airlift.Node1.Error.LimitReached"), "{t}");
+
+    // A stream into the allocated port lands in closed segments.
+    let mut sender = Command::new("timeout")
+        .args(["30", "ffmpeg", "-v", "error", "-nostdin", "-re", "-f", "lavfi", "-i"])
+        .arg("sine=frequency=440:sample_rate=48000:duration=4")
+        .args(["-c:a", "aac", "-b:a", "128k", "-f", "mpegts"])
+        .arg(format!("srt://127.0.0.1:{port}?pkt_size=1316"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg is installed");
+    let manifests = || {
+        let mut n = 0;
+        let mut stack = vec![node.dir.join("spool/cam1")];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "json") {
+                    n += 1;
+                }
+            }
+        }
+        n
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while manifests() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = sender.kill();
+    let _ = sender.wait();
+    assert!(manifests() >= 2, "no segments from the pulled stream: {}", node.log());
+    let list = text(&node.gdbus("ListPulls", &[]));
+    assert!(list.contains("('cam1', 'running'") || list.contains("('cam1', 'failed"), "{list}");
+
+    // Stopping ends the job and frees its port; a second stop finds nothing.
+    let out = node.gdbus("StopPull", &["'cam1'"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let list = text(&node.gdbus("ListPulls", &[]));
+    assert!(!list.contains("cam1") && list.contains("cam2"), "{list}");
+    assert_eq!(metric(&node, "airlift_srt_ports_in_use"), Some(0.0));
+    let t = text(&node.gdbus("StopPull", &["'cam1'"]));
+    assert!(t.contains("org.airlift.Node1.Error.NotFound"), "{t}");
+    let out = airliftctl(&node, &["--json", "pull", "list"]);
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(json.contains("\"id\": \"cam2\"") && json.contains("streamid=cam2"), "{json}");
 }

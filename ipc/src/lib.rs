@@ -37,6 +37,7 @@ pub mod frame;
 pub mod message;
 pub mod report;
 pub mod spec;
+pub mod srt_url;
 pub mod units;
 
 pub use frame::{FrameError, MAX_PAYLOAD_LEN, PROTOCOL_VERSION};

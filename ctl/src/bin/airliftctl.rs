@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use futures_util::StreamExt;
+use zbus::{OwnedVariant, Variant};
 
 use airlift_ctl::client::{BusChoice, Failure, MeterView, Node1Proxy, classify, connect, status_json};
 
@@ -130,10 +131,21 @@ enum FlowsCmd {
 
 #[derive(Subcommand)]
 enum PullCmd {
-    /// Start pulling `srt://host:port`.
+    /// Start pulling an SRT stream into segments: `srt://host:port` (caller)
+    /// or `srt://:port?mode=listener` (port 0: one from the node's pool);
+    /// query options latency (ms), passphrase, pbkeylen, streamid.
     Start {
         /// Source URL.
         url: String,
+        /// Job name (default pull-N).
+        #[arg(long)]
+        name: Option<String>,
+        /// Target segment duration in seconds (default 6).
+        #[arg(long)]
+        segment_seconds: Option<u32>,
+        /// Forced cut size in bytes (default: the node's limit).
+        #[arg(long)]
+        max_segment_bytes: Option<u64>,
     },
     /// Stop a pull job.
     Stop {
@@ -224,19 +236,32 @@ async fn run(cli: Cli, conn: zbus::Connection) -> zbus::Result<()> {
         Cmd::Gain { flow, input, db } => node.set_gain(&flow, &input, db).await?,
         Cmd::Mute { flow, input, off } => node.set_mute(&flow, &input, !off).await?,
         Cmd::Pan { flow, input, position } => node.set_pan(&flow, &input, position).await?,
-        Cmd::Pull { action: PullCmd::Start { url } } => {
-            println!("{}", node.start_pull(&url, HashMap::new()).await?)
+        Cmd::Pull { action: PullCmd::Start { url, name, segment_seconds, max_segment_bytes } } => {
+            let mut options = HashMap::new();
+            if let Some(n) = name {
+                options.insert("name".to_string(), OwnedVariant::try_from(Variant::from(n))?);
+            }
+            if let Some(s) = segment_seconds {
+                options.insert("segment_seconds".to_string(), OwnedVariant::try_from(Variant::from(s))?);
+            }
+            if let Some(b) = max_segment_bytes {
+                options.insert("max_segment_bytes".to_string(), OwnedVariant::try_from(Variant::from(b))?);
+            }
+            println!("{}", node.start_pull(&url, options).await?)
         }
         Cmd::Pull { action: PullCmd::Stop { id } } => node.stop_pull(&id).await?,
         Cmd::Pull { action: PullCmd::List } => {
             let pulls = node.list_pulls().await?;
             if cli.json {
                 print_json(&serde_json::json!(
-                    pulls.iter().map(|(n, s)| serde_json::json!({"id": n, "state": s})).collect::<Vec<_>>()
+                    pulls
+                        .iter()
+                        .map(|(n, s, u)| serde_json::json!({"id": n, "state": s, "source": u}))
+                        .collect::<Vec<_>>()
                 ));
             } else {
-                for (id, state) in pulls {
-                    println!("{id:24} {state}");
+                for (id, state, source) in pulls {
+                    println!("{id:24} {state:12} {source}");
                 }
             }
         }

@@ -1,0 +1,221 @@
+//! `srt://` URLs in the form libsrt's tools (`srt-live-transmit`) and FFmpeg
+//! write them: `srt://host:port?latency=200&passphrase=…` for a caller,
+//! `srt://:port?mode=listener` for a listener (port 0: let ctld pick one from
+//! its pool). Query values are percent-decoded; `latency` is in
+//! milliseconds, as in libsrt's URI syntax.
+
+use crate::spec::{KeyLength, SrtMode, SrtSpec};
+use crate::units::{Host, Passphrase, Port, SrtLatencyMs, StreamId, UnitError};
+
+/// Longest URL accepted.
+pub const MAX_URL_LEN: usize = 4096;
+
+/// Caller or listener, as the URL says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlMode {
+    /// Connect to `host:port`.
+    Caller {
+        /// Remote host.
+        host: Host,
+        /// Remote port.
+        port: Port,
+    },
+    /// Listen on a local port; `None` (port 0 in the URL): any free port of
+    /// the node's pool.
+    Listener {
+        /// The port, if the URL fixes one.
+        port: Option<Port>,
+    },
+}
+
+/// A parsed `srt://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrtUrl {
+    /// Endpoint.
+    pub mode: UrlMode,
+    /// Receiver latency (`latency=`, ms; 120 when absent).
+    pub latency_ms: SrtLatencyMs,
+    /// `passphrase=`.
+    pub passphrase: Option<Passphrase>,
+    /// `pbkeylen=` 16, 24 or 32.
+    pub key_length: KeyLength,
+    /// `streamid=`.
+    pub stream_id: Option<StreamId>,
+}
+
+fn bad(url: &str, why: impl std::fmt::Display) -> UnitError {
+    let shown: String = url.chars().take(80).collect();
+    UnitError::new("SRT URL", format!("{shown:?}: {why}"))
+}
+
+/// Percent-decodes a query value (`+` stays a plus, as in RFC 3986).
+fn decode(url: &str, value: &str) -> Result<String, UnitError> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| bad(url, "a % is not followed by two hex digits"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| bad(url, "a value is not UTF-8 once decoded"))
+}
+
+impl SrtUrl {
+    /// Parses `url`; every refusal names what is wrong.
+    pub fn parse(url: &str) -> Result<Self, UnitError> {
+        if url.len() > MAX_URL_LEN {
+            return Err(bad(url, format!("longer than {MAX_URL_LEN} bytes")));
+        }
+        let rest = url.strip_prefix("srt://").ok_or_else(|| bad(url, "does not start with srt://"))?;
+        let (authority, query) = match rest.split_once('?') {
+            Some((a, q)) => (a, q),
+            None => (rest, ""),
+        };
+        let authority = authority.strip_suffix('/').unwrap_or(authority);
+        let (host, port) =
+            authority.rsplit_once(':').ok_or_else(|| bad(url, "has no port (srt://host:port)"))?;
+        let port: u16 = port.parse().map_err(|_| bad(url, format!("port {port:?} is not 0 to 65535")))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+
+        let mut mode = None;
+        let mut latency_ms = SrtLatencyMs::new(120)?;
+        let mut passphrase = None;
+        let mut key_length = KeyLength::default();
+        let mut stream_id = None;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) =
+                pair.split_once('=').ok_or_else(|| bad(url, format!("{pair:?} has no value")))?;
+            let value = decode(url, value)?;
+            match key {
+                "mode" => mode = Some(value),
+                "latency" => {
+                    let ms: u32 = value
+                        .parse()
+                        .map_err(|_| bad(url, format!("latency {value:?} is not milliseconds")))?;
+                    latency_ms = SrtLatencyMs::new(ms)?;
+                }
+                "passphrase" => passphrase = Some(Passphrase::new(value)?),
+                "pbkeylen" => {
+                    key_length = match value.as_str() {
+                        "16" => KeyLength::Aes128,
+                        "24" => KeyLength::Aes192,
+                        "32" => KeyLength::Aes256,
+                        _ => return Err(bad(url, format!("pbkeylen {value:?} is not 16, 24 or 32"))),
+                    }
+                }
+                "streamid" => stream_id = Some(StreamId::new(value)?),
+                other => {
+                    return Err(bad(
+                        url,
+                        format!(
+                            "unknown option {other:?} (known: mode, latency, passphrase, pbkeylen, streamid)"
+                        ),
+                    ));
+                }
+            }
+        }
+        let listener = match mode.as_deref() {
+            Some("listener") => true,
+            Some("caller") => false,
+            None => host.is_empty(),
+            Some(other) => return Err(bad(url, format!("mode {other:?} is not caller or listener"))),
+        };
+        let mode = if listener {
+            if !host.is_empty() && host != "0.0.0.0" && host != "::" {
+                return Err(bad(
+                    url,
+                    "a listener binds every address: leave the host out (srt://:port?mode=listener)",
+                ));
+            }
+            UrlMode::Listener { port: (port != 0).then(|| Port::new(port)).transpose()? }
+        } else {
+            if host.is_empty() {
+                return Err(bad(url, "a caller needs a host"));
+            }
+            UrlMode::Caller {
+                host: Host::new(host)?,
+                port: Port::new(port).map_err(|_| bad(url, "a caller needs a port"))?,
+            }
+        };
+        Ok(Self { mode, latency_ms, passphrase, key_length, stream_id })
+    }
+
+    /// The endpoint spec; a listener without a port takes `listener_port`
+    /// (`None` if neither fixes one).
+    pub fn into_spec(self, listener_port: Option<Port>) -> Option<SrtSpec> {
+        let mode = match self.mode {
+            UrlMode::Caller { host, port } => SrtMode::Caller { host, port },
+            UrlMode::Listener { port } => SrtMode::Listener { port: port.or(listener_port)? },
+        };
+        Some(SrtSpec {
+            mode,
+            latency_ms: self.latency_ms,
+            passphrase: self.passphrase,
+            key_length: self.key_length,
+            stream_id: self.stream_id,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callers_and_listeners() {
+        let u = SrtUrl::parse("srt://10.0.0.21:9000?latency=500&streamid=%23!%3A%3Ar%3Dcam1&pbkeylen=32&passphrase=correct%20horse")
+            .unwrap();
+        assert_eq!(
+            u.mode,
+            UrlMode::Caller { host: Host::new("10.0.0.21").unwrap(), port: Port::new(9000).unwrap() }
+        );
+        assert_eq!(u.latency_ms.get(), 500);
+        assert_eq!(u.stream_id.as_ref().map(StreamId::as_str), Some("#!::r=cam1"));
+        assert_eq!(u.key_length, KeyLength::Aes256);
+        assert_eq!(u.passphrase.as_ref().map(Passphrase::expose), Some("correct horse"));
+
+        let l = SrtUrl::parse("srt://:31000?mode=listener").unwrap();
+        assert_eq!(l.mode, UrlMode::Listener { port: Some(Port::new(31000).unwrap()) });
+        let any = SrtUrl::parse("srt://:0").unwrap();
+        assert_eq!(any.mode, UrlMode::Listener { port: None });
+        assert!(any.clone().into_spec(None).is_none());
+        let spec = any.into_spec(Some(Port::new(31005).unwrap())).unwrap();
+        assert_eq!(spec.mode, SrtMode::Listener { port: Port::new(31005).unwrap() });
+    }
+
+    #[test]
+    fn refusals_name_the_problem() {
+        for (url, why) in [
+            ("http://x:1", "srt://"),
+            ("srt://host", "no port"),
+            ("srt://host:99999", "port"),
+            ("srt://host:0", "caller needs a port"),
+            ("srt://:9000?mode=caller", "caller needs a host"),
+            ("srt://10.0.0.1:9000?mode=listener", "leave the host out"),
+            ("srt://h:1?mode=rendezvous", "rendezvous"),
+            ("srt://h:1?latency=fast", "milliseconds"),
+            ("srt://h:1?latency=5", "SRT latency"),
+            ("srt://h:1?pbkeylen=20", "pbkeylen"),
+            ("srt://h:1?passphrase=short", "passphrase"),
+            ("srt://h:1?oops=1", "unknown option"),
+            ("srt://h:1?streamid=%zz", "hex"),
+            ("srt://h:1?streamid=%+1", "hex"),
+            ("srt://bad host:1", "host"),
+        ] {
+            let e = SrtUrl::parse(url).unwrap_err().to_string();
+            assert!(e.contains(why), "{url}: {e}");
+        }
+        assert!(SrtUrl::parse(&format!("srt://h:1?streamid={}", "x".repeat(5000))).is_err());
+    }
+}

@@ -1,0 +1,56 @@
+//! `srt://` URLs from outside (D-Bus `StartPull`, `airliftctl pull start`):
+//! any string parses or is refused with a message, never a panic; every
+//! URL built from valid parts parses back to those parts.
+
+use airlift_ipc::spec::KeyLength;
+use airlift_ipc::srt_url::{SrtUrl, UrlMode};
+use proptest::prelude::*;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    #[test]
+    fn arbitrary_text_never_panics(tail in ".{0,300}", prefixed in any::<bool>()) {
+        let url = if prefixed { format!("srt://{tail}") } else { tail };
+        if let Err(e) = SrtUrl::parse(&url) {
+            prop_assert!(!e.message.is_empty());
+        }
+    }
+
+    #[test]
+    fn query_soup_never_panics(
+        host in "[a-z0-9.:\\[\\]]{0,20}",
+        port in any::<u32>(),
+        pairs in prop::collection::vec(("[a-z]{1,12}", "[ -~%]{0,40}"), 0..6),
+    ) {
+        let query: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = SrtUrl::parse(&format!("srt://{host}:{port}?{}", query.join("&")));
+    }
+
+    #[test]
+    fn valid_parts_round_trip(
+        octets in prop::array::uniform4(0u8..=255),
+        port in 1u16..,
+        latency in 20u32..=10_000,
+        key in prop::sample::select(vec![(16, KeyLength::Aes128), (24, KeyLength::Aes192), (32, KeyLength::Aes256)]),
+        secret in "[a-zA-Z0-9 #&=%]{10,40}",
+    ) {
+        let host = format!("{}.{}.{}.{}", octets[0], octets[1], octets[2], octets[3]);
+        let encoded: String = secret
+            .bytes()
+            .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+            .collect();
+        let url = format!("srt://{host}:{port}?latency={latency}&pbkeylen={}&passphrase={encoded}", key.0);
+        let parsed = SrtUrl::parse(&url).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        match &parsed.mode {
+            UrlMode::Caller { host: h, port: p } => {
+                prop_assert_eq!(h.as_str(), host.as_str());
+                prop_assert_eq!(p.get(), port);
+            }
+            UrlMode::Listener { .. } => prop_assert!(false, "a caller URL parsed as a listener"),
+        }
+        prop_assert_eq!(parsed.latency_ms.get(), latency);
+        prop_assert_eq!(parsed.key_length, key.1);
+        prop_assert_eq!(parsed.passphrase.as_ref().map(|p| p.expose()), Some(secret.as_str()));
+    }
+}
