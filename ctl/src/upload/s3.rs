@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
+use futures_util::StreamExt;
 use minio::s3::builders::{PutObject, UploadPart};
 use minio::s3::client::{MinioClient, MinioClientBuilder};
 use minio::s3::creds::StaticProvider;
@@ -116,17 +117,7 @@ fn v_err(op: &'static str) -> impl FnOnce(minio::s3::error::ValidationErr) -> Up
 /// generic ("Network error occurred"); the cause — connection refused, an
 /// unknown certificate issuer — is in the chain.
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        let c = cause.to_string();
-        if !text.contains(&c) {
-            text.push_str(": ");
-            text.push_str(&c);
-        }
-        next = cause.source();
-    }
-    text
+    airlift_ipc::report::chain_text(e)
 }
 
 async fn timed<T>(
@@ -301,12 +292,23 @@ impl S3Bucket {
         }
         if size <= plan.read_back_max {
             let get = self.client.get_object(self.bucket.as_str(), key).map_err(v_err("get"))?.build();
-            let body = timed("get", plan.timeout, async {
+            // Hashed as it arrives: no second copy of the object in memory.
+            let (digest, read) = timed("get", plan.timeout, async {
                 let r = get.send().await.map_err(s3_err("get"))?;
-                r.into_bytes().await.map_err(s3_err("get"))
+                let (mut body, _) = r.into_boxed_stream().map_err(s3_err("get"))?;
+                let (mut hasher, mut read) = (Sha256::new(), 0u64);
+                while let Some(chunk) = body.next().await {
+                    let chunk = chunk.map_err(|e| UploadError::S3 { op: "get", message: chain(&e) })?;
+                    read += chunk.len() as u64;
+                    hasher.update(&chunk);
+                }
+                Ok((hasher.finalize(), read))
             })
             .await?;
-            let got = super::spool::hex(&Sha256::digest(&body));
+            if read != size {
+                return Err(mismatch(format!("{read} bytes read back, {size} expected")));
+            }
+            let got = super::spool::hex(&digest);
             if got != sha256 {
                 return Err(mismatch(format!("stored SHA-256 {got}, expected {sha256}")));
             }
