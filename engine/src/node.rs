@@ -177,7 +177,6 @@ impl Node {
         events: &mut Vec<EngineToCtl>,
     ) -> Result<(), NodeError> {
         state.validate().map_err(|e| NodeError::Build(BuildError::Invalid(e)))?;
-        self.apply_pulls(&state.pulls, events)?;
         let mut prepared = Vec::new();
         let mut restart = Vec::new();
         let wanted: Vec<&FlowSpec> = state.flows.iter().filter(|s| !self.stopped.contains(&s.name)).collect();
@@ -220,6 +219,9 @@ impl Node {
             }
             prepared.push((spec, build(spec, &self.options, Vec::new())?));
         }
+        // Every new graph is built: only now do pull jobs change, so a flow
+        // that fails to build leaves them as they were.
+        self.apply_pulls(&state.pulls, events)?;
         for spec in retuned {
             self.retune(spec)?;
         }

@@ -298,3 +298,45 @@ no_data_timeout_s = 1
     let out = std::fs::read_to_string(dir.path("engine.out")).unwrap();
     assert!(out.contains("pull cam: Stopped") || out.contains("pull cam: Running"), "{out}");
 }
+
+/// A desired state whose flow cannot be built changes nothing, pull jobs
+/// included: the new job is not started and the old one keeps running.
+#[test]
+fn a_refused_state_leaves_the_pull_jobs_as_they_were() {
+    use airlift_engine::Node;
+    use airlift_engine::graph::BuildOptions;
+    use airlift_engine::media::spool::Spool;
+    use airlift_engine::rt::thread::RealtimeRequest;
+    use airlift_ipc::spec::DesiredState;
+
+    let dir = TempDir::new("pull-refused");
+    let options = BuildOptions { spool: Spool::new(dir.path("spool")), ..BuildOptions::default() };
+    let mut node = Node::new(options, RealtimeRequest::default());
+    let mut events = Vec::new();
+    let first: DesiredState = toml::from_str(&pull_state(free_port(), 4)).unwrap();
+    node.apply_state(&first, &mut events).unwrap();
+    let bad_flow = r#"
+[[flow]]
+name = "broken"
+
+[[flow.input]]
+name = "missing"
+producer = { file = { path = "/nonexistent/airlift/input.wav" } }
+
+[[flow.output]]
+name = "void"
+consumer = "null"
+"#;
+    let second = format!(
+        "{}{}{bad_flow}",
+        pull_state(free_port(), 4),
+        pull_state(free_port(), 4).replace("\"cam\"", "\"cam2\"")
+    );
+    let second: DesiredState = toml::from_str(&second).unwrap();
+    let err = node.apply_state(&second, &mut events).unwrap_err();
+    assert!(err.to_string().contains("input.wav"), "{err}");
+    let jobs: Vec<(String, _)> = node.pulls().map(|(n, j)| (n.to_string(), j.spec().clone())).collect();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0].1, first.pulls[0], "the running job was replaced");
+    node.shutdown(&mut events);
+}
