@@ -72,6 +72,7 @@ pub struct Metrics {
     periods: Family<FlowLabel, Counter>,
     deadline_misses: Family<FlowLabel, Counter>,
     late_periods: Family<FlowLabel, Counter>,
+    ring_fill: Family<RingLabel, Gauge<f64, AtomicU64>>,
     max_late: Family<FlowLabel, Gauge<f64, AtomicU64>>,
     underruns: Family<FlowLabel, Counter>,
     overruns: Family<FlowLabel, Counter>,
@@ -132,6 +133,16 @@ pub struct LinkLabel {
     pub flow: String,
     /// The link (its worker thread's name).
     pub link: String,
+}
+
+/// Labels naming one side of a flow's worker rings.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RingLabel {
+    /// The flow.
+    pub flow: String,
+    /// `input` (lowest fill of the input rings) or `output` (highest fill
+    /// of the output rings).
+    pub side: String,
 }
 
 /// Labels naming a recording or pull job.
@@ -199,6 +210,7 @@ impl Metrics {
             periods: Family::default(),
             deadline_misses: Family::default(),
             late_periods: Family::default(),
+            ring_fill: Family::default(),
             max_late: Family::default(),
             underruns: Family::default(),
             overruns: Family::default(),
@@ -248,6 +260,12 @@ impl Metrics {
             "late_periods",
             "Periods that finished after the next deadline and were caught up without losing audio",
             m.late_periods.clone(),
+        );
+        registry.register(
+            "ring_fill_ratio",
+            "Fill of the rings between a flow's audio thread and its workers since the last report: lowest of the \
+             input rings (near 0: an underrun is close), highest of the output rings (near 1: an overrun is close)",
+            m.ring_fill.clone(),
         );
         registry.register(
             "period_lateness_max_seconds",
@@ -414,6 +432,17 @@ impl Metrics {
             self.grow(&self.deadline_misses.get_or_create(&l), &s.flow, "misses", s.deadline_misses);
             self.grow(&self.late_periods.get_or_create(&l), &s.flow, "late", s.late_periods);
             self.max_late.get_or_create(&l).set(f64::from(s.max_late_us) / 1e6);
+            for (side, fill) in [("input", s.input_ring_low), ("output", s.output_ring_high)] {
+                let label = RingLabel { flow: s.flow.clone(), side: side.into() };
+                match fill {
+                    Some(f) => {
+                        self.ring_fill.get_or_create(&label).set(f64::from(f));
+                    }
+                    None => {
+                        self.ring_fill.remove(&label);
+                    }
+                }
+            }
             self.grow(&self.underruns.get_or_create(&l), &s.flow, "underruns", s.underruns);
             self.grow(&self.overruns.get_or_create(&l), &s.flow, "overruns", s.overruns);
             self.grow(&self.xruns.get_or_create(&l), &s.flow, "xruns", s.xruns);
@@ -481,6 +510,9 @@ impl Metrics {
         }
         self.max_process.remove(&l);
         self.max_late.remove(&l);
+        for side in ["input", "output"] {
+            self.ring_fill.remove(&RingLabel { flow: flow.to_string(), side: side.into() });
+        }
         if let Ok(mut last) = self.last.lock() {
             last.retain(|(f, _), _| f != flow);
         }

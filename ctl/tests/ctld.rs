@@ -266,6 +266,14 @@ fn metrics_pass_promtool() {
     let (code, metrics) = ctld.get("/metrics").unwrap();
     assert_eq!(code, 200);
     assert!(metrics.contains("airlift_periods_total{flow=\"a\"}"), "{metrics}");
+    // Flow a's WAV recorder drains its ring: far from full, never absent.
+    let high: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("airlift_ring_fill_ratio{flow=\"a\",side=\"output\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no output ring fill for flow a: {metrics}"));
+    assert!((0.0..0.9).contains(&high), "output ring fill {high}");
+    assert!(!metrics.contains("airlift_ring_fill_ratio{flow=\"a\",side=\"input\"}"), "a has no input ring");
     assert!(
         metrics.contains("airlift_srt_connected{flow=\"srt\",link=\"airlift-srt-tx-out\"} 0"),
         "{metrics}"

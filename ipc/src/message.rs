@@ -294,6 +294,15 @@ pub struct FlowStats {
     pub drift_ppm: Option<f64>,
     /// State and statistics of the flow's SRT connections.
     pub srt_links: Vec<SrtLinkStats>,
+    /// Lowest fill (0–1) of the rings from the flow's input workers (files,
+    /// SRT inputs) since the previous report: headroom before an underrun.
+    #[serde(default)]
+    pub input_ring_low: Option<f32>,
+    /// Highest fill (0–1) of the rings to the flow's output workers
+    /// (recorders, encoders) since the previous report: near 1 an overrun
+    /// is close.
+    #[serde(default)]
+    pub output_ring_high: Option<f32>,
 }
 
 /// One SRT connection of a flow (input or output).

@@ -54,3 +54,19 @@ proptest! {
         prop_assert_eq!(parsed.passphrase.as_ref().map(|p| p.expose()), Some(secret.as_str()));
     }
 }
+
+/// The committed corpus of the `srt_url` fuzz target parses or is refused,
+/// never panics.
+#[test]
+fn fuzz_corpus_replays_cleanly() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/srt_url");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).expect("the fuzz corpus is committed") {
+        let bytes = std::fs::read(entry.expect("corpus entry").path()).expect("corpus file");
+        if let Ok(text) = std::str::from_utf8(&bytes) {
+            let _ = SrtUrl::parse(text);
+        }
+        files += 1;
+    }
+    assert!(files >= 5, "corpus has only {files} files");
+}

@@ -355,6 +355,9 @@ impl RtGraph {
             let (underrun, ended) = pull_input(input, planes, frames, stride, pacing);
             report.underrun |= underrun;
             report.sources_ended &= ended;
+            if let Source::Ring { ring, .. } = &input.source {
+                self.counters.input_fill(ring.slots(), ring.buffer().capacity());
+            }
         }
         self.update_terms(frames);
         for bc in 0..self.bus_channels {
@@ -389,6 +392,7 @@ impl RtGraph {
                 if !write_interleaved(ring, &self.bus, stride, self.bus_channels, frames) {
                     report.overrun = true;
                 }
+                self.counters.output_fill(ring.slots(), ring.buffer().capacity());
                 if pacing == Pacing::Offline && ring.slots() < ring.buffer().capacity() / 2 {
                     worker.unpark();
                 }

@@ -39,6 +39,12 @@ pub struct FlowCounters {
     pub process_ns_total: AtomicU64,
     /// Processing-load histogram.
     pub load: [AtomicU64; BUCKETS],
+    /// Lowest fill of an input ring since the last snapshot, stored as
+    /// `1001 − permille` so that `fetch_max` finds it (0: no input ring).
+    pub input_fill_low: AtomicU64,
+    /// Highest fill of an output ring since the last snapshot, stored as
+    /// `permille + 1` (0: no output ring).
+    pub output_fill_high: AtomicU64,
 }
 
 impl FlowCounters {
@@ -53,7 +59,22 @@ impl FlowCounters {
         self.load[bucket].fetch_add(1, Relaxed);
     }
 
-    /// A snapshot for IPC. Control thread only.
+    /// Notes an input ring's fill after a period. Realtime-safe.
+    pub fn input_fill(&self, slots: usize, capacity: usize) {
+        let permille = (slots * 1000 / capacity.max(1)).min(1000) as u64;
+        self.input_fill_low.fetch_max(1001 - permille, Relaxed);
+    }
+
+    /// Notes an output ring's fill (`free` slots of `capacity`) after a
+    /// period. Realtime-safe.
+    pub fn output_fill(&self, free: usize, capacity: usize) {
+        let used = capacity.saturating_sub(free);
+        let permille = (used * 1000 / capacity.max(1)).min(1000) as u64;
+        self.output_fill_high.fetch_max(permille + 1, Relaxed);
+    }
+
+    /// A snapshot for IPC. Control thread only. The ring fills restart
+    /// with each snapshot: they cover the time since the previous one.
     pub fn snapshot(&self, flow: &str, realtime: RealtimeReport) -> FlowStats {
         FlowStats {
             flow: flow.to_owned(),
@@ -75,6 +96,41 @@ impl FlowCounters {
             },
             drift_ppm: self.bridged.load(Relaxed).then(|| self.drift_ppb.load(Relaxed) as f64 / 1e3),
             srt_links: Vec::new(),
+            input_ring_low: match self.input_fill_low.swap(0, Relaxed) {
+                0 => None,
+                v => Some((1001 - v.min(1001)) as f32 / 1000.0),
+            },
+            output_ring_high: match self.output_fill_high.swap(0, Relaxed) {
+                0 => None,
+                v => Some((v - 1) as f32 / 1000.0),
+            },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_fills_keep_the_extremes_until_the_next_snapshot() {
+        let c = FlowCounters::default();
+        let none = c.snapshot("f", RealtimeReport::default());
+        assert_eq!((none.input_ring_low, none.output_ring_high), (None, None));
+        for (slots, free) in [(900, 700), (250, 100), (600, 950)] {
+            c.input_fill(slots, 1000);
+            c.output_fill(free, 1000);
+        }
+        let s = c.snapshot("f", RealtimeReport::default());
+        assert_eq!(s.input_ring_low, Some(0.25));
+        assert_eq!(s.output_ring_high, Some(0.9));
+        c.input_fill(0, 1000);
+        c.output_fill(1000, 1000);
+        let s = c.snapshot("f", RealtimeReport::default());
+        assert_eq!((s.input_ring_low, s.output_ring_high), (Some(0.0), Some(0.0)));
+        c.input_fill(1000, 1000);
+        c.output_fill(0, 1000);
+        let s = c.snapshot("f", RealtimeReport::default());
+        assert_eq!((s.input_ring_low, s.output_ring_high), (Some(1.0), Some(1.0)));
     }
 }

@@ -329,6 +329,8 @@ pub fn engine_to_ctl() -> impl Strategy<Value = EngineToCtl> {
                 realtime,
                 latency_frames: (frames % 3 == 0).then_some(frames / 7),
                 drift_ppm: (frames % 5 == 0).then_some((frames % 200) as f64 - 100.0),
+                input_ring_low: (frames % 2 == 0).then_some((frames % 1001) as f32 / 1000.0),
+                output_ring_high: (frames % 3 == 1).then_some((periods % 1001) as f32 / 1000.0),
                 srt_links: (0..frames % 3)
                     .map(|i| SrtLinkStats {
                         name: format!("airlift-srt-tx-{i}"),
