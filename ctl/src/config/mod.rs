@@ -658,11 +658,12 @@ const CA_FILE_MAX: u64 = 1 << 20;
 /// as a trust anchor; the message says what is wrong.
 fn check_ca_file(path: &Path) -> Result<usize, String> {
     use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot be read: {e}"))?;
-    let meta = file.metadata().map_err(|e| format!("cannot be read: {e}"))?;
+    // Looked at before it is opened: opening a FIFO would block.
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot be read: {e}"))?;
     if !meta.is_file() {
         return Err("is not a regular file".into());
     }
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot be read: {e}"))?;
     if meta.len() > CA_FILE_MAX {
         return Err(format!("is larger than {CA_FILE_MAX} bytes; expected PEM certificates"));
     }
