@@ -429,6 +429,7 @@ fn handle_event(session: &mut Session, shared: &Arc<Shared>, msg: EngineToCtl) {
         EngineToCtl::Stats(stats) => {
             let periods = shared.periods.lock().map(|p| p.clone()).unwrap_or_default();
             shared.metrics.record_stats(&stats.flows, &periods);
+            shared.metrics.record_pulls(&stats.pulls);
         }
         EngineToCtl::Hello { engine_version, pid, .. } => {
             tracing::info!(%engine_version, pid, "engine said hello");

@@ -15,7 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
-use airlift_ipc::message::{ChannelMeter, FlowStats, Loudness, PROCESS_LOAD_BUCKETS};
+use airlift_ipc::message::{ChannelMeter, FlowStats, Loudness, PROCESS_LOAD_BUCKETS, PullStats};
 
 /// Labels naming a flow.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -113,6 +113,15 @@ pub struct Metrics {
     pub segments: Family<JobLabel, Counter>,
     /// Bytes of closed segments, per job.
     pub segment_bytes: Family<JobLabel, Counter>,
+    pull_connects: Family<JobLabel, Counter>,
+    pull_bytes: Family<JobLabel, Counter>,
+    pull_packets: Family<JobLabel, Counter>,
+    pull_cc_errors: Family<JobLabel, Counter>,
+    pull_unparsable: Family<JobLabel, Counter>,
+    pull_forced_cuts: Family<JobLabel, Counter>,
+    pull_bitrate: Family<JobLabel, Gauge>,
+    pull_pcr_jitter: Family<JobLabel, Gauge<f64, AtomicU64>>,
+    pull_since_key: Family<JobLabel, Gauge<f64, AtomicU64>>,
     /// Config reloads by result.
     pub reloads: Family<ResultLabel, Counter>,
     /// Bytes in the spool.
@@ -124,6 +133,7 @@ pub struct Metrics {
     /// Upload metrics.
     pub upload: UploadMetrics,
     last: Mutex<HashMap<(String, &'static str), u64>>,
+    known_pulls: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// Labels naming an SRT link of a flow.
@@ -242,11 +252,21 @@ impl Metrics {
             srt_retransmits: Family::default(),
             srt_bytes: Family::default(),
             segment_bytes: Family::default(),
+            pull_connects: Family::default(),
+            pull_bytes: Family::default(),
+            pull_packets: Family::default(),
+            pull_cc_errors: Family::default(),
+            pull_unparsable: Family::default(),
+            pull_forced_cuts: Family::default(),
+            pull_bitrate: Family::default(),
+            pull_pcr_jitter: Family::default(),
+            pull_since_key: Family::default(),
             spool_bytes: Gauge::default(),
             spool_limit_bytes: Gauge::default(),
             uptime_seconds: Gauge::default(),
             upload: UploadMetrics::default(),
             last: Mutex::new(HashMap::new()),
+            known_pulls: Mutex::new(std::collections::BTreeSet::new()),
             registry: Registry::default(),
         };
         registry.register("frames", "Frames processed per flow", m.frames.clone());
@@ -357,6 +377,35 @@ impl Metrics {
             m.srt_bytes.clone(),
         );
         registry.register("segment_bytes", "Bytes of segments closed in the spool", m.segment_bytes.clone());
+        registry.register("pull_connects", "Connections a pull job made", m.pull_connects.clone());
+        registry.register("pull_received_bytes", "Bytes a pull job received", m.pull_bytes.clone());
+        registry.register("pull_packets", "TS packets a pull job read", m.pull_packets.clone());
+        registry.register(
+            "pull_cc_errors",
+            "Continuity-counter errors in a pulled stream (packets lost before us)",
+            m.pull_cc_errors.clone(),
+        );
+        registry.register(
+            "pull_unparsable_packets",
+            "Packets of a pulled stream that were not TS",
+            m.pull_unparsable.clone(),
+        );
+        registry.register(
+            "pull_forced_cuts",
+            "Segment cuts forced by the size limit (no key frame in time)",
+            m.pull_forced_cuts.clone(),
+        );
+        registry.register("pull_bitrate_bps", "Bits per second a pull job receives", m.pull_bitrate.clone());
+        registry.register(
+            "pull_pcr_jitter_max_seconds",
+            "Largest PCR jitter of a pulled stream (includes network and sender bursts)",
+            m.pull_pcr_jitter.clone(),
+        );
+        registry.register(
+            "pull_since_key_frame_seconds",
+            "Time since a pulled stream's last key frame (absent before the first)",
+            m.pull_since_key.clone(),
+        );
         registry.register("config_reloads", "Configuration reloads by result", m.reloads.clone());
         registry.register("spool_bytes", "Bytes in the spool", m.spool_bytes.clone());
         registry.register("spool_limit_bytes", "Configured spool limit", m.spool_limit_bytes.clone());
@@ -420,6 +469,61 @@ impl Metrics {
         let prev = last.insert((flow.to_string(), what), now).unwrap_or(0);
         // A smaller value means the engine restarted: all of it is new.
         counter.inc_by(if now >= prev { now - prev } else { now });
+    }
+
+    /// Folds the pull jobs of one engine stats report in; series of jobs
+    /// no longer reported are dropped.
+    pub fn record_pulls(&self, pulls: &[PullStats]) {
+        for p in pulls {
+            let l = JobLabel { job: p.job.clone() };
+            let key = format!("pull/{}", p.job);
+            self.grow(&self.pull_connects.get_or_create(&l), &key, "connects", p.connects);
+            self.grow(&self.pull_bytes.get_or_create(&l), &key, "bytes", p.bytes);
+            self.grow(&self.pull_packets.get_or_create(&l), &key, "packets", p.packets);
+            self.grow(&self.pull_cc_errors.get_or_create(&l), &key, "cc_errors", p.cc_errors);
+            self.grow(&self.pull_unparsable.get_or_create(&l), &key, "unparsable", p.unparsable_packets);
+            self.grow(&self.pull_forced_cuts.get_or_create(&l), &key, "forced_cuts", p.forced_cuts);
+            self.pull_bitrate.get_or_create(&l).set(i64::try_from(p.bitrate_bps).unwrap_or(i64::MAX));
+            self.pull_pcr_jitter.get_or_create(&l).set(p.pcr_jitter_us as f64 / 1e6);
+            match p.since_key_frame_ms {
+                Some(ms) => {
+                    self.pull_since_key.get_or_create(&l).set(ms as f64 / 1e3);
+                }
+                None => {
+                    self.pull_since_key.remove(&l);
+                }
+            }
+        }
+        let gone: Vec<String> = self
+            .known_pulls
+            .lock()
+            .map(|mut known| {
+                let now: std::collections::BTreeSet<String> = pulls.iter().map(|p| p.job.clone()).collect();
+                let gone = known.difference(&now).cloned().collect();
+                *known = now;
+                gone
+            })
+            .unwrap_or_default();
+        for job in gone {
+            let l = JobLabel { job: job.clone() };
+            for fam in [
+                &self.pull_connects,
+                &self.pull_bytes,
+                &self.pull_packets,
+                &self.pull_cc_errors,
+                &self.pull_unparsable,
+                &self.pull_forced_cuts,
+            ] {
+                fam.remove(&l);
+            }
+            self.pull_bitrate.remove(&l);
+            self.pull_pcr_jitter.remove(&l);
+            self.pull_since_key.remove(&l);
+            if let Ok(mut last) = self.last.lock() {
+                let key = format!("pull/{job}");
+                last.retain(|(f, _), _| f != &key);
+            }
+        }
     }
 
     /// Folds one engine stats report in; `period_seconds` gives each flow's

@@ -569,6 +569,36 @@ fn pull_jobs_start_list_and_stop_over_dbus() {
     let _ = sender.kill();
     let _ = sender.wait();
     assert!(manifests() >= 2, "no segments from the pulled stream: {}", node.log());
+    // The job's statistics reach /metrics (reported each second), in a
+    // form promtool accepts.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(&node, "airlift_pull_packets_total{job=\"cam1\"}").unwrap_or(0.0) < 100.0
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        metric(&node, "airlift_pull_packets_total{job=\"cam1\"}").unwrap_or(0.0) >= 100.0,
+        "no pull statistics"
+    );
+    assert!(metric(&node, "airlift_pull_received_bytes_total{job=\"cam1\"}").unwrap_or(0.0) >= 18_800.0);
+    assert_eq!(metric(&node, "airlift_pull_cc_errors_total{job=\"cam1\"}"), Some(0.0));
+    assert_eq!(metric(&node, "airlift_pull_connects_total{job=\"cam1\"}"), Some(1.0));
+    let body = Command::new("curl")
+        .args(["-sf", &format!("http://127.0.0.1:{}/metrics", node.http)])
+        .output()
+        .unwrap()
+        .stdout;
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is installed");
+    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), &body).unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(checked.status.success(), "promtool: {}", String::from_utf8_lossy(&checked.stderr));
     let list = text(&node.gdbus("ListPulls", &[]));
     assert!(list.contains("('cam1', 'running'") || list.contains("('cam1', 'failed"), "{list}");
 
@@ -578,6 +608,15 @@ fn pull_jobs_start_list_and_stop_over_dbus() {
     let list = text(&node.gdbus("ListPulls", &[]));
     assert!(!list.contains("cam1") && list.contains("cam2"), "{list}");
     assert_eq!(metric(&node, "airlift_srt_ports_in_use"), Some(0.0));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(&node, "airlift_pull_packets_total{job=\"cam1\"}").is_some() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        metric(&node, "airlift_pull_packets_total{job=\"cam1\"}"),
+        None,
+        "a stopped job's series stay"
+    );
     let t = text(&node.gdbus("StopPull", &["'cam1'"]));
     assert!(t.contains("org.airlift.Node1.Error.NotFound"), "{t}");
     let out = airliftctl(&node, &["--json", "pull", "list"]);

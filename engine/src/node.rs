@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use airlift_ipc::message::{ChannelMeter, EngineStats, EngineToCtl, FlowState, RejectKind, Rejection};
+use airlift_ipc::message::{
+    ChannelMeter, EngineStats, EngineToCtl, FlowState, PullStats, RejectKind, Rejection,
+};
 use airlift_ipc::spec::{
     ConsumerSpec, DesiredState, FlowSpec, ProducerSpec, PullSpec, SrtMode, SrtSpec, TsSink,
 };
@@ -390,7 +392,28 @@ impl Node {
 
     /// Statistics of every running flow.
     pub fn stats(&self) -> EngineStats {
-        EngineStats { flows: self.running.values().map(RunningFlow::stats).collect() }
+        let pulls = self
+            .pulls
+            .iter()
+            .map(|(job, pull)| {
+                let s = pull.status();
+                let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+                PullStats {
+                    job: job.to_string(),
+                    connects: get(&s.connects),
+                    bytes: get(&s.bytes),
+                    packets: get(&s.packets),
+                    bitrate_bps: get(&s.bitrate_bps),
+                    cc_errors: get(&s.cc_errors),
+                    unparsable_packets: get(&s.garbage),
+                    pcr_jitter_us: get(&s.pcr_jitter_us),
+                    segments: get(&s.segments),
+                    forced_cuts: get(&s.forced_cuts),
+                    since_key_frame_ms: s.since_key_ms(),
+                }
+            })
+            .collect();
+        EngineStats { flows: self.running.values().map(RunningFlow::stats).collect(), pulls }
     }
 
     /// State and statistics of every SRT link, by flow. Control thread only.

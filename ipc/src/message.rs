@@ -247,6 +247,36 @@ pub struct Loudness {
 pub struct EngineStats {
     /// Per-flow statistics.
     pub flows: Vec<FlowStats>,
+    /// Per pull job statistics.
+    #[serde(default)]
+    pub pulls: Vec<PullStats>,
+}
+
+/// Statistics of one pull job.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PullStats {
+    /// The job.
+    pub job: String,
+    /// Connections made.
+    pub connects: u64,
+    /// Bytes received.
+    pub bytes: u64,
+    /// TS packets read.
+    pub packets: u64,
+    /// Received bits per second over the last second.
+    pub bitrate_bps: u64,
+    /// Continuity-counter errors in the source.
+    pub cc_errors: u64,
+    /// Packets that did not parse as TS.
+    pub unparsable_packets: u64,
+    /// Largest PCR jitter seen, microseconds.
+    pub pcr_jitter_us: u64,
+    /// Segments closed.
+    pub segments: u64,
+    /// Cuts forced by the maximum segment size (no key frame in time).
+    pub forced_cuts: u64,
+    /// Milliseconds since the last key frame, if one was seen.
+    pub since_key_frame_ms: Option<u64>,
 }
 
 /// Statistics of one flow.

@@ -365,6 +365,25 @@ pub fn engine_to_ctl() -> impl Strategy<Value = EngineToCtl> {
             total
         }),
         (name(), any::<bool>()).prop_map(|(flow, silent)| EngineToCtl::Silence { flow, silent }),
-        prop::collection::vec(flow_stats, 0..3).prop_map(|flows| EngineToCtl::Stats(EngineStats { flows })),
+        (prop::collection::vec(flow_stats, 0..3), prop::collection::vec(pull_stats(), 0..3))
+            .prop_map(|(flows, pulls)| EngineToCtl::Stats(EngineStats { flows, pulls })),
     ]
+}
+
+fn pull_stats() -> impl Strategy<Value = PullStats> {
+    ("[a-z0-9-]{1,16}", prop::array::uniform8(any::<u64>()), prop::option::of(any::<u64>())).prop_map(
+        |(job, v, since_key_frame_ms)| PullStats {
+            job,
+            connects: v[0],
+            bytes: v[1],
+            packets: v[2],
+            bitrate_bps: v[3],
+            cc_errors: v[4],
+            unparsable_packets: v[5],
+            pcr_jitter_us: v[6],
+            segments: v[7],
+            forced_cuts: v[0] / 7,
+            since_key_frame_ms,
+        },
+    )
 }
