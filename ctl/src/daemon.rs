@@ -33,22 +33,6 @@ pub fn engine_binary(config: &Config) -> PathBuf {
     PathBuf::from("airlift-engine")
 }
 
-fn spool_size(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
-        for e in entries.flatten() {
-            match e.metadata() {
-                Ok(m) if m.is_dir() => stack.push(e.path()),
-                Ok(m) => total += m.len(),
-                Err(_) => {}
-            }
-        }
-    }
-    total
-}
-
 /// Runs ctld until SIGINT or SIGTERM.
 pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> anyhow::Result<()> {
     let spool = config.spool_dir();
@@ -151,7 +135,7 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
             _ = int.recv() => break,
             _ = term.recv() => break,
             _ = tick.tick() => {
-                http_state.spool_bytes.store(spool_size(&spool), Relaxed);
+                http_state.spool_bytes.store(crate::upload::spool::total_bytes(&spool), Relaxed);
             }
             Some(action) = spool_actions.recv() => recording(&controller, action).await,
         }
