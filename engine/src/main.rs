@@ -225,22 +225,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     l.bytes
                 );
             }
-            for (job, pull) in node.pulls() {
-                let s = pull.status();
-                let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            for p in node.stats().pulls {
+                let state = node
+                    .pulls()
+                    .find(|(n, _)| n.as_str() == p.job)
+                    .map_or_else(|| "Stopped".to_owned(), |(_, j)| format!("{:?}", j.status().state()));
                 println!(
-                    "pull {job}: {:?}, {} connects, {} bytes, {} packets, {:.2} Mbit/s, {} CC errors, {} unparsable packets, PCR jitter {} us, {} segments ({} cut at the size limit), last key frame {:?} ms ago",
-                    s.state(),
-                    get(&s.connects),
-                    get(&s.bytes),
-                    get(&s.packets),
-                    get(&s.bitrate_bps) as f64 / 1e6,
-                    get(&s.cc_errors),
-                    get(&s.garbage),
-                    get(&s.pcr_jitter_us),
-                    get(&s.segments),
-                    get(&s.forced_cuts),
-                    s.since_key_ms()
+                    "pull {}: {}, {} connects, {} bytes, {} packets, {:.2} Mbit/s, {} CC errors, {} unparsable packets, PCR jitter {} us, {} segments ({} cut at the size limit), last key frame {:?} ms ago",
+                    p.job,
+                    state,
+                    p.connects,
+                    p.bytes,
+                    p.packets,
+                    p.bitrate_bps as f64 / 1e6,
+                    p.cc_errors,
+                    p.unparsable_packets,
+                    p.pcr_jitter_us,
+                    p.segments,
+                    p.forced_cuts,
+                    p.since_key_frame_ms
                 );
             }
             node.shutdown(&mut events);
