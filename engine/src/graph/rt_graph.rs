@@ -460,6 +460,43 @@ fn interleave_into(out: &mut [f32], planes: &[f32], stride: usize, channels: usi
 }
 
 /// Fills an input's planes for one period; returns (underrun, ended).
+/// Spreads interleaved frames of `channels` samples (`a` then `b`: the two
+/// halves of a ring read) over planes `stride` apart.
+fn deinterleave(a: &[f32], b: &[f32], planes: &mut [f32], stride: usize, channels: usize) {
+    if a.len().is_multiple_of(channels) {
+        transpose(a, planes, stride, channels, 0);
+        transpose(b, planes, stride, channels, a.len() / channels);
+        return;
+    }
+    // A read that splits a frame (writers push whole frames into rings of
+    // whole frames, so this is the exception). Counters, not `i % channels`
+    // and `i / channels`: a division per sample is slow.
+    let (mut c, mut f) = (0, 0);
+    for &s in a.iter().chain(b) {
+        planes[c * stride + f] = s;
+        c += 1;
+        if c == channels {
+            c = 0;
+            f += 1;
+        }
+    }
+}
+
+/// Whole interleaved frames into planes from frame `first` on, in blocks of
+/// 16 frames so each plane is written a cache line at a time.
+fn transpose(src: &[f32], planes: &mut [f32], stride: usize, channels: usize, first: usize) {
+    const BLOCK: usize = 16;
+    for (i, block) in src.chunks(BLOCK * channels).enumerate() {
+        let (start, n) = (first + i * BLOCK, block.len() / channels);
+        for c in 0..channels {
+            let plane = &mut planes[c * stride + start..][..n];
+            for (f, d) in plane.iter_mut().enumerate() {
+                *d = block[f * channels + c];
+            }
+        }
+    }
+}
+
 fn pull_input(
     input: &mut RtInput,
     planes: &mut [f32],
@@ -489,9 +526,7 @@ fn pull_input(
             let got = available / ch;
             if let Ok(chunk) = ring.read_chunk(available) {
                 let (a, b) = chunk.as_slices();
-                for (i, &s) in a.iter().chain(b.iter()).enumerate() {
-                    planes[(i % ch) * stride + i / ch] = s;
-                }
+                deinterleave(a, b, planes, stride, ch);
                 chunk.commit_all();
             }
             for c in 0..ch {
@@ -532,6 +567,32 @@ mod tests {
                     for c in 0..channels {
                         prop_assert_eq!(got[f * channels + c], planes[c * stride + f]);
                     }
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn deinterleaving_a_split_read_is_exact(
+            channels in 1usize..70,
+            frames in 1usize..40,
+            split in 0.0f64..1.0,
+            whole_frames: bool,
+        ) {
+            let stride = frames + 2;
+            let interleaved: Vec<f32> = (0..frames * channels).map(|i| i as f32).collect();
+            let at = if whole_frames {
+                (frames as f64 * split) as usize * channels
+            } else {
+                (interleaved.len() as f64 * split) as usize
+            };
+            let mut planes = vec![-1.0; channels * stride];
+            deinterleave(&interleaved[..at], &interleaved[at..], &mut planes, stride, channels);
+            for c in 0..channels {
+                for f in 0..stride {
+                    let want = if f < frames { interleaved[f * channels + c] } else { -1.0 };
+                    prop_assert_eq!(planes[c * stride + f], want);
                 }
             }
         }
