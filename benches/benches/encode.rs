@@ -1,10 +1,13 @@
 //! 64-channel WAV → stereo mix → AAC 128 kbit/s in an MPEG-TS file, by
 //! Airlift's offline render and by the `ffmpeg` CLI (`-threads 1`, `pan`
 //! filter doing the same fold-down) in the same run; and stereo WAV → AAC
-//! 128k TS alone, to compare the encode cost. Besides criterion's wall
-//! times, the CPU seconds per audio second of both (getrusage) are printed,
-//! since Airlift's render and encoder run on two threads.
+//! 128k TS alone, to compare the encode cost. Airlift's render codes the
+//! AAC in chunks on one encoder per CPU (`airlift_render`); the same render
+//! with one encoder, as a live flow encodes, is `airlift_render_one_encoder`.
+//! Besides criterion's wall times, the CPU seconds per audio second of each
+//! (getrusage over all threads) are printed.
 
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -37,7 +40,7 @@ fn write_wav(path: &Path, channels: u16) {
     w.finalize().expect("bench WAV");
 }
 
-fn airlift(input: &Path, out: &Path) {
+fn airlift(input: &Path, out: &Path, encoders: Option<usize>) {
     let spec = FlowBuilder::new("bench")
         .unwrap()
         .channels(2)
@@ -56,7 +59,9 @@ fn airlift(input: &Path, out: &Path) {
         )
         .unwrap()
         .spec();
-    render(&spec, &BuildOptions::default(), f64::from(SECONDS), vec![]).unwrap();
+    let options =
+        BuildOptions { encode_threads: encoders.and_then(NonZeroUsize::new), ..BuildOptions::default() };
+    render(&spec, &options, f64::from(SECONDS), vec![]).unwrap();
 }
 
 fn ffmpeg(input: &Path, out: &Path, channels: u16) {
@@ -101,18 +106,21 @@ fn cpu_seconds(who: libc::c_int) -> f64 {
     t(usage.ru_utime) + t(usage.ru_stime)
 }
 
-/// CPU seconds per audio second of Airlift and of ffmpeg, best of `runs`.
-fn cpu_per_audio_second(input: &Path, out: &Path, channels: u16, runs: usize) -> (f64, f64) {
-    let (mut ours, mut theirs) = (f64::MAX, f64::MAX);
+/// CPU seconds per audio second of Airlift (chunked encoders, one
+/// encoder) and of ffmpeg, best of `runs`.
+fn cpu_per_audio_second(input: &Path, out: &Path, channels: u16, runs: usize) -> (f64, f64, f64) {
+    let (mut chunked, mut one, mut theirs) = (f64::MAX, f64::MAX, f64::MAX);
     for _ in 0..runs {
-        let before = cpu_seconds(libc::RUSAGE_SELF);
-        airlift(input, out);
-        ours = ours.min((cpu_seconds(libc::RUSAGE_SELF) - before) / f64::from(SECONDS));
+        for (encoders, best) in [(None, &mut chunked), (Some(1), &mut one)] {
+            let before = cpu_seconds(libc::RUSAGE_SELF);
+            airlift(input, out, encoders);
+            *best = best.min((cpu_seconds(libc::RUSAGE_SELF) - before) / f64::from(SECONDS));
+        }
         let before = cpu_seconds(libc::RUSAGE_CHILDREN);
         ffmpeg(input, out, channels);
         theirs = theirs.min((cpu_seconds(libc::RUSAGE_CHILDREN) - before) / f64::from(SECONDS));
     }
-    (ours, theirs)
+    (chunked, one, theirs)
 }
 
 struct Files {
@@ -138,15 +146,18 @@ fn bench(c: &mut Criterion) {
     for (label, input, channels) in
         [("64ch_mix_aac128_ts", &files.in64, 64), ("stereo_aac128_ts", &files.in2, 2)]
     {
-        let (ours, theirs) = cpu_per_audio_second(input, &out, channels, 3);
+        let (chunked, one, theirs) = cpu_per_audio_second(input, &out, channels, 3);
         println!(
-            "{label}: CPU per audio second: airlift {:.2} ms, ffmpeg -threads 1 {:.2} ms, ratio airlift/ffmpeg {:.3}",
-            ours * 1e3,
+            "{label}: CPU per audio second: airlift {:.2} ms (one encoder {:.2} ms), ffmpeg -threads 1 {:.2} ms, ratio airlift/ffmpeg {:.3} (one encoder {:.3})",
+            chunked * 1e3,
+            one * 1e3,
             theirs * 1e3,
-            ours / theirs
+            chunked / theirs,
+            one / theirs
         );
         let mut group = c.benchmark_group(format!("encode_{label}_{SECONDS}s"));
-        group.bench_function("airlift_render", |b| b.iter(|| airlift(input, &out)));
+        group.bench_function("airlift_render", |b| b.iter(|| airlift(input, &out, None)));
+        group.bench_function("airlift_render_one_encoder", |b| b.iter(|| airlift(input, &out, Some(1))));
         group.bench_function("ffmpeg_cli_threads_1", |b| b.iter(|| ffmpeg(input, &out, channels)));
         if channels > 2 {
             // The floor for any tool using libavcodec's AAC encoder: the same

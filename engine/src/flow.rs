@@ -435,7 +435,9 @@ pub struct RenderSummary {
 }
 
 /// Renders `seconds` of `spec` offline, as fast as possible, on the calling
-/// thread; every ring waits for its worker, so nothing is dropped.
+/// thread; every ring waits for its worker, so nothing is dropped. AAC and
+/// MP2 outputs are encoded in chunks on [`BuildOptions::encode_threads`]
+/// threads (see [`ChunkedEncoder`](crate::media::ffmpeg::ChunkedEncoder)).
 pub fn render(
     spec: &FlowSpec,
     options: &BuildOptions,
@@ -444,10 +446,11 @@ pub fn render(
 ) -> Result<RenderSummary, BuildError> {
     let mut options = options.clone();
     options.pacing = Pacing::Offline;
-    let mut built = build(spec, &options, custom)?;
-    let frames = spec.period.get() as u64;
     let rate = spec.sample_rate.get() as u64;
     let total = (seconds * rate as f64).round() as u64;
+    options.length_hint = Some(total);
+    let mut built = build(spec, &options, custom)?;
+    let frames = spec.period.get() as u64;
     let period_ns = frames * 1_000_000_000 / rate;
     let started = now_ns();
     let mut loudness = None;

@@ -50,6 +50,10 @@ enum Mode {
         /// Segment spool directory.
         #[arg(long, default_value = "./spool")]
         spool: PathBuf,
+        /// Encoders coding chunks of one AAC or MP2 output at once
+        /// (default: one per CPU; 1 encodes serially, as a live flow does).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=16))]
+        encode_threads: Option<u16>,
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -168,12 +172,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
             Ok(())
         }
-        Mode::Render { flows, seconds, spool, limits } => {
+        Mode::Render { flows, seconds, spool, encode_threads, limits } => {
             anyhow::ensure!(seconds.is_finite() && seconds > 0.0, "--seconds must be a positive number");
             let state = load(&flows)?;
             let mut options = BuildOptions {
                 base_dir: base_dir(&flows),
                 spool: Spool::new(spool),
+                encode_threads: encode_threads.and_then(|n| std::num::NonZeroUsize::new(n.into())),
                 ..BuildOptions::default()
             };
             limits.apply(&mut options);

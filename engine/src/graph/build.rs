@@ -22,7 +22,7 @@ use crate::io::alsa::{AlsaDevice, AlsaError, OpenRequest};
 use crate::io::wav::{WavError, WavRecorder, WavSource};
 use crate::io::worker::Worker;
 use crate::media::ffmpeg::{
-    Decoder, Encoder, FileMuxer, FileRecording, MediaError, TsMetadata, TsMuxer, TsOutput,
+    ChunkedEncoder, Decoder, Encoder, FileMuxer, FileRecording, MediaError, TsMetadata, TsMuxer, TsOutput,
 };
 use crate::media::link::{self as srt_link, SrtEndpoint, SrtLinkStatus};
 use crate::media::segment::{SegmentTsOutput, Segmenter};
@@ -185,6 +185,22 @@ pub struct BuildOptions {
     pub spool_events: SpoolEvents,
     /// Most pull jobs that may run at once.
     pub max_pulls: usize,
+    /// Offline renders only: encoders that may code chunks of one AAC or
+    /// MP2 output at the same time (`None`: one per CPU; 1: one encoder,
+    /// as in a live flow). See [`ChunkedEncoder`].
+    pub encode_threads: Option<std::num::NonZeroUsize>,
+    /// Offline renders only: how many frames will be rendered, when known,
+    /// so chunked encoding can split the work evenly.
+    pub length_hint: Option<u64>,
+}
+
+impl BuildOptions {
+    /// Encoder threads per output for an offline render.
+    pub fn encode_threads(&self) -> usize {
+        self.encode_threads
+            .or_else(|| std::thread::available_parallelism().ok())
+            .map_or(1, std::num::NonZeroUsize::get)
+    }
 }
 
 impl Default for BuildOptions {
@@ -197,6 +213,8 @@ impl Default for BuildOptions {
             spool: Spool::new("spool"),
             spool_events: SpoolEvents::default(),
             max_pulls: 16,
+            encode_threads: None,
+            length_hint: None,
         }
     }
 }
@@ -546,14 +564,20 @@ pub fn build(
                     let metadata =
                         TsMetadata { service_name: enc.service_name.clone(), provider: enc.provider.clone() };
                     let mux = TsMuxer::new(ts_out, &encoder, &metadata, chunk).map_err(media)?;
-                    ring_sink(&flow, ring_len * bus_channels, &mut sinks, &mut built, |rx| {
-                        encoded::spawn_encoder(
-                            format!("airlift-enc-{}", output.name),
-                            cadence,
-                            rx,
-                            encoder,
-                            mux,
-                        )
+                    let chunked = match options.pacing {
+                        Pacing::Offline => ChunkedEncoder::new(
+                            &encoder,
+                            enc.codec,
+                            enc.bitrate.map(u32::from),
+                            options.encode_threads(),
+                            options.length_hint,
+                        ),
+                        Pacing::Realtime => None,
+                    };
+                    let name = format!("airlift-enc-{}", output.name);
+                    ring_sink(&flow, ring_len * bus_channels, &mut sinks, &mut built, |rx| match chunked {
+                        Some(chunked) => encoded::spawn_encoder(name, cadence, rx, chunked, mux),
+                        None => encoded::spawn_encoder(name, cadence, rx, encoder, mux),
                     })?;
                     // The encoder finishes (and flushes into the sender) first.
                     built.workers.extend(sender);

@@ -10,7 +10,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync
 use std::time::{Duration, Instant};
 
 use crate::io::worker::{Worker, WorkerContext};
-use crate::media::ffmpeg::{Encoder, MediaError, Muxer, TsOutput};
+use crate::media::ffmpeg::{AudioEncoder, MediaError, Muxer, TsOutput};
 use std::sync::Arc;
 
 use crate::media::link::{Backoff, SrtEndpoint, SrtLinkStatus, log_failure, pause};
@@ -23,7 +23,7 @@ pub fn spawn_encoder(
     name: String,
     cadence: Duration,
     mut ring: rtrb::Consumer<f32>,
-    mut encoder: Encoder,
+    mut encoder: impl AudioEncoder + 'static,
     mut mux: impl Muxer + 'static,
 ) -> std::io::Result<Worker> {
     Worker::spawn(name, cadence, move |ctx: WorkerContext| {

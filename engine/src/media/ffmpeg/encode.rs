@@ -254,6 +254,18 @@ impl Encoder {
         self.channels
     }
 
+    /// Sample rate in Hz.
+    pub fn rate(&self) -> u32 {
+        // SAFETY: the context is open; a read-only field we set.
+        unsafe { (*self.ctx.0).sample_rate as u32 }
+    }
+
+    /// The time base of the packets' timestamps.
+    pub(super) fn time_base(&self) -> ff::AVRational {
+        // SAFETY: the context is open; a read-only field.
+        unsafe { (*self.ctx.0).time_base }
+    }
+
     pub(super) fn context(&self) -> *const ff::AVCodecContext {
         self.ctx.0
     }
@@ -365,8 +377,7 @@ impl Encoder {
                 return Ok(());
             }
             check(r, || format!("encode {}", self.name))?;
-            // SAFETY: the encoder's time base is plain data.
-            let tb = unsafe { (*self.ctx.0).time_base };
+            let tb = self.time_base();
             let written = mux.write_packet(self.packet.0, tb);
             // SAFETY: the packet is ours; unref releases its data.
             unsafe { ff::av_packet_unref(self.packet.0) };

@@ -5,6 +5,7 @@
 //! flow). Every FFmpeg call of the engine is in this module; no FFmpeg
 //! pointer leaves it. Worker threads only: nothing here is realtime-safe.
 
+mod chunked;
 mod decode;
 mod encode;
 mod mux;
@@ -14,6 +15,7 @@ use std::ffi::{CStr, c_char, c_int};
 
 use ffmpeg_sys_next as ff;
 
+pub use chunked::{AudioEncoder, ChunkedEncoder};
 pub use decode::{Decoder, TsInput};
 pub use encode::Encoder;
 pub use mux::{Muxer, TsMetadata, TsMuxer, TsOutput};
@@ -158,6 +160,10 @@ impl Packet {
         if p.is_null() { Err(MediaError::Alloc { what: "packet" }) } else { Ok(Self(p)) }
     }
 }
+
+// SAFETY: a packet is owned by one holder at a time; FFmpeg's packets carry
+// no thread affinity (their buffers are reference counted atomically).
+unsafe impl Send for Packet {}
 
 impl Drop for Packet {
     fn drop(&mut self) {
