@@ -15,7 +15,7 @@ use zbus::object_server::SignalEmitter;
 use zbus::{Connection, interface};
 use zbus::{OwnedObjectPath, OwnedVariant as OwnedValue, Variant as Value};
 
-use airlift_ipc::message::{EngineToCtl, FlowState};
+use airlift_ipc::message::{EngineToCtl, FlowState, SrtLinkState};
 
 use crate::upload::UploadEvent;
 
@@ -361,6 +361,19 @@ impl NodeService {
         key: &str,
     ) -> zbus::Result<()>;
 
+    /// An SRT link of a flow changed: state is `connected`, `waiting`
+    /// (calling, or waiting for a caller) or `refused` (e.g. a wrong
+    /// passphrase); connects and refusals count since the flow started.
+    #[zbus(signal)]
+    async fn srt_link_changed(
+        emitter: &SignalEmitter<'_>,
+        flow: &str,
+        link: &str,
+        state: &str,
+        connects: u64,
+        refusals: u64,
+    ) -> zbus::Result<()>;
+
     /// Something needs attention: kind is `silence`, `xrun`, `engine`, `spool_full`, `upload_failing`, `quarantine` or `srt_down`.
     #[zbus(signal)]
     async fn alarm(emitter: &SignalEmitter<'_>, kind: &str, flow: &str, message: &str) -> zbus::Result<()>;
@@ -561,6 +574,22 @@ async fn forward_events(
                     EngineToCtl::Xrun { flow, node, total } => {
                         let _ = iface.get().await.xruns_changed(&emitter).await;
                         NodeService::alarm(&emitter, "xrun", flow.as_str(), &format!("{node}: {total} xruns")).await
+                    }
+                    EngineToCtl::SrtLink { flow, link, state, connects, refusals } => {
+                        let text = match state {
+                            SrtLinkState::Connected => "connected",
+                            SrtLinkState::Waiting => "waiting",
+                            SrtLinkState::Refused => "refused",
+                        };
+                        let down = match state {
+                            SrtLinkState::Waiting if *connects > 0 => Some(format!("{link}: peer lost, reconnecting")),
+                            SrtLinkState::Refused => Some(format!("{link}: refused by the peer ({refusals} refusals)")),
+                            _ => None,
+                        };
+                        if let Some(message) = down {
+                            let _ = NodeService::alarm(&emitter, "srt_down", flow.as_str(), &message).await;
+                        }
+                        NodeService::srt_link_changed(&emitter, flow.as_str(), link, text, *connects, *refusals).await
                     }
                     EngineToCtl::SegmentClosed(m) => {
                         NodeService::segment_closed(&emitter, m.job.as_str(), m.sequence, &m.path, m.bytes, &m.sha256).await

@@ -16,7 +16,9 @@ use tokio::net::UnixStream;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use airlift_ipc::frame;
-use airlift_ipc::message::{Command, CommandId, CtlToEngine, EngineToCtl, FlowState, Rejection};
+use airlift_ipc::message::{
+    Command, CommandId, CtlToEngine, EngineToCtl, FlowState, Rejection, SrtLinkState,
+};
 use airlift_ipc::spec::DesiredState;
 
 use crate::metrics::Metrics;
@@ -426,6 +428,20 @@ fn handle_event(session: &mut Session, shared: &Arc<Shared>, msg: EngineToCtl) {
         EngineToCtl::Xrun { flow, node, total } => {
             tracing::warn!(flow = %flow, node = %node, total, "xrun");
         }
+        EngineToCtl::SrtLink { flow, link, state, connects, refusals } => match state {
+            SrtLinkState::Connected => {
+                tracing::info!(flow = %flow, link = %link, connects, "SRT link connected");
+            }
+            SrtLinkState::Waiting if *connects > 0 => {
+                tracing::warn!(flow = %flow, link = %link, connects, "SRT link down; reconnecting");
+            }
+            SrtLinkState::Waiting => {
+                tracing::info!(flow = %flow, link = %link, "SRT link waiting for its peer")
+            }
+            SrtLinkState::Refused => {
+                tracing::warn!(flow = %flow, link = %link, refusals, "SRT link refused by the peer");
+            }
+        },
         EngineToCtl::Stats(stats) => {
             let periods = shared.periods.lock().map(|p| p.clone()).unwrap_or_default();
             shared.metrics.record_stats(&stats.flows, &periods);

@@ -2,6 +2,7 @@
 //! `busctl` and `gdbus`: every method, named errors for bad arguments with
 //! no state change, signals seen by `gdbus monitor`.
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -622,4 +623,81 @@ fn pull_jobs_start_list_and_stop_over_dbus() {
     let out = airliftctl(&node, &["--json", "pull", "list"]);
     let json = String::from_utf8_lossy(&out.stdout);
     assert!(json.contains("\"id\": \"cam2\"") && json.contains("streamid=cam2"), "{json}");
+}
+
+#[test]
+fn srt_link_changes_and_losses_reach_gdbus_monitor() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = format!(
+        r#"{CONFIG}
+[[flow]]
+name = "contrib"
+
+[[flow.input]]
+name = "tone"
+producer = {{ test_signal = {{ kind = "sine", frequency = 440.0, level_dbfs = -20.0 }} }}
+
+[[flow.output]]
+name = "out"
+consumer = {{ encoded = {{ codec = "mp2", sink = {{ srt = {{ mode = {{ caller = {{ host = "127.0.0.1", port = {port} }} }} }} }} }} }}
+"#
+    );
+    let node = Node::start_with("srt-link", &config);
+    let mut monitor = Command::new("gdbus")
+        .args(["monitor", "--address", &node.bus.address, "--dest", "org.airlift.Node1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Lines of the monitor, read on a thread so waiting stays bounded.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let seen = seen.clone();
+        let stdout = monitor.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                seen.lock().unwrap().push_str(&(line + "\n"));
+            }
+        })
+    };
+    let wait_for = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(25);
+        loop {
+            let text = seen.lock().unwrap().clone();
+            if text.contains(needle) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no {needle:?} in:\n{text}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let listener = || {
+        Command::new("timeout")
+            .args(["60", "srt-live-transmit", "-chunk:1316", "-q"])
+            .arg(format!("srt://:{port}?mode=listener"))
+            .arg("file://con")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("srt-live-transmit is installed")
+    };
+    // `timeout` and the peer under it.
+    let kill = |peer: &mut Child| {
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", peer.id())]).status();
+        let _ = peer.wait();
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let mut peer = listener();
+    wait_for("SrtLinkChanged ('contrib', 'airlift-srt-tx-out', 'connected', uint64 1, uint64 0)");
+    kill(&mut peer);
+    wait_for("SrtLinkChanged ('contrib', 'airlift-srt-tx-out', 'waiting', uint64 1, uint64 0)");
+    wait_for("Alarm ('srt_down', 'contrib', 'airlift-srt-tx-out: peer lost, reconnecting')");
+    let mut peer = listener();
+    wait_for("SrtLinkChanged ('contrib', 'airlift-srt-tx-out', 'connected', uint64 2, uint64 0)");
+    kill(&mut peer);
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    let _ = reader.join();
 }

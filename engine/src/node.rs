@@ -19,7 +19,7 @@ use crate::graph::build::{BuildError, BuildOptions, build};
 use crate::graph::processor::{NodeRef, Processor, Report};
 use crate::graph::rt_graph::{Pacing, ParamChange};
 use crate::io::alsa::AlsaError;
-use crate::media::link::SrtLinkSnapshot;
+use crate::media::link::{LinkState, SrtLinkSnapshot};
 use crate::media::pull::{PullError, PullJob};
 use crate::rt::thread::RealtimeRequest;
 
@@ -104,6 +104,9 @@ pub struct Node {
     reopened: BTreeMap<Name, Reopen>,
     /// Running pull jobs.
     pulls: BTreeMap<Name, PullJob>,
+    /// Each SRT link's state and connect/refusal counts at the last look,
+    /// by flow and link, to send changes as events.
+    links_seen: BTreeMap<(Name, String), (LinkState, u64, u64)>,
 }
 
 /// First wait before reopening a lost device's flow.
@@ -131,6 +134,7 @@ impl Node {
             running: BTreeMap::new(),
             failed: BTreeMap::new(),
             reopened: BTreeMap::new(),
+            links_seen: BTreeMap::new(),
             pulls: BTreeMap::new(),
         }
     }
@@ -459,6 +463,31 @@ impl Node {
             }
         }
         self.fail_and_reopen(lost, events);
+        self.link_events(events);
+    }
+
+    /// Sends an [`EngineToCtl::SrtLink`] for each SRT link that is new, or
+    /// whose state or connect/refusal counts changed since the last look
+    /// (so a reconnect between two looks is not missed either).
+    fn link_events(&mut self, events: &mut Vec<EngineToCtl>) {
+        let mut seen = BTreeMap::new();
+        for (flow, flow_run) in &self.running {
+            for link in flow_run.srt_links() {
+                let key = (flow.clone(), link.name.clone());
+                let now = (link.state, link.connects, link.refusals);
+                if self.links_seen.get(&key) != Some(&now) {
+                    events.push(EngineToCtl::SrtLink {
+                        flow: flow.clone(),
+                        link: link.name.clone(),
+                        state: link.state,
+                        connects: link.connects,
+                        refusals: link.refusals,
+                    });
+                }
+                seen.insert(key, now);
+            }
+        }
+        self.links_seen = seen;
     }
 
     /// Stops flows whose device was lost (the audio thread already runs on

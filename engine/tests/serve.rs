@@ -1,6 +1,9 @@
 //! `airlift-engine serve --listen PATH` driven over its Unix socket with real
 //! `ipc` frames: commands answered by id, events flowing, flows surviving a
-//! ctl disconnect, garbage refused, clean shutdown.
+//! ctl disconnect, garbage refused, clean shutdown, SRT link changes as
+//! events against a real `srt-live-transmit` peer.
+
+mod common;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -9,7 +12,9 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use airlift_ipc::frame;
-use airlift_ipc::message::{Command as Cmd, CommandId, CtlToEngine, EngineToCtl, FlowState, RejectKind};
+use airlift_ipc::message::{
+    Command as Cmd, CommandId, CtlToEngine, EngineToCtl, FlowState, RejectKind, SrtLinkState,
+};
 use airlift_ipc::spec::DesiredState;
 
 struct Engine {
@@ -74,8 +79,18 @@ impl Conn {
     }
 
     /// Reads messages until `pred` matches one (returned) or 10 s pass.
-    fn wait_for(&mut self, what: &str, mut pred: impl FnMut(&EngineToCtl) -> bool) -> EngineToCtl {
-        let deadline = Instant::now() + Duration::from_secs(10);
+    fn wait_for(&mut self, what: &str, pred: impl FnMut(&EngineToCtl) -> bool) -> EngineToCtl {
+        self.wait_within(Duration::from_secs(10), what, pred)
+    }
+
+    /// Reads messages until `pred` matches one (returned) or `limit` passes.
+    fn wait_within(
+        &mut self,
+        limit: Duration,
+        what: &str,
+        mut pred: impl FnMut(&EngineToCtl) -> bool,
+    ) -> EngineToCtl {
+        let deadline = Instant::now() + limit;
         loop {
             while let Some((msg, used)) = frame::decode::<EngineToCtl>(&self.buf).unwrap() {
                 self.buf.drain(..used);
@@ -226,4 +241,59 @@ impl ParseName for str {
     fn parse_name(&self) -> airlift_ipc::units::Name {
         airlift_ipc::units::Name::new(self).unwrap()
     }
+}
+
+/// `srt-live-transmit` listening on `port`, throwing the stream away.
+fn srt_listener(port: u16) -> common::Peer {
+    common::Peer::spawn(
+        "srt-live-transmit",
+        Command::new("timeout")
+            .args(["60", "srt-live-transmit", "-chunk:1316", "-q"])
+            .arg(format!("srt://:{port}?mode=listener"))
+            .arg("file://con")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    )
+}
+
+#[test]
+fn srt_link_changes_are_events() {
+    let engine = Engine::start("srt-link");
+    let port = common::free_port();
+    let mut ctl = Conn::open(&engine.socket());
+    ctl.wait_for("hello", |m| matches!(m, EngineToCtl::Hello { .. }));
+    ctl.send(&CtlToEngine::Hello { protocol: 1, client: "test".into() });
+    let state: DesiredState = toml::from_str(&format!(
+        r#"
+[[flow]]
+name = "live"
+
+[[flow.input]]
+name = "tone"
+producer = {{ test_signal = {{ kind = "sine", frequency = 1000.0, level_dbfs = -20.0 }} }}
+
+[[flow.output]]
+name = "out"
+consumer = {{ encoded = {{ codec = "mp2", sink = {{ srt = {{ mode = {{ caller = {{ host = "127.0.0.1", port = {port} }} }} }} }} }} }}
+"#
+    ))
+    .unwrap();
+    let link = |want: SrtLinkState, connects: u64| {
+        move |m: &EngineToCtl| {
+            matches!(m, EngineToCtl::SrtLink { flow, link, state, connects: c, .. }
+                if flow.as_str() == "live" && link == "airlift-srt-tx-out" && *state == want && *c == connects)
+        }
+    };
+    ctl.command(Cmd::ApplyState(state));
+    // Calling, nobody listens yet.
+    ctl.wait_for("link waiting", link(SrtLinkState::Waiting, 0));
+    let mut peer = srt_listener(port);
+    ctl.wait_within(Duration::from_secs(20), "link connected", link(SrtLinkState::Connected, 1));
+    // The peer dies: the link is reported down, then up again when a new
+    // peer listens (the caller's backoff starts again at 250 ms).
+    peer.kill();
+    ctl.wait_within(Duration::from_secs(20), "link lost", link(SrtLinkState::Waiting, 1));
+    let _peer = srt_listener(port);
+    ctl.wait_within(Duration::from_secs(20), "link reconnected", link(SrtLinkState::Connected, 2));
 }

@@ -155,6 +155,32 @@ pub enum EngineToCtl {
     },
     /// Engine statistics.
     Stats(EngineStats),
+    /// An SRT link of a flow changed state: connected, lost its peer (or
+    /// is still calling), or was refused (e.g. a wrong passphrase). Also
+    /// sent when a link reconnects between two looks (its `connects` grew).
+    SrtLink {
+        /// The flow.
+        flow: Name,
+        /// The link's worker thread name, e.g. `airlift-srt-tx-out`.
+        link: String,
+        /// Where it stands now.
+        state: SrtLinkState,
+        /// Connections made so far.
+        connects: u64,
+        /// Attempts the peer refused so far.
+        refusals: u64,
+    },
+}
+
+/// Where an SRT link stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SrtLinkState {
+    /// Not connected: calling, or waiting for a caller.
+    Waiting,
+    /// Connected and carrying the stream.
+    Connected,
+    /// The last attempt was refused by the peer (e.g. BADSECRET).
+    Refused,
 }
 
 /// The lifecycle state of a flow or pull job.

@@ -131,16 +131,8 @@ pub fn log_failure(link: &str, e: &SrtError, retry: Duration) {
     }
 }
 
-/// Where an SRT link stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkState {
-    /// Not connected: calling, or waiting for a caller.
-    Waiting,
-    /// Connected and carrying the stream.
-    Connected,
-    /// The last attempt was refused by the peer (e.g. BADSECRET).
-    Refused,
-}
+/// Where an SRT link stands (the protocol's type, sent to ctl as is).
+pub use airlift_ipc::message::SrtLinkState as LinkState;
 
 /// A live SRT link's state and counters, written by its worker thread and
 /// read from the control side (lock-free).

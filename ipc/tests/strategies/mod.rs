@@ -367,6 +367,24 @@ pub fn engine_to_ctl() -> impl Strategy<Value = EngineToCtl> {
         (name(), any::<bool>()).prop_map(|(flow, silent)| EngineToCtl::Silence { flow, silent }),
         (prop::collection::vec(flow_stats, 0..3), prop::collection::vec(pull_stats(), 0..3))
             .prop_map(|(flows, pulls)| EngineToCtl::Stats(EngineStats { flows, pulls })),
+        (
+            name(),
+            "[a-z0-9-]{1,24}",
+            prop_oneof![
+                Just(SrtLinkState::Waiting),
+                Just(SrtLinkState::Connected),
+                Just(SrtLinkState::Refused)
+            ],
+            any::<u64>(),
+            any::<u64>()
+        )
+            .prop_map(|(flow, link, state, connects, refusals)| EngineToCtl::SrtLink {
+                flow,
+                link,
+                state,
+                connects,
+                refusals
+            }),
     ]
 }
 
