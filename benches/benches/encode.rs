@@ -1,11 +1,14 @@
 //! 64-channel WAV → stereo mix → AAC 128 kbit/s in an MPEG-TS file, by
 //! Airlift's offline render and by the `ffmpeg` CLI (`-threads 1`, `pan`
 //! filter doing the same fold-down) in the same run; and stereo WAV → AAC
-//! 128k TS alone, to compare the encode cost. Airlift's render codes the
-//! AAC in chunks on one encoder per CPU (`airlift_render`); the same render
-//! with one encoder, as a live flow encodes, is `airlift_render_one_encoder`.
-//! Besides criterion's wall times, the CPU seconds per audio second of each
-//! (getrusage over all threads) are printed.
+//! 128k, MP2 192k and Opus 96k TS alone, to compare the encode cost.
+//! Airlift's render codes AAC and MP2 in chunks on one encoder per CPU
+//! (`airlift_render`); the same render with one encoder, as a live flow
+//! encodes, is `airlift_render_one_encoder`. Besides criterion's wall times,
+//! which run each function in its own block of time, alternating runs of
+//! all three give medians of wall time, CPU seconds per audio second
+//! (getrusage over all threads) and of the per-run ratios: on a shared VM
+//! whose speed drifts, those ratios are the steadier figures.
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -40,7 +43,17 @@ fn write_wav(path: &Path, channels: u16) {
     w.finalize().expect("bench WAV");
 }
 
-fn airlift(input: &Path, out: &Path, encoders: Option<usize>) {
+/// A codec at a bitrate, as Airlift and the ffmpeg CLI name it.
+#[derive(Clone, Copy)]
+struct Coding {
+    codec: Codec,
+    ffmpeg: &'static str,
+    bitrate: u32,
+}
+
+const AAC_128: Coding = Coding { codec: Codec::Aac, ffmpeg: "aac", bitrate: 128_000 };
+
+fn airlift(input: &Path, out: &Path, coding: Coding, encoders: Option<usize>) {
     let spec = FlowBuilder::new("bench")
         .unwrap()
         .channels(2)
@@ -50,8 +63,8 @@ fn airlift(input: &Path, out: &Path, encoders: Option<usize>) {
         .output(
             "ts",
             ConsumerSpec::Encoded(EncodedSpec {
-                codec: Codec::Aac,
-                bitrate: Some(Bitrate::new(128_000).unwrap()),
+                codec: coding.codec,
+                bitrate: Some(Bitrate::new(coding.bitrate).unwrap()),
                 service_name: None,
                 provider: None,
                 sink: TsSink::File { path: SafePath::new(out.to_str().unwrap()).unwrap() },
@@ -64,13 +77,14 @@ fn airlift(input: &Path, out: &Path, encoders: Option<usize>) {
     render(&spec, &options, f64::from(SECONDS), vec![]).unwrap();
 }
 
-fn ffmpeg(input: &Path, out: &Path, channels: u16) {
+fn ffmpeg(input: &Path, out: &Path, channels: u16, coding: Coding) {
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-v", "error", "-nostdin", "-y", "-threads", "1", "-filter_threads", "1", "-i"]).arg(input);
     if channels > 2 {
         cmd.args(["-af", &pan_filter(channels)]);
     }
-    cmd.args(["-c:a", "aac", "-b:a", "128k", "-threads", "1", "-f", "mpegts"]).arg(out);
+    let bitrate = coding.bitrate.to_string();
+    cmd.args(["-c:a", coding.ffmpeg, "-b:a", &bitrate, "-threads", "1", "-f", "mpegts"]).arg(out);
     let status = cmd.status().expect("ffmpeg is installed");
     assert!(status.success(), "ffmpeg failed");
 }
@@ -106,21 +120,50 @@ fn cpu_seconds(who: libc::c_int) -> f64 {
     t(usage.ru_utime) + t(usage.ru_stime)
 }
 
-/// CPU seconds per audio second of Airlift (chunked encoders, one
-/// encoder) and of ffmpeg, best of `runs`.
-fn cpu_per_audio_second(input: &Path, out: &Path, channels: u16, runs: usize) -> (f64, f64, f64) {
-    let (mut chunked, mut one, mut theirs) = (f64::MAX, f64::MAX, f64::MAX);
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// One render or ffmpeg run: wall seconds and CPU seconds per audio second.
+fn timed(who: libc::c_int, run: impl FnOnce()) -> (f64, f64) {
+    let (cpu, wall) = (cpu_seconds(who), std::time::Instant::now());
+    run();
+    (wall.elapsed().as_secs_f64(), (cpu_seconds(who) - cpu) / f64::from(SECONDS))
+}
+
+/// (wall, CPU) of the chunked render, the one-encoder render and ffmpeg.
+type Row = ((f64, f64), (f64, f64), (f64, f64));
+
+/// Airlift's render (chunked encoders, then one encoder) and ffmpeg, run
+/// alternately `runs` times, so that a machine whose speed drifts (a shared
+/// VM) slows all alike. Prints the medians of wall time and CPU per audio
+/// second, and the medians of the per-run ratios.
+fn paired(label: &str, input: &Path, out: &Path, channels: u16, coding: Coding, runs: usize) {
+    let mut rows = Vec::new();
     for _ in 0..runs {
-        for (encoders, best) in [(None, &mut chunked), (Some(1), &mut one)] {
-            let before = cpu_seconds(libc::RUSAGE_SELF);
-            airlift(input, out, encoders);
-            *best = best.min((cpu_seconds(libc::RUSAGE_SELF) - before) / f64::from(SECONDS));
-        }
-        let before = cpu_seconds(libc::RUSAGE_CHILDREN);
-        ffmpeg(input, out, channels);
-        theirs = theirs.min((cpu_seconds(libc::RUSAGE_CHILDREN) - before) / f64::from(SECONDS));
+        let chunked = timed(libc::RUSAGE_SELF, || airlift(input, out, coding, None));
+        let one = timed(libc::RUSAGE_SELF, || airlift(input, out, coding, Some(1)));
+        let theirs = timed(libc::RUSAGE_CHILDREN, || ffmpeg(input, out, channels, coding));
+        rows.push((chunked, one, theirs));
     }
-    (chunked, one, theirs)
+    let col = |f: &dyn Fn(&Row) -> f64| median(rows.iter().map(f).collect());
+    println!(
+        "{label}: {runs} alternating runs, medians: wall airlift {:.1} ms (one encoder {:.1} ms), ffmpeg -threads 1 {:.1} ms; airlift faster by {:.2}x (one encoder {:.2}x)",
+        col(&|r| r.0.0) * 1e3,
+        col(&|r| r.1.0) * 1e3,
+        col(&|r| r.2.0) * 1e3,
+        col(&|r| r.2.0 / r.0.0),
+        col(&|r| r.2.0 / r.1.0),
+    );
+    println!(
+        "{label}: CPU per audio second airlift {:.2} ms (one encoder {:.2} ms), ffmpeg {:.2} ms; ratio airlift/ffmpeg {:.3} (one encoder {:.3})",
+        col(&|r| r.0.1) * 1e3,
+        col(&|r| r.1.1) * 1e3,
+        col(&|r| r.2.1) * 1e3,
+        col(&|r| r.0.1 / r.2.1),
+        col(&|r| r.1.1 / r.2.1),
+    );
 }
 
 struct Files {
@@ -143,29 +186,36 @@ fn bench(c: &mut Criterion) {
     write_wav(&files.in2, 2);
     let out = files.dir.join("out.ts");
 
-    for (label, input, channels) in
-        [("64ch_mix_aac128_ts", &files.in64, 64), ("stereo_aac128_ts", &files.in2, 2)]
-    {
-        let (chunked, one, theirs) = cpu_per_audio_second(input, &out, channels, 3);
-        println!(
-            "{label}: CPU per audio second: airlift {:.2} ms (one encoder {:.2} ms), ffmpeg -threads 1 {:.2} ms, ratio airlift/ffmpeg {:.3} (one encoder {:.3})",
-            chunked * 1e3,
-            one * 1e3,
-            theirs * 1e3,
-            chunked / theirs,
-            one / theirs
-        );
+    let jobs = [
+        ("64ch_mix_aac128_ts", &files.in64, 64, AAC_128),
+        ("stereo_aac128_ts", &files.in2, 2, AAC_128),
+        ("stereo_mp2_192_ts", &files.in2, 2, Coding { codec: Codec::Mp2, ffmpeg: "mp2", bitrate: 192_000 }),
+        (
+            "stereo_opus96_ts",
+            &files.in2,
+            2,
+            Coding { codec: Codec::Opus, ffmpeg: "libopus", bitrate: 96_000 },
+        ),
+    ];
+    for (label, input, channels, coding) in jobs {
+        paired(label, input, &out, channels, coding, 9);
         let mut group = c.benchmark_group(format!("encode_{label}_{SECONDS}s"));
-        group.bench_function("airlift_render", |b| b.iter(|| airlift(input, &out, None)));
-        group.bench_function("airlift_render_one_encoder", |b| b.iter(|| airlift(input, &out, Some(1))));
-        group.bench_function("ffmpeg_cli_threads_1", |b| b.iter(|| ffmpeg(input, &out, channels)));
+        group.bench_function("airlift_render", |b| b.iter(|| airlift(input, &out, coding, None)));
+        if coding.codec != Codec::Opus {
+            // Opus renders use one encoder anyway.
+            group.bench_function("airlift_render_one_encoder", |b| {
+                b.iter(|| airlift(input, &out, coding, Some(1)))
+            });
+        }
+        group.bench_function("ffmpeg_cli_threads_1", |b| b.iter(|| ffmpeg(input, &out, channels, coding)));
         if channels > 2 {
-            // The floor for any tool using libavcodec's AAC encoder: the same
-            // stereo mix, already mixed, encoded alone (one stream cannot be
-            // encoded on two threads).
+            // The floor for one libavcodec AAC encoder: the same stereo mix,
+            // already mixed, encoded alone by the ffmpeg CLI.
             let mixed = files.dir.join("mixed.wav");
             premix(input, &mixed, channels);
-            group.bench_function("ffmpeg_encode_only_premixed", |b| b.iter(|| ffmpeg(&mixed, &out, 2)));
+            group.bench_function("ffmpeg_encode_only_premixed", |b| {
+                b.iter(|| ffmpeg(&mixed, &out, 2, coding))
+            });
         }
         group.finish();
     }

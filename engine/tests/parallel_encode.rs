@@ -15,6 +15,7 @@ use std::process::Command;
 use airlift_engine::FlowBuilder;
 use airlift_engine::flow::render;
 use airlift_engine::graph::BuildOptions;
+use airlift_engine::media::ffmpeg::{ChunkedEncoder, Encoder};
 use airlift_ipc::spec::{Codec, ConsumerSpec, EncodedSpec, TsSink};
 use airlift_ipc::units::{Bitrate, SafePath};
 use common::{TempDir, decode_errors, ffprobe};
@@ -23,32 +24,36 @@ const RATE: usize = 48_000;
 const SECONDS: usize = 16;
 const THREADS: usize = 4;
 
-/// Where a render of `SECONDS` on `THREADS` encoders splices: chunks of a
-/// `THREADS`th of the length, rounded up to whole codec frames.
-fn splices(frame: usize) -> Vec<usize> {
-    let chunk = (RATE * SECONDS).div_ceil(THREADS).div_ceil(frame) * frame;
+/// Where a render of `SECONDS` on `THREADS` encoders splices, as the
+/// engine sizes its chunks.
+fn splices(codec: Codec) -> Vec<usize> {
+    let template = Encoder::new(codec, 2, RATE as u32, Some(128_000)).unwrap();
+    let chunked =
+        ChunkedEncoder::new(&template, codec, Some(128_000), THREADS, Some((RATE * SECONDS) as u64)).unwrap();
+    let chunk = chunked.chunk_frames() as usize;
+    assert_eq!(chunk % template.frame_size(), 0, "chunks of whole codec frames");
     (1..THREADS).map(|k| k * chunk).collect()
 }
 
 /// The splices with bursts around them (the first and the last); the one
 /// between stays a plain tone, where any seam would stand out.
-fn burst_splices(frame: usize) -> Vec<usize> {
-    let all = splices(frame);
+fn burst_splices(codec: Codec) -> Vec<usize> {
+    let all = splices(codec);
     vec![all[0], all[all.len() - 1]]
 }
 
 /// Mid-chunk places with the same bursts as the splices, as a control: how
 /// differently two encoders code the same transient away from any seam.
-fn controls(frame: usize) -> Vec<usize> {
-    let half = splices(frame)[0] / 2 / frame * frame;
-    burst_splices(frame).into_iter().map(|s| s - half).collect()
+fn controls(codec: Codec, frame: usize) -> Vec<usize> {
+    let half = splices(codec)[0] / 2 / frame * frame;
+    burst_splices(codec).into_iter().map(|s| s - half).collect()
 }
 
 /// Stereo source: a tone on each side, with short loud bursts just before,
 /// on and just after two of the splices (the hardest place for the coder's
 /// window decisions) and at control places, written as float WAV. Returns
 /// the samples (interleaved).
-fn write_source(path: &Path, frame: usize) -> Vec<f32> {
+fn write_source(path: &Path, codec: Codec, frame: usize) -> Vec<f32> {
     let n = RATE * SECONDS;
     let mut samples = Vec::with_capacity(n * 2);
     for i in 0..n {
@@ -58,7 +63,7 @@ fn write_source(path: &Path, frame: usize) -> Vec<f32> {
         samples.push(l as f32);
         samples.push(r as f32);
     }
-    for s in burst_splices(frame).into_iter().chain(controls(frame)) {
+    for s in burst_splices(codec).into_iter().chain(controls(codec, frame)) {
         for at in [s - 700, s - 40, s + 300, s + 1800] {
             for k in 0..96 {
                 let w = (std::f64::consts::PI * k as f64 / 96.0).sin();
@@ -171,7 +176,7 @@ fn db(ratio: f64) -> f64 {
 fn check_codec(codec: Codec, name: &str, frame: usize) {
     let dir = TempDir::new(&format!("parallel-encode-{name}"));
     let source_path = dir.path("source.wav");
-    let source = write_source(&source_path, frame);
+    let source = write_source(&source_path, codec, frame);
     let serial = dir.path("serial.ts");
     let parallel = dir.path("parallel.ts");
     render_ts(&source_path, &serial, codec, 1);
@@ -197,7 +202,7 @@ fn check_codec(codec: Codec, name: &str, frame: usize) {
         // encoder's, bit for bit.
         assert!(ps == pp && ds == dp, "MP2 chunks differ from the serial stream");
     }
-    let place = controls(frame)[0];
+    let place = controls(codec, frame)[0];
     let delay = lag(&source, &ds, place);
     assert_eq!(lag(&source, &dp, place), delay, "the parallel stream is shifted");
     let window = frame;
@@ -211,11 +216,13 @@ fn check_codec(codec: Codec, name: &str, frame: usize) {
         db(worst(&es)),
         db(worst(&ep))
     );
-    // Windows holding a burst: the one before the splice to the one after.
+    // Windows a burst reaches: from the first burst to the last, widened by
+    // the frames whose transform or window switching spans them.
     let burst_windows = |places: Vec<usize>| -> Vec<usize> {
-        places.into_iter().flat_map(|s| (s - 700) / window - 2..=(s + 1900) / window + 2).collect()
+        places.into_iter().flat_map(|s| (s - 700) / window - 3..=(s + 1900) / window + 4).collect()
     };
-    let (at_splices, at_controls) = (burst_windows(burst_splices(frame)), burst_windows(controls(frame)));
+    let (at_splices, at_controls) =
+        (burst_windows(burst_splices(codec)), burst_windows(controls(codec, frame)));
     // Not the coder's onset (the first 16 frames) nor its flush.
     let tone_only: Vec<usize> =
         (16..es.len() - 2).filter(|w| !at_splices.contains(w) && !at_controls.contains(w)).collect();
@@ -227,7 +234,7 @@ fn check_codec(codec: Codec, name: &str, frame: usize) {
     // — a shifted or doubled frame, aliasing left uncancelled — is 10 dB
     // and more above the coding noise).
     let (tone_s, tone_p) = (max_db(&es, &tone_only), max_db(&ep, &tone_only));
-    let quiet_splice = splices(frame)[1] / window;
+    let quiet_splice = splices(codec)[1] / window;
     println!(
         "{name}: tone-only windows: worst serial {tone_s:.1} dB, parallel {tone_p:.1} dB; at the plain splice: serial {:.1}/{:.1} dB, parallel {:.1}/{:.1} dB",
         db(es[quiet_splice - 1]),

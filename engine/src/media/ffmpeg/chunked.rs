@@ -92,18 +92,103 @@ struct Settings {
     bitrate: Option<u32>,
 }
 
-/// One chunk to encode: the samples from `start` (global sample index), and
-/// the range of packet times (global, in samples) to keep.
-struct Job {
-    index: u64,
-    start: u64,
-    samples: Vec<f32>,
-    keep_from: i64,
-    keep_to: i64,
+/// What a chunk's encoder is told.
+enum LaneMsg {
+    /// The next input samples (interleaved).
+    Samples(Vec<f32>),
+    /// The input is complete: keep the packets before `keep_to` (global
+    /// sample time; `None`: the stream ends here, keep all).
+    Finish(Option<u64>),
 }
 
-/// Encodes a stream in chunks on up to `threads` threads at once, writing
-/// the packets in stream order. Worker threads only. See the module docs.
+/// One chunk's encoder: fed as its input arrives, it keeps the packets from
+/// its chunk's start on.
+struct ChunkWork {
+    encoder: Encoder,
+    keep: Keep,
+    rate: u32,
+}
+
+impl ChunkWork {
+    /// An encoder for the chunk whose input starts at global sample `start`
+    /// and whose packets are kept from global sample time `keep_from`.
+    fn open(settings: Settings, start: u64, keep_from: Option<u64>) -> Result<Self, MediaError> {
+        let encoder = Encoder::new(settings.codec, settings.channels, settings.rate, settings.bitrate)?;
+        let tb = encoder.time_base();
+        let keep = Keep {
+            packets: Vec::new(),
+            offset: scale(start, settings.rate, tb),
+            // The first chunk keeps the encoder's priming packet (negative time).
+            from: keep_from.map_or(i64::MIN, |k| scale(k, settings.rate, tb)),
+        };
+        Ok(Self { encoder, keep, rate: settings.rate })
+    }
+
+    fn feed(&mut self, samples: &[f32]) -> Result<(), MediaError> {
+        self.encoder.encode(samples, &mut self.keep)
+    }
+
+    fn finish(mut self, keep_to: Option<u64>) -> Result<Vec<Packet>, MediaError> {
+        self.encoder.finish(&mut self.keep)?;
+        let mut packets = self.keep.packets;
+        if let Some(to) = keep_to {
+            let to = scale(to, self.rate, self.encoder.time_base());
+            // SAFETY: our own packets, valid until dropped.
+            packets.retain(|p| unsafe { (*p.0).pts } < to);
+        }
+        Ok(packets)
+    }
+}
+
+/// Runs a chunk's encoder on its own thread until it is told to finish,
+/// then sends its packets (or the first error) back.
+fn run_chunk(
+    index: u64,
+    work: Result<ChunkWork, MediaError>,
+    rx: Receiver<LaneMsg>,
+    tx: Sender<ChunkResult>,
+) {
+    let result = (|| {
+        let mut work = work?;
+        let mut failed = None;
+        while let Ok(msg) = rx.recv() {
+            match msg {
+                LaneMsg::Samples(s) if failed.is_none() => failed = work.feed(&s).err(),
+                LaneMsg::Samples(_) => {}
+                LaneMsg::Finish(keep_to) => return failed.map_or_else(|| work.finish(keep_to), Err),
+            }
+        }
+        // The stream was abandoned before its end; nobody waits for this.
+        Ok(Vec::new())
+    })();
+    // A closed channel means the stream was abandoned; nothing to tell.
+    let _ = tx.send((index, result));
+}
+
+/// Where a chunk's encoder runs.
+enum Runner {
+    /// On its own thread, fed through a channel.
+    Thread(Sender<LaneMsg>),
+    /// Here, when no thread could be had (slower, nothing lost).
+    Inline(Box<ChunkWork>),
+    /// Failed while encoding inline; the error is reported when it finishes.
+    Failed(MediaError),
+}
+
+/// A chunk whose encoder is open.
+struct Lane {
+    index: u64,
+    /// Its kept range starts here (global sample).
+    start: u64,
+    /// Global sample up to which its input goes: its end plus the postroll.
+    input_end: u64,
+    runner: Runner,
+}
+
+/// Encodes a stream in chunks on up to `threads` encoders at once, writing
+/// the packets in stream order. Each chunk's encoder starts as soon as its
+/// preroll arrives and codes while the rest of the stream is still coming.
+/// Worker threads only. See the module docs.
 pub struct ChunkedEncoder {
     settings: Settings,
     name: &'static str,
@@ -112,12 +197,12 @@ pub struct ChunkedEncoder {
     chunk: u64,
     preroll: u64,
     postroll: u64,
-    /// Interleaved samples from global sample `buf_start` on.
-    buf: Vec<f32>,
-    buf_start: u64,
-    /// Global sample where the next chunk's kept range starts.
-    next_start: u64,
+    /// Global sample of the next input.
+    position: u64,
+    /// Chunks still taking input, oldest first.
+    open: std::collections::VecDeque<Lane>,
     next_index: u64,
+    /// Chunks told to finish whose packets have not come back yet.
     in_flight: usize,
     results_tx: Sender<ChunkResult>,
     results_rx: Receiver<ChunkResult>,
@@ -162,20 +247,25 @@ impl ChunkedEncoder {
             // Too short to split.
             return None;
         }
-        let per_thread = length_hint.map_or(max, |n| n.div_ceil(threads as u64));
+        // So that the chunk after the last one would open (with its
+        // preroll) only past the end: exactly `threads` chunks.
+        let preroll = pre as u64 * frame;
+        let per_thread = length_hint.map_or(max, |n| (n + preroll).div_ceil(threads as u64));
         let by_bytes = MAX_CHUNK_BYTES / (4 * template.channels() as u64);
-        let chunk = per_thread.clamp(min, max).min(by_bytes).max(16 * frame).div_ceil(frame) * frame;
+        // Several times the overlap, so a chunk's input is complete before
+        // the chunk two places later opens.
+        let least = 4 * (pre + post) as u64 * frame;
+        let chunk = per_thread.clamp(min, max).min(by_bytes).max(least).div_ceil(frame) * frame;
         let (results_tx, results_rx) = channel();
         Some(Self {
             settings: Settings { codec, channels: template.channels(), rate, bitrate },
             name: template.name(),
             threads,
             chunk,
-            preroll: pre as u64 * frame,
+            preroll,
             postroll: post as u64 * frame,
-            buf: Vec::new(),
-            buf_start: 0,
-            next_start: 0,
+            position: 0,
+            open: std::collections::VecDeque::new(),
             next_index: 0,
             in_flight: 0,
             results_tx,
@@ -196,65 +286,64 @@ impl ChunkedEncoder {
         self.chunk
     }
 
-    fn buffered_end(&self) -> u64 {
-        self.buf_start + (self.buf.len() / self.settings.channels) as u64
-    }
-
-    /// Sends the chunk whose kept range starts at `next_start` and ends at
-    /// `end` (`None`: the end of the stream) to an encoder thread.
-    fn dispatch(&mut self, end: Option<u64>, mux: &mut impl Muxer) -> Result<(), MediaError> {
-        while self.in_flight >= self.threads {
+    /// Opens the next chunk's encoder, waiting for an older chunk to finish
+    /// first when `threads` are busy.
+    fn open_lane(&mut self, mux: &mut impl Muxer) -> Result<(), MediaError> {
+        while self.open.len() + self.in_flight >= self.threads {
+            if self.in_flight == 0 {
+                // Only chunks still taking input: cannot happen with chunks
+                // longer than the overlap, but never wait for nothing.
+                break;
+            }
             self.collect(true, mux)?;
         }
-        let ch = self.settings.channels;
-        let from = self.next_start.saturating_sub(self.preroll).max(self.buf_start);
-        let to = end.map_or(self.buffered_end(), |e| (e + self.postroll).min(self.buffered_end()));
-        let slice = &self.buf[(from - self.buf_start) as usize * ch..(to - self.buf_start) as usize * ch];
-        let job = Job {
-            index: self.next_index,
-            start: from,
-            samples: slice.to_vec(),
-            // The first chunk keeps the encoder's priming packet (negative time).
-            keep_from: if self.next_index == 0 { i64::MIN } else { self.next_start as i64 },
-            keep_to: end.map_or(i64::MAX, |e| e as i64),
-        };
-        self.in_flight += 1;
+        let index = self.next_index;
         self.next_index += 1;
-        let (settings, tx) = (self.settings, self.results_tx.clone());
-        let run = move |job: Job| {
-            let index = job.index;
-            // A closed channel means the stream was abandoned; nothing to tell.
-            let _ = tx.send((index, encode_chunk(settings, job)));
-        };
-        // The job goes to the thread once it runs; without a thread it is
-        // encoded here (slower, never lost).
-        let (job_tx, job_rx) = channel::<Job>();
-        let run_there = run.clone();
+        let start = index * self.chunk;
+        let input_start = start.saturating_sub(self.preroll);
+        let (settings, keep_from) = (self.settings, (index > 0).then_some(start));
+        let (tx, rx) = channel::<LaneMsg>();
+        let results = self.results_tx.clone();
         let spawned =
-            std::thread::Builder::new().name(format!("airlift-enc-chunk-{}", job.index)).spawn(move || {
-                if let Ok(job) = job_rx.recv() {
-                    run_there(job);
-                }
+            std::thread::Builder::new().name(format!("airlift-enc-chunk-{index}")).spawn(move || {
+                run_chunk(index, ChunkWork::open(settings, input_start, keep_from), rx, results);
             });
-        match spawned {
-            Ok(_) => {
-                if let Err(unsent) = job_tx.send(job) {
-                    run(unsent.0);
-                }
-            }
+        let runner = match spawned {
+            Ok(_) => Runner::Thread(tx),
             Err(e) => {
                 tracing::warn!(encoder = self.name, "no thread for a chunk, encoding it here: {e}");
-                run(job);
+                match ChunkWork::open(settings, input_start, keep_from) {
+                    Ok(work) => Runner::Inline(Box::new(work)),
+                    Err(e) => Runner::Failed(e),
+                }
+            }
+        };
+        self.open.push_back(Lane { index, start, input_end: start + self.chunk + self.postroll, runner });
+        Ok(())
+    }
+
+    /// Tells the oldest open chunk that its input is complete.
+    fn close_oldest(&mut self, keep_to: Option<u64>) {
+        let Some(lane) = self.open.pop_front() else {
+            return;
+        };
+        self.in_flight += 1;
+        match lane.runner {
+            Runner::Thread(tx) => {
+                if tx.send(LaneMsg::Finish(keep_to)).is_err() {
+                    // The thread is gone (it panicked): say so in order.
+                    let _ = self
+                        .results_tx
+                        .send((lane.index, Err(MediaError::Alloc { what: "chunk encoder thread" })));
+                }
+            }
+            Runner::Inline(work) => {
+                let _ = self.results_tx.send((lane.index, work.finish(keep_to)));
+            }
+            Runner::Failed(e) => {
+                let _ = self.results_tx.send((lane.index, Err(e)));
             }
         }
-        if let Some(e) = end {
-            self.next_start = e;
-            // Keep what the next chunk's preroll needs.
-            let keep_from = e.saturating_sub(self.preroll).max(self.buf_start);
-            self.buf.drain(..(keep_from - self.buf_start) as usize * ch);
-            self.buf_start = keep_from;
-        }
-        Ok(())
     }
 
     /// Takes finished chunks (waiting for one when `block`) and writes every
@@ -284,20 +373,62 @@ impl ChunkedEncoder {
 
 impl AudioEncoder for ChunkedEncoder {
     fn encode(&mut self, interleaved: &[f32], mux: &mut impl Muxer) -> Result<(), MediaError> {
-        self.buf.extend_from_slice(interleaved);
-        loop {
-            let end = self.next_start + self.chunk;
-            if self.buffered_end() < end + self.postroll {
-                break;
+        let ch = self.settings.channels;
+        let mut rest = interleaved;
+        while !rest.is_empty() {
+            // Open the chunk whose preroll starts within this input.
+            let next_input = (self.next_index * self.chunk).saturating_sub(self.preroll);
+            if next_input <= self.position {
+                self.open_lane(mux)?;
+                continue;
             }
-            self.dispatch(Some(end), mux)?;
+            // Up to where the next chunk opens or the oldest one is complete.
+            let mut until = next_input;
+            if let Some(oldest) = self.open.front() {
+                until = until.min(oldest.input_end);
+            }
+            let n = ((until - self.position) as usize).min(rest.len() / ch);
+            let (now, later) = rest.split_at(n * ch);
+            for lane in &mut self.open {
+                let runner = &mut lane.runner;
+                match runner {
+                    Runner::Thread(tx) => {
+                        // A closed channel: the thread died; reported at finish.
+                        let _ = tx.send(LaneMsg::Samples(now.to_vec()));
+                    }
+                    Runner::Inline(work) => {
+                        if let Err(e) = work.feed(now) {
+                            *runner = Runner::Failed(e);
+                        }
+                    }
+                    Runner::Failed(_) => {}
+                }
+            }
+            self.position += n as u64;
+            rest = later;
+            while let Some(oldest) = self.open.front() {
+                if oldest.input_end > self.position {
+                    break;
+                }
+                let end = oldest.start + self.chunk;
+                self.close_oldest(Some(end));
+            }
         }
         self.collect(false, mux)
     }
 
     fn finish(&mut self, mux: &mut impl Muxer) -> Result<(), MediaError> {
-        self.dispatch(None, mux)?;
-        self.buf = Vec::new();
+        if self.open.is_empty() && self.next_index == 0 {
+            // Nothing came at all: one empty chunk flushes like one encoder would.
+            self.open_lane(mux)?;
+        }
+        // The last open chunk takes the stream's end; any before it keeps
+        // its range (its postroll was cut short by the end).
+        while self.open.len() > 1 {
+            let end = self.open.front().map(|l| l.start + self.chunk);
+            self.close_oldest(end);
+        }
+        self.close_oldest(None);
         while self.in_flight > 0 {
             self.collect(true, mux)?;
         }
@@ -309,42 +440,18 @@ impl AudioEncoder for ChunkedEncoder {
     }
 }
 
-/// Encodes one chunk on a fresh encoder, keeping the packets of its range
-/// with their times made global.
-fn encode_chunk(settings: Settings, job: Job) -> Result<Vec<Packet>, MediaError> {
-    let mut encoder = Encoder::new(settings.codec, settings.channels, settings.rate, settings.bitrate)?;
-    let tb = encoder.time_base();
+/// `samples` at `rate` in `tb`.
+fn scale(samples: u64, rate: u32, tb: ff::AVRational) -> i64 {
     // SAFETY: plain arithmetic on rationals.
-    let offset = unsafe {
-        ff::av_rescale_q(job.start as i64, ff::AVRational { num: 1, den: settings.rate as i32 }, tb)
-    };
-    let mut keep = Keep {
-        packets: Vec::new(),
-        offset,
-        from: scale(job.keep_from, settings.rate, tb),
-        to: scale(job.keep_to, settings.rate, tb),
-    };
-    encoder.encode(&job.samples, &mut keep)?;
-    encoder.finish(&mut keep)?;
-    Ok(keep.packets)
+    unsafe { ff::av_rescale_q(samples as i64, ff::AVRational { num: 1, den: rate as i32 }, tb) }
 }
 
-/// `samples` in `tb`, leaving the open ends open.
-fn scale(samples: i64, rate: u32, tb: ff::AVRational) -> i64 {
-    if samples == i64::MIN || samples == i64::MAX {
-        return samples;
-    }
-    // SAFETY: plain arithmetic on rationals.
-    unsafe { ff::av_rescale_q(samples, ff::AVRational { num: 1, den: rate as i32 }, tb) }
-}
-
-/// Collects one chunk's packets inside `from..to` (global time), shifting
+/// Collects one chunk's packets from `from` (global time) on, shifting
 /// their times by `offset`.
 struct Keep {
     packets: Vec<Packet>,
     offset: i64,
     from: i64,
-    to: i64,
 }
 
 impl WritePacket for Keep {
@@ -359,7 +466,7 @@ impl WritePacket for Keep {
             });
         }
         let global = pts + self.offset;
-        if global < self.from || global >= self.to {
+        if global < self.from {
             return Ok(());
         }
         let owned = Packet::new()?;
@@ -396,7 +503,7 @@ mod tests {
     #[test]
     fn chunks_split_the_render_evenly_in_whole_codec_frames() {
         let aac = chunked(Codec::Aac, 2, 2, Some(480_000)).unwrap();
-        assert_eq!((aac.threads(), aac.chunk_frames()), (2, 240_640));
+        assert_eq!((aac.threads(), aac.chunk_frames()), (2, 248_832));
         let mp2 = chunked(Codec::Mp2, 2, 4, Some(480_000)).unwrap();
         assert_eq!(mp2.chunk_frames(), 120_960);
     }
