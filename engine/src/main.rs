@@ -51,8 +51,9 @@ enum Mode {
         #[arg(long, default_value = "./spool")]
         spool: PathBuf,
         /// Encoders coding chunks of one AAC or MP2 output at once
-        /// (default: one per CPU; 1 encodes serially, as a live flow does).
-        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=16))]
+        /// (default: one per CPU, at most 8; 1 encodes serially, as a live
+        /// flow does).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=8))]
         encode_threads: Option<u16>,
         #[command(flatten)]
         limits: LimitArgs,
