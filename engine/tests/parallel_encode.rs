@@ -3,8 +3,8 @@
 //! same packet times and count, both decode cleanly, and the parallel one is
 //! as close to the source as the serial one everywhere — in particular in
 //! the frames around each splice, where clicks are placed to force AAC's
-//! short windows across the cut. Checked for AAC and MP2 with ffprobe and
-//! ffmpeg's decoder.
+//! short windows across the cut. Checked for AAC and MP2, in MPEG-TS and in
+//! file recordings (MP4, Matroska), with ffprobe and ffmpeg's decoder.
 
 mod common;
 
@@ -16,8 +16,8 @@ use airlift_engine::FlowBuilder;
 use airlift_engine::flow::render;
 use airlift_engine::graph::BuildOptions;
 use airlift_engine::media::ffmpeg::{ChunkedEncoder, Encoder};
-use airlift_ipc::spec::{Codec, ConsumerSpec, EncodedSpec, TsSink};
-use airlift_ipc::units::{Bitrate, SafePath};
+use airlift_ipc::spec::{Codec, ConsumerSpec, EncodedSpec, RecordSpec, TsSink};
+use airlift_ipc::units::{Bitrate, FfmpegName, SafePath};
 use common::{TempDir, decode_errors, ffprobe};
 
 const RATE: usize = 48_000;
@@ -28,8 +28,7 @@ const THREADS: usize = 4;
 /// engine sizes its chunks.
 fn splices(codec: Codec) -> Vec<usize> {
     let template = Encoder::new(codec, 2, RATE as u32, Some(128_000)).unwrap();
-    let chunked =
-        ChunkedEncoder::new(&template, codec, Some(128_000), THREADS, Some((RATE * SECONDS) as u64)).unwrap();
+    let chunked = ChunkedEncoder::new(&template, THREADS, Some((RATE * SECONDS) as u64)).unwrap();
     let chunk = chunked.chunk_frames() as usize;
     assert_eq!(chunk % template.frame_size(), 0, "chunks of whole codec frames");
     (1..THREADS).map(|k| k * chunk).collect()
@@ -87,23 +86,38 @@ fn write_source(path: &Path, codec: Codec, frame: usize) -> Vec<f32> {
     samples
 }
 
-fn render_ts(source: &Path, out: &Path, codec: Codec, threads: usize) {
+/// Renders `source` into `out`: an MPEG-TS file for `.ts`, else a file
+/// recording (container from the extension).
+fn render_to(source: &Path, out: &Path, codec: Codec, threads: usize) {
+    let path = SafePath::new(out.to_str().unwrap()).unwrap();
+    let bitrate = Some(Bitrate::new(128_000).unwrap());
+    let consumer = if out.extension().is_some_and(|e| e == "ts") {
+        ConsumerSpec::Encoded(EncodedSpec {
+            codec,
+            bitrate,
+            service_name: None,
+            provider: None,
+            sink: TsSink::File { path },
+        })
+    } else {
+        let name = match codec {
+            Codec::Aac => "aac",
+            _ => "mp2",
+        };
+        ConsumerSpec::Record(RecordSpec {
+            path,
+            format: None,
+            codec: Some(FfmpegName::new(name).unwrap()),
+            bitrate,
+        })
+    };
     let spec = FlowBuilder::new("chunks")
         .unwrap()
         .channels(2)
         .unwrap()
         .wav_file("in", source.to_str().unwrap(), false)
         .unwrap()
-        .output(
-            "ts",
-            ConsumerSpec::Encoded(EncodedSpec {
-                codec,
-                bitrate: Some(Bitrate::new(128_000).unwrap()),
-                service_name: None,
-                provider: None,
-                sink: TsSink::File { path: SafePath::new(out.to_str().unwrap()).unwrap() },
-            }),
-        )
+        .output("out", consumer)
         .unwrap()
         .spec();
     let options = BuildOptions { encode_threads: NonZeroUsize::new(threads), ..BuildOptions::default() };
@@ -173,14 +187,14 @@ fn db(ratio: f64) -> f64 {
     10.0 * ratio.log10()
 }
 
-fn check_codec(codec: Codec, name: &str, frame: usize) {
-    let dir = TempDir::new(&format!("parallel-encode-{name}"));
+fn check_codec(codec: Codec, name: &str, frame: usize, ext: &str) {
+    let dir = TempDir::new(&format!("parallel-encode-{name}-{ext}"));
     let source_path = dir.path("source.wav");
     let source = write_source(&source_path, codec, frame);
-    let serial = dir.path("serial.ts");
-    let parallel = dir.path("parallel.ts");
-    render_ts(&source_path, &serial, codec, 1);
-    render_ts(&source_path, &parallel, codec, THREADS);
+    let serial = dir.path(&format!("serial.{ext}"));
+    let parallel = dir.path(&format!("parallel.{ext}"));
+    render_to(&source_path, &serial, codec, 1);
+    render_to(&source_path, &parallel, codec, THREADS);
 
     for ts in [&serial, &parallel] {
         let probe = ffprobe(ts);
@@ -256,10 +270,21 @@ fn check_codec(codec: Codec, name: &str, frame: usize) {
 
 #[test]
 fn aac_chunks_splice_seamlessly() {
-    check_codec(Codec::Aac, "aac", 1024);
+    check_codec(Codec::Aac, "aac", 1024, "ts");
 }
 
 #[test]
 fn mp2_chunks_splice_seamlessly() {
-    check_codec(Codec::Mp2, "mp2", 1152);
+    check_codec(Codec::Mp2, "mp2", 1152, "ts");
+}
+
+/// The file recorder's AAC in MP4 (global header, edit list for the priming).
+#[test]
+fn aac_chunks_splice_seamlessly_in_a_file_recording() {
+    check_codec(Codec::Aac, "aac", 1024, "m4a");
+}
+
+#[test]
+fn mp2_chunks_splice_seamlessly_in_a_file_recording() {
+    check_codec(Codec::Mp2, "mp2", 1152, "mka");
 }

@@ -22,7 +22,8 @@ use crate::io::alsa::{AlsaDevice, AlsaError, OpenRequest};
 use crate::io::wav::{WavError, WavRecorder, WavSource};
 use crate::io::worker::Worker;
 use crate::media::ffmpeg::{
-    ChunkedEncoder, Decoder, Encoder, FileMuxer, FileRecording, MediaError, TsMetadata, TsMuxer, TsOutput,
+    ChunkedEncoder, Decoder, Encoder, FileMuxer, FileRecording, MediaError, Muxer, TsMetadata, TsMuxer,
+    TsOutput,
 };
 use crate::media::link::{self as srt_link, SrtEndpoint, SrtLinkStatus};
 use crate::media::segment::{SegmentTsOutput, Segmenter};
@@ -505,14 +506,9 @@ pub fn build(
                         BuildError::Media { flow: flow.clone(), field: format!("{field}.record"), source }
                     })?;
                     built.created.push(path);
+                    let name = format!("airlift-rec-{}", output.name);
                     ring_sink(&flow, ring_len * bus_channels, &mut sinks, &mut built, |rx| {
-                        encoded::spawn_encoder(
-                            format!("airlift-rec-{}", output.name),
-                            cadence,
-                            rx,
-                            encoder,
-                            mux,
-                        )
+                        spawn_encoder(options, name, cadence, rx, encoder, mux)
                     })?;
                 }
                 ConsumerSpec::Encoded(enc) => {
@@ -564,20 +560,9 @@ pub fn build(
                     let metadata =
                         TsMetadata { service_name: enc.service_name.clone(), provider: enc.provider.clone() };
                     let mux = TsMuxer::new(ts_out, &encoder, &metadata, chunk).map_err(media)?;
-                    let chunked = match options.pacing {
-                        Pacing::Offline => ChunkedEncoder::new(
-                            &encoder,
-                            enc.codec,
-                            enc.bitrate.map(u32::from),
-                            options.encode_threads(),
-                            options.length_hint,
-                        ),
-                        Pacing::Realtime => None,
-                    };
                     let name = format!("airlift-enc-{}", output.name);
-                    ring_sink(&flow, ring_len * bus_channels, &mut sinks, &mut built, |rx| match chunked {
-                        Some(chunked) => encoded::spawn_encoder(name, cadence, rx, chunked, mux),
-                        None => encoded::spawn_encoder(name, cadence, rx, encoder, mux),
+                    ring_sink(&flow, ring_len * bus_channels, &mut sinks, &mut built, |rx| {
+                        spawn_encoder(options, name, cadence, rx, encoder, mux)
                     })?;
                     // The encoder finishes (and flushes into the sender) first.
                     built.workers.extend(sender);
@@ -626,6 +611,27 @@ struct DuplexLatency {
     capture: Option<usize>,
     /// Silence queued ahead of playback: `(periods − 1) × period`.
     playback: Option<usize>,
+}
+
+/// Starts an encoder worker: in an offline render, AAC and MP2 are coded in
+/// chunks on [`BuildOptions::encode_threads`] threads ([`ChunkedEncoder`]);
+/// otherwise by `encoder` alone.
+fn spawn_encoder(
+    options: &BuildOptions,
+    name: String,
+    cadence: Duration,
+    rx: rtrb::Consumer<f32>,
+    encoder: Encoder,
+    mux: impl Muxer + 'static,
+) -> std::io::Result<Worker> {
+    let chunked = match options.pacing {
+        Pacing::Offline => ChunkedEncoder::new(&encoder, options.encode_threads(), options.length_hint),
+        Pacing::Realtime => None,
+    };
+    match chunked {
+        Some(chunked) => encoded::spawn_encoder(name, cadence, rx, chunked, mux),
+        None => encoded::spawn_encoder(name, cadence, rx, encoder, mux),
+    }
 }
 
 /// Starts the worker `spawn` makes around a new ring of `capacity` samples

@@ -20,9 +20,9 @@
 use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, Sender, channel};
 
-use airlift_ipc::spec::Codec;
 use ffmpeg_sys_next as ff;
 
+use super::encode::Recipe;
 use super::mux::sealed::WritePacket;
 use super::{Encoder, MediaError, Muxer, Packet};
 
@@ -67,31 +67,24 @@ const MAX_CHUNK_BYTES: u64 = 16 << 20;
 /// audio in flight).
 pub const MAX_THREADS: usize = 8;
 
-/// Codec frames of preroll and postroll for `codec`, or `None` when chunked
-/// encoding is not used for it. AAC's rate control settles within about 16
-/// frames (packet sizes then match a serial encoder's to a few bytes) and
-/// needs one frame of look-ahead; MP2's filter bank holds 512 samples.
-/// Opus is not chunked (its splices are not validated) nor S302M (PCM,
-/// cheaper to copy than to split).
-fn overlap(codec: Codec) -> Option<(usize, usize)> {
-    match codec {
-        Codec::Aac => Some((16, 2)),
-        Codec::Mp2 => Some((2, 2)),
-        Codec::Opus | Codec::S302m => None,
+/// Codec frames of preroll and postroll for FFmpeg's encoder `name`, or
+/// `None` when chunked encoding is not used for it. AAC's rate control
+/// settles within about 16 frames (packet sizes then match a serial
+/// encoder's to a few bytes) and needs one frame of look-ahead; MP2's filter
+/// bank holds 512 samples. Other encoders are not chunked: Opus's and MP3's
+/// splices are not validated, S302M and PCM are cheaper to copy than to
+/// split, and FLAC's stream header (sample count, MD5) comes from its one
+/// encoder.
+fn overlap(name: &str) -> Option<(usize, usize)> {
+    match name {
+        "aac" => Some((16, 2)),
+        "mp2" => Some((2, 2)),
+        _ => None,
     }
 }
 
 /// What one chunk's encoder produced: packets in stream order, or the error.
 type ChunkResult = (u64, Result<Vec<Packet>, MediaError>);
-
-/// The encoder settings every chunk's encoder is opened with.
-#[derive(Debug, Clone, Copy)]
-struct Settings {
-    codec: Codec,
-    channels: usize,
-    rate: u32,
-    bitrate: Option<u32>,
-}
 
 /// What a chunk's encoder is told.
 enum LaneMsg {
@@ -113,16 +106,16 @@ struct ChunkWork {
 impl ChunkWork {
     /// An encoder for the chunk whose input starts at global sample `start`
     /// and whose packets are kept from global sample time `keep_from`.
-    fn open(settings: Settings, start: u64, keep_from: Option<u64>) -> Result<Self, MediaError> {
-        let encoder = Encoder::new(settings.codec, settings.channels, settings.rate, settings.bitrate)?;
-        let tb = encoder.time_base();
+    fn open(recipe: Recipe, start: u64, keep_from: Option<u64>) -> Result<Self, MediaError> {
+        let encoder = recipe.open()?;
+        let (tb, rate) = (encoder.time_base(), encoder.rate());
         let keep = Keep {
             packets: Vec::new(),
-            offset: scale(start, settings.rate, tb),
+            offset: scale(start, rate, tb),
             // The first chunk keeps the encoder's priming packet (negative time).
-            from: keep_from.map_or(i64::MIN, |k| scale(k, settings.rate, tb)),
+            from: keep_from.map_or(i64::MIN, |k| scale(k, rate, tb)),
         };
-        Ok(Self { encoder, keep, rate: settings.rate })
+        Ok(Self { encoder, keep, rate })
     }
 
     fn feed(&mut self, samples: &[f32]) -> Result<(), MediaError> {
@@ -191,7 +184,8 @@ struct Lane {
 /// preroll arrives and codes while the rest of the stream is still coming.
 /// Worker threads only. See the module docs.
 pub struct ChunkedEncoder {
-    settings: Settings,
+    recipe: Recipe,
+    channels: usize,
     name: &'static str,
     threads: usize,
     /// Samples per channel in one chunk, a multiple of the codec frame.
@@ -224,19 +218,13 @@ impl std::fmt::Debug for ChunkedEncoder {
 }
 
 impl ChunkedEncoder {
-    /// A chunked encoder for the stream `template` was opened for (`codec`,
-    /// `bitrate` as given to [`Encoder::new`]), with up to `threads` chunks
-    /// encoding at once, sized for about `length_hint` samples per channel
-    /// when the length is known. `None` when chunking does not pay or is not
-    /// validated for the codec: then encode with `template` serially.
-    pub fn new(
-        template: &Encoder,
-        codec: Codec,
-        bitrate: Option<u32>,
-        threads: usize,
-        length_hint: Option<u64>,
-    ) -> Option<Self> {
-        let (pre, post) = overlap(codec)?;
+    /// A chunked encoder for the stream `template` was opened for, with up
+    /// to `threads` chunks encoding at once, sized for about `length_hint`
+    /// samples per channel when the length is known. `None` when chunking
+    /// does not pay or is not validated for the encoder: then encode with
+    /// `template` serially.
+    pub fn new(template: &Encoder, threads: usize, length_hint: Option<u64>) -> Option<Self> {
+        let (pre, post) = overlap(template.name())?;
         let threads = threads.min(MAX_THREADS);
         if threads < 2 {
             return None;
@@ -259,7 +247,8 @@ impl ChunkedEncoder {
         let chunk = per_thread.clamp(min, max).min(by_bytes).max(least).div_ceil(frame) * frame;
         let (results_tx, results_rx) = channel();
         Some(Self {
-            settings: Settings { codec, channels: template.channels(), rate, bitrate },
+            recipe: template.recipe(),
+            channels: template.channels(),
             name: template.name(),
             threads,
             chunk,
@@ -302,18 +291,18 @@ impl ChunkedEncoder {
         self.next_index += 1;
         let start = index * self.chunk;
         let input_start = start.saturating_sub(self.preroll);
-        let (settings, keep_from) = (self.settings, (index > 0).then_some(start));
+        let (recipe, keep_from) = (self.recipe, (index > 0).then_some(start));
         let (tx, rx) = channel::<LaneMsg>();
         let results = self.results_tx.clone();
         let spawned =
             std::thread::Builder::new().name(format!("airlift-enc-chunk-{index}")).spawn(move || {
-                run_chunk(index, ChunkWork::open(settings, input_start, keep_from), rx, results);
+                run_chunk(index, ChunkWork::open(recipe, input_start, keep_from), rx, results);
             });
         let runner = match spawned {
             Ok(_) => Runner::Thread(tx),
             Err(e) => {
                 tracing::warn!(encoder = self.name, "no thread for a chunk, encoding it here: {e}");
-                match ChunkWork::open(settings, input_start, keep_from) {
+                match ChunkWork::open(recipe, input_start, keep_from) {
                     Ok(work) => Runner::Inline(Box::new(work)),
                     Err(e) => Runner::Failed(e),
                 }
@@ -374,7 +363,7 @@ impl ChunkedEncoder {
 
 impl AudioEncoder for ChunkedEncoder {
     fn encode(&mut self, interleaved: &[f32], mux: &mut impl Muxer) -> Result<(), MediaError> {
-        let ch = self.settings.channels;
+        let ch = self.channels;
         let mut rest = interleaved;
         while !rest.is_empty() {
             // Open the chunk whose preroll starts within this input.
@@ -496,9 +485,11 @@ impl Muxer for Keep {
 mod tests {
     use super::*;
 
+    use airlift_ipc::spec::Codec;
+
     fn chunked(codec: Codec, channels: usize, threads: usize, hint: Option<u64>) -> Option<ChunkedEncoder> {
         let template = Encoder::new(codec, channels, 48_000, None).unwrap();
-        ChunkedEncoder::new(&template, codec, None, threads, hint)
+        ChunkedEncoder::new(&template, threads, hint)
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub struct Encoder {
     depth: u32,
     pending: Vec<f32>,
     pts: i64,
+    recipe: Recipe,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -60,6 +61,7 @@ const PREFERRED: [Fmt; 6] = [
 ];
 
 /// How an encoder is opened: what the codec and container need.
+#[derive(Clone, Copy)]
 pub(super) struct EncoderSetup {
     /// FFmpeg's encoder.
     pub codec: *const ff::AVCodec,
@@ -69,6 +71,27 @@ pub(super) struct EncoderSetup {
     pub default_bitrate: i64,
     /// The container wants codec headers out of band (MP4, Matroska, Ogg).
     pub global_header: bool,
+}
+
+// SAFETY: `codec` points at one of FFmpeg's static, immutable encoder
+// descriptors, which any thread may read.
+unsafe impl Send for EncoderSetup {}
+
+/// Everything an encoder was opened with, to open another one just like
+/// it (on another thread: see [`super::ChunkedEncoder`]).
+#[derive(Clone, Copy)]
+pub(super) struct Recipe {
+    setup: EncoderSetup,
+    channels: usize,
+    rate: u32,
+    bitrate: Option<u32>,
+}
+
+impl Recipe {
+    /// A fresh encoder with the same settings.
+    pub(super) fn open(&self) -> Result<Encoder, MediaError> {
+        Encoder::open(&self.setup, self.channels, self.rate, self.bitrate)
+    }
 }
 
 /// The encoder called `name` in this FFmpeg build, with its static name.
@@ -236,6 +259,7 @@ impl Encoder {
             depth,
             pending: Vec::with_capacity(frame_size * channels * 4),
             pts: 0,
+            recipe: Recipe { setup: *setup, channels, rate, bitrate },
         })
     }
 
@@ -252,6 +276,11 @@ impl Encoder {
     /// Channels encoded.
     pub fn channels(&self) -> usize {
         self.channels
+    }
+
+    /// How to open another encoder like this one.
+    pub(super) fn recipe(&self) -> Recipe {
+        self.recipe
     }
 
     /// Sample rate in Hz.
