@@ -53,7 +53,7 @@ enum Mode {
         /// Encoders coding chunks of one AAC or MP2 output at once
         /// (default: one per CPU, at most 8; 1 encodes serially, as a live
         /// flow does).
-        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=8))]
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=airlift_engine::media::ffmpeg::MAX_ENCODE_THREADS as i64))]
         encode_threads: Option<u16>,
         #[command(flatten)]
         limits: LimitArgs,

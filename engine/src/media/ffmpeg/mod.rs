@@ -15,7 +15,7 @@ use std::ffi::{CStr, c_char, c_int};
 
 use ffmpeg_sys_next as ff;
 
-pub use chunked::{AudioEncoder, ChunkedEncoder};
+pub use chunked::{AudioEncoder, ChunkedEncoder, MAX_THREADS as MAX_ENCODE_THREADS};
 pub use decode::{Decoder, TsInput};
 pub use encode::Encoder;
 pub use mux::{Muxer, TsMetadata, TsMuxer, TsOutput};
