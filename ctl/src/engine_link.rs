@@ -461,6 +461,12 @@ fn handle_event(session: &mut Session, shared: &Arc<Shared>, msg: EngineToCtl) {
             shared.metrics.segments.get_or_create(&label).inc();
             shared.metrics.segment_bytes.get_or_create(&label).inc_by(m.bytes);
         }
+        EngineToCtl::RecordingClosed(r) => {
+            tracing::info!(
+                flow = %r.flow, output = %r.output, path = %r.path, duration_ms = r.duration_ms,
+                bytes = r.bytes, sha256 = %r.sha256, "recording closed"
+            );
+        }
     }
     let _ = shared.events.send(msg);
 }

@@ -13,7 +13,7 @@ pub const MAGIC: [u8; 4] = *b"ALFT";
 
 /// The protocol version this build speaks. A frame of another version is
 /// refused with [`FrameError::VersionMismatch`].
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Size of the frame header in bytes.
 pub const HEADER_LEN: usize = 12;
@@ -148,10 +148,10 @@ mod tests {
     #[test]
     fn version_mismatch_is_typed() {
         let mut bytes = encode(&sample()).unwrap();
-        bytes[4..6].copy_from_slice(&2u16.to_le_bytes());
+        bytes[4..6].copy_from_slice(&9u16.to_le_bytes());
         assert_eq!(
             decode::<CtlToEngine>(&bytes),
-            Err(FrameError::VersionMismatch { expected: PROTOCOL_VERSION, found: 2 })
+            Err(FrameError::VersionMismatch { expected: PROTOCOL_VERSION, found: 9 })
         );
     }
 

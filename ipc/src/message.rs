@@ -170,6 +170,27 @@ pub enum EngineToCtl {
         /// Attempts the peer refused so far.
         refusals: u64,
     },
+    /// A file recording was closed (its flow stopped or was rebuilt with a
+    /// changed recorder, or the engine shut down): the file is complete and
+    /// fsynced, and will not be written again.
+    RecordingClosed(RecordingClosed),
+}
+
+/// A closed file recording.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingClosed {
+    /// The flow.
+    pub flow: Name,
+    /// The output.
+    pub output: Name,
+    /// The file, absolute or relative to the engine's base directory.
+    pub path: String,
+    /// Audio in the file, in milliseconds.
+    pub duration_ms: u64,
+    /// Size of the file in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the file, lowercase hex.
+    pub sha256: String,
 }
 
 /// Where an SRT link stands.
@@ -244,6 +265,15 @@ pub struct SegmentManifest {
     pub sha256: String,
     /// True for a segment recovered from a crash (cut short).
     pub truncated: bool,
+    /// True when this segment does not continue the previous one of its job
+    /// seamlessly: the encoder's settings changed at a rebuild, or audio was
+    /// lost before it (see `gap_90k`). Players should reset their decoder.
+    #[serde(default)]
+    pub discontinuity: bool,
+    /// Audio known to be lost between the previous segment of the job and
+    /// this one (90 kHz units), e.g. while the disk was full. 0: none.
+    #[serde(default)]
+    pub gap_90k: u64,
 }
 
 /// Levels of one channel, in dBFS (−∞ is sent as `f32::NEG_INFINITY`).

@@ -576,9 +576,46 @@ pub struct DesiredState {
     /// Pull jobs to run.
     #[serde(default, rename = "pull")]
     pub pulls: Vec<PullSpec>,
+    /// Flows of `flows` that the operator stopped: kept in the state (so
+    /// their settings are known) but not running.
+    #[serde(default)]
+    pub stopped: Vec<Name>,
+}
+
+/// Why `job` cannot name a segment job, or `None` when it can: the spool
+/// keeps folders of its own beside the jobs' folders.
+pub fn reserved_job_name(job: &str) -> Option<String> {
+    const RESERVED: [&str; 2] = ["retained", "quarantine"];
+    if RESERVED.contains(&job) || job.starts_with('.') {
+        Some(format!("segment job name {job:?} is reserved for the spool's own folders ({})", RESERVED.join(", ")))
+    } else {
+        None
+    }
 }
 
 impl DesiredState {
+    /// Every segment job of the state: `(owner, field, job)`, where the owner
+    /// is the flow or pull job that writes it. Job names share one namespace
+    /// in the spool and in S3.
+    pub fn segment_jobs(&self) -> impl Iterator<Item = (&str, String, &Name)> {
+        let flows = self.flows.iter().flat_map(|flow| {
+            flow.outputs.iter().filter_map(move |o| match &o.consumer {
+                ConsumerSpec::Encoded(e) => match &e.sink {
+                    TsSink::Segments(s) => Some((
+                        flow.name.as_str(),
+                        format!("output[{}].consumer.encoded.sink.segments.job", o.name),
+                        &s.job,
+                    )),
+                    _ => None,
+                },
+                _ => None,
+            })
+        });
+        let pulls =
+            self.pulls.iter().map(|p| (p.name.as_str(), "segments.job".to_owned(), &p.segments.job));
+        flows.chain(pulls)
+    }
+
     /// Each link has exactly one writing output and at most one reading
     /// input, in flows of the same sample rate.
     fn validate_links(&self, errors: &mut Vec<SpecError>) {
@@ -672,6 +709,23 @@ impl DesiredState {
         for pull in &self.pulls {
             if !jobs.insert(pull.name.as_str()) {
                 errors.push(SpecError::new(pull.name.as_str(), "name", "duplicate pull job name"));
+            }
+        }
+        let mut segment_jobs = std::collections::HashMap::new();
+        for (owner, field, job) in self.segment_jobs() {
+            if let Some(reason) = reserved_job_name(job.as_str()) {
+                errors.push(SpecError::new(owner, field, reason));
+            } else if let Some(first) = segment_jobs.insert(job.as_str(), owner) {
+                errors.push(SpecError::new(
+                    owner,
+                    field,
+                    format!("segment job {:?} is already used by {first}: every job needs a name of its own", job.as_str()),
+                ));
+            }
+        }
+        for name in &self.stopped {
+            if !names.contains(name.as_str()) {
+                errors.push(SpecError::new(name.as_str(), "stopped", "no flow of this name"));
             }
         }
         if errors.is_empty() { Ok(()) } else { Err(errors) }

@@ -52,7 +52,7 @@ proptest! {
 
     #[test]
     fn specs_round_trip_through_toml(flow in strategies::flow()) {
-        let state = airlift_ipc::spec::DesiredState { flows: vec![flow], pulls: vec![] };
+        let state = airlift_ipc::spec::DesiredState { flows: vec![flow], ..Default::default() };
         let text = toml::to_string(&state).unwrap();
         let back: airlift_ipc::spec::DesiredState = toml::from_str(&text).unwrap();
         prop_assert_eq!(back, state);

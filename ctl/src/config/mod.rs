@@ -610,6 +610,7 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &Overrides) -> 
         state: DesiredState {
             flows: flows.iter().map(|(_, f)| f.clone()).collect(),
             pulls: pulls.iter().map(|(_, p)| p.clone()).collect(),
+            stopped: Vec::new(),
         },
     };
     apply_overrides(&mut config, overrides, &mut cx.errors);

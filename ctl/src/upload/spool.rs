@@ -267,6 +267,8 @@ mod tests {
             bytes: 0,
             sha256: String::new(),
             truncated: false,
+            discontinuity: false,
+            gap_90k: 0,
         }
     }
 

@@ -204,7 +204,7 @@ pub fn pull() -> impl Strategy<Value = PullSpec> {
 pub fn command() -> impl Strategy<Value = Command> {
     prop_oneof![
         (prop::collection::vec(flow(), 0..3), prop::collection::vec(pull(), 0..2))
-            .prop_map(|(flows, pulls)| Command::ApplyState(DesiredState { flows, pulls })),
+            .prop_map(|(flows, pulls)| Command::ApplyState(DesiredState { flows, pulls, stopped: vec![] })),
         name().prop_map(|flow| Command::StartFlow { flow }),
         name().prop_map(|flow| Command::StopFlow { flow }),
         (name(), name(), gain()).prop_map(|(flow, input, gain)| Command::SetGain { flow, input, gain }),
@@ -273,6 +273,8 @@ pub fn engine_to_ctl() -> impl Strategy<Value = EngineToCtl> {
                     bytes,
                     sha256,
                     truncated,
+                    discontinuity: truncated,
+                    gap_90k: duration_90k / 2,
                 }
             },
         );
@@ -385,6 +387,16 @@ pub fn engine_to_ctl() -> impl Strategy<Value = EngineToCtl> {
                 connects,
                 refusals
             }),
+        (name(), name(), "[a-z0-9/._-]{1,40}", any::<u64>(), any::<u64>(), "[0-9a-f]{64}").prop_map(
+            |(flow, output, path, duration_ms, bytes, sha256)| EngineToCtl::RecordingClosed(RecordingClosed {
+                flow,
+                output,
+                path,
+                duration_ms,
+                bytes,
+                sha256
+            })
+        ),
     ]
 }
 
