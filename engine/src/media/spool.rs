@@ -290,6 +290,8 @@ impl JobSpool {
             bytes,
             sha256,
             truncated,
+            discontinuity: truncated,
+            gap_90k: 0,
         };
         let json = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| SpoolError::Io { path: dest.clone(), source: std::io::Error::other(e) })?;
