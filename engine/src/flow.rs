@@ -56,7 +56,8 @@ impl AudioThread {
         while let Ok(cmd) = self.commands.pop() {
             match cmd {
                 RtCommand::Param(p) => self.graph.apply(p),
-                RtCommand::Swap(new) => {
+                RtCommand::Swap(mut new) => {
+                    new.adopt_sinks(&mut self.graph);
                     let old = std::mem::replace(&mut self.graph, new);
                     if let Err(rtrb::PushError::Full(old)) = self.returned.push(old) {
                         self.pending_return = Some(old);
@@ -189,6 +190,8 @@ pub struct RunningFlow {
     control: FlowControl,
     thread: Option<JoinHandle<Box<RtGraph>>>,
     workers: Vec<Worker>,
+    /// Per output index, the range of `workers` that serve it.
+    output_workers: Vec<(usize, std::ops::Range<usize>)>,
     /// Workers of replaced graphs, stopped when their graph comes back.
     retired: VecDeque<Vec<Worker>>,
     reports: Vec<rtrb::Consumer<Report>>,
@@ -219,7 +222,7 @@ pub fn start_built(
     built: BuiltFlow,
     rt: &RealtimeRequest,
 ) -> Result<RunningFlow, BuildError> {
-    let BuiltFlow { graph, workers, reports, inputs, counters, links, .. } = built;
+    let BuiltFlow { graph, workers, reports, inputs, counters, links, output_workers, .. } = built;
     let injectors = graph.xrun_injectors();
     let (control, mut driver) = audio_driver(graph);
     let (rt_tx, rt_rx) = std::sync::mpsc::sync_channel(1);
@@ -256,6 +259,7 @@ pub fn start_built(
         control,
         thread: Some(thread),
         workers,
+        output_workers,
         retired: VecDeque::new(),
         reports,
         inputs,
@@ -304,11 +308,31 @@ impl RunningFlow {
             .map_err(|_| ParamError::Busy { flow: self.spec.name.to_string() })
     }
 
+    /// Records a parameter change sent to input `input` in the spec this
+    /// flow runs. Control thread only.
+    pub fn note_input(&mut self, input: &str, change: impl Fn(&mut airlift_ipc::spec::InputSpec)) {
+        if let Some(i) = self.spec.inputs.iter_mut().find(|i| i.name.as_str() == input) {
+            change(i);
+        }
+    }
+
     /// Replaces the running graph with one built from `spec`, at a period
-    /// boundary, without stopping the audio thread.
+    /// boundary, without stopping the audio thread. Outputs the new graph
+    /// carries over ([`BuiltFlow::carried`]) keep their workers; the old
+    /// graph's other workers stop once the audio thread hands it back.
     pub fn replace(&mut self, spec: &FlowSpec, built: BuiltFlow) -> Result<(), BuildError> {
         self.collect();
-        let BuiltFlow { graph, workers, reports, inputs, counters, links, .. } = built;
+        let BuiltFlow {
+            graph,
+            mut workers,
+            reports,
+            inputs,
+            counters,
+            links,
+            mut output_workers,
+            carried,
+            ..
+        } = built;
         // The counters live on across the swap: keep the old ones.
         drop(counters);
         let graph = graph.with_counters(self.counters.clone());
@@ -321,7 +345,18 @@ impl RunningFlow {
                 message: "the flow's command ring is full; try again".into(),
             });
         }
-        self.retired.push_back(std::mem::replace(&mut self.workers, workers));
+        let mut old: Vec<Option<Worker>> = std::mem::take(&mut self.workers).into_iter().map(Some).collect();
+        for (new_index, old_index) in carried {
+            let Some((_, range)) = self.output_workers.iter().find(|(o, _)| *o == old_index) else {
+                continue;
+            };
+            let start = workers.len();
+            workers.extend(range.clone().filter_map(|k| old.get_mut(k).and_then(Option::take)));
+            output_workers.push((new_index, start..workers.len()));
+        }
+        self.retired.push_back(old.into_iter().flatten().collect());
+        self.workers = workers;
+        self.output_workers = output_workers;
         self.reports = reports;
         self.inputs = inputs;
         self.injectors = injectors;

@@ -15,6 +15,7 @@ use airlift_engine::graph::BuildOptions;
 use airlift_engine::media::spool::Spool;
 use airlift_engine::node::Node;
 use airlift_engine::rt::thread::RealtimeRequest;
+use airlift_ipc::message::{EngineToCtl, FlowState};
 use airlift_ipc::spec::DesiredState;
 
 #[derive(Parser)]
@@ -201,16 +202,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Mode::Run { flows, spool, limits, rt } => {
             let state = load(&flows)?;
-            let mut options = BuildOptions {
-                base_dir: base_dir(&flows),
-                spool: Spool::new(spool),
-                ..BuildOptions::default()
-            };
+            let spool = Spool::new(spool);
+            let _owner = spool.claim()?;
+            let mut options = BuildOptions { base_dir: base_dir(&flows), spool, ..BuildOptions::default() };
             limits.apply(&mut options);
             let signals = block_signals()?;
             let mut node = Node::new(options, rt.request());
             let mut events = Vec::new();
             node.apply_state(&state, &mut events)?;
+            // Under ctld a flow that cannot be built is retried; run is a
+            // one-shot command with nobody to watch it: it refuses.
+            let failed: Vec<String> = events
+                .iter()
+                .filter_map(|e| match e {
+                    EngineToCtl::FlowState { flow, state: FlowState::Failed { reason } } => {
+                        Some(format!("flow {flow}: {reason}"))
+                    }
+                    EngineToCtl::PullState { job, state: FlowState::Failed { reason } } => {
+                        Some(format!("pull {job}: {reason}"))
+                    }
+                    _ => None,
+                })
+                .collect();
+            if !failed.is_empty() {
+                node.shutdown(&mut events);
+                anyhow::bail!("{}", failed.join("; "));
+            }
             tracing::info!(flows = state.flows.len(), "running; Ctrl-C stops");
             let signal = signals.wait().context("waiting for a signal")?;
             tracing::info!(?signal, "stopping");
@@ -257,6 +274,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Mode::Serve { listen, config, spool, limits, allow_uid, rt } => {
             let (listen, rt, spool, limits) = serve_settings(listen, config.as_deref(), spool, limits, rt)?;
+            // First of all: a second engine on this spool leaves everything
+            // (the first one's socket included) as it is.
+            let spool = Spool::new(spool);
+            let _owner = spool.claim()?;
             if listen.exists() {
                 std::fs::remove_file(&listen)
                     .with_context(|| format!("cannot remove stale {}", listen.display()))?;
@@ -273,8 +294,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     flag.store(true, Ordering::Release);
                 }
             })?;
-            tracing::info!(spool = %spool.display(), "segment spool");
-            let mut options = BuildOptions { spool: Spool::new(spool), ..BuildOptions::default() };
+            tracing::info!(spool = %spool.root().display(), "segment spool");
+            let mut options = BuildOptions { spool, ..BuildOptions::default() };
             limits.apply(&mut options);
             let node = Node::new(options, rt.request());
             serve(listener, node, PeerPolicy { extra_uid: allow_uid }, stop)?;

@@ -15,7 +15,7 @@ use airlift_ipc::spec::{
 use airlift_ipc::units::{GainDb, Name, Pan};
 
 use crate::flow::{ParamError, RunningFlow, start_built};
-use crate::graph::build::{BuildError, BuildOptions, build};
+use crate::graph::build::{BuildError, BuildOptions, build, build_replacing};
 use crate::graph::processor::{NodeRef, Processor, Report};
 use crate::graph::rt_graph::{Pacing, ParamChange};
 use crate::io::alsa::AlsaError;
@@ -104,6 +104,9 @@ pub struct Node {
     reopened: BTreeMap<Name, Reopen>,
     /// Running pull jobs.
     pulls: BTreeMap<Name, PullJob>,
+    /// Pull jobs of the desired state that could not start, with when to
+    /// try again.
+    pulls_failed: BTreeMap<Name, (PullSpec, Reopen)>,
     /// Each SRT link's state and connect/refusal counts at the last look,
     /// by flow and link, to send changes as events.
     links_seen: BTreeMap<(Name, String), (LinkState, u64, u64)>,
@@ -136,6 +139,7 @@ impl Node {
             reopened: BTreeMap::new(),
             links_seen: BTreeMap::new(),
             pulls: BTreeMap::new(),
+            pulls_failed: BTreeMap::new(),
         }
     }
 
@@ -167,10 +171,13 @@ impl Node {
         Ok(())
     }
 
-    /// Converges to `state`: stops flows that are gone, swaps the graph of
-    /// flows whose spec changed, starts new ones, and leaves unchanged flows
-    /// running untouched. All new graphs are built first; if any fails,
-    /// nothing changes.
+    /// Converges to `state`: stops flows that are gone or stopped, swaps the
+    /// graph of flows whose spec changed, starts new ones, and leaves
+    /// unchanged flows running untouched. A state that breaks the spec
+    /// rules is refused whole. A flow (or pull job) that cannot be built —
+    /// a port taken, a device or file missing — fails alone: it is
+    /// reported [`FlowState::Failed`] with the reason and retried with
+    /// backoff (0.5 s doubling to 30 s) while everything else applies.
     ///
     /// Flows with ALSA devices or SRT listeners are restarted rather than
     /// swapped (a device clocks its thread, and neither a PCM nor a listening
@@ -183,15 +190,54 @@ impl Node {
         events: &mut Vec<EngineToCtl>,
     ) -> Result<(), NodeError> {
         state.validate().map_err(|e| NodeError::Build(BuildError::Invalid(e)))?;
+        if state.pulls.len() > self.options.max_pulls {
+            return Err(NodeError::TooManyPulls { wanted: state.pulls.len(), max: self.options.max_pulls });
+        }
+        // The operator's stops are part of the state: stop what is now
+        // stopped; flows no longer stopped start below like new ones.
+        self.stopped = state.stopped.iter().cloned().collect();
+        let now_stopped: Vec<Name> =
+            self.running.keys().filter(|n| self.stopped.contains(*n)).cloned().collect();
+        for name in now_stopped {
+            self.failed.remove(&name);
+            if let Some(flow) = self.running.remove(&name) {
+                flow.stop();
+                events.push(EngineToCtl::FlowState { flow: name, state: FlowState::Stopped });
+            }
+        }
+        for name in &self.stopped {
+            self.failed.remove(name);
+        }
         let mut prepared = Vec::new();
         let mut restart = Vec::new();
+        let mut failed_builds: Vec<(&FlowSpec, BuildError)> = Vec::new();
         let wanted: Vec<&FlowSpec> = state.flows.iter().filter(|s| !self.stopped.contains(&s.name)).collect();
-        let changed: Vec<&FlowSpec> =
-            wanted.iter().copied().filter(|s| self.desired.get(&s.name) != Some(*s)).collect();
+        let changed: Vec<&FlowSpec> = wanted
+            .iter()
+            .copied()
+            .filter(|s| self.desired.get(&s.name) != Some(*s) || !self.running.contains_key(&s.name))
+            .collect();
         // A link's reading end is taken once: a rebuilt flow rebuilds every
         // flow linked to it. Devices make a whole group restart.
         let mut todo = Vec::new();
         let mut deferred = BTreeSet::new();
+        // Only gains, mutes or pans changed on a running flow without
+        // links: ramp them in and keep the graph (its devices, listeners
+        // and recordings) running without a single dropped sample.
+        let mut retuned = Vec::new();
+        let changed: Vec<&FlowSpec> = changed
+            .into_iter()
+            .filter(|spec| {
+                let retune =
+                    self.desired.get(&spec.name).is_some_and(|old| only_input_params_differ(old, spec))
+                        && self.running.contains_key(&spec.name)
+                        && link_group(&wanted, &spec.name).len() == 1;
+                if retune {
+                    retuned.push(*spec);
+                }
+                !retune
+            })
+            .collect();
         for spec in &changed {
             let group = link_group(&wanted, &spec.name);
             let holds_devices =
@@ -205,28 +251,20 @@ impl Node {
                 }
             }
         }
-        let mut retuned = Vec::new();
         for spec in writers_first(todo) {
             if deferred.contains(&spec.name) {
                 restart.push(spec);
                 continue;
             }
-            // Only gains, mutes or pans changed on a flow without links:
-            // ramp them in and keep the graph (and its recordings) running
-            // without a single dropped sample.
-            if let Some(old) = self.desired.get(&spec.name)
-                && old != spec
-                && self.running.contains_key(&spec.name)
-                && link_group(&wanted, &spec.name).len() == 1
-                && only_input_params_differ(old, spec)
-            {
-                retuned.push(spec);
-                continue;
+            // A flow that will be swapped keeps its unchanged outputs running.
+            let swapped_from = self.running.get(&spec.name).map(RunningFlow::spec).filter(|old| {
+                old.sample_rate == spec.sample_rate && old.period == spec.period && !uses_alsa(spec)
+            });
+            match build_replacing(spec, &self.options, Vec::new(), swapped_from) {
+                Ok(built) => prepared.push((spec, built)),
+                Err(e) => failed_builds.push((spec, e)),
             }
-            prepared.push((spec, build(spec, &self.options, Vec::new())?));
         }
-        // Every new graph is built: only now do pull jobs change, so a flow
-        // that fails to build leaves them as they were.
         self.apply_pulls(&state.pulls, events)?;
         for spec in retuned {
             self.retune(spec)?;
@@ -242,6 +280,15 @@ impl Node {
                 flow.stop();
                 events.push(EngineToCtl::FlowState { flow: name, state: FlowState::Stopped });
             }
+        }
+        for (spec, e) in failed_builds {
+            // A flow whose new graph cannot be built stops (its old graph
+            // would no longer match the state) and is retried on its own.
+            if let Some(old) = self.running.remove(&spec.name) {
+                old.stop();
+            }
+            self.desired.insert(spec.name.clone(), spec.clone());
+            self.fail_for_retry(&spec.name, e.to_string(), events);
         }
         for (spec, built) in prepared {
             match self.running.get_mut(&spec.name) {
@@ -315,6 +362,11 @@ impl Node {
             flow.set(input.name.as_str(), |i| ParamChange::Gain(i, gain))?;
             flow.set(input.name.as_str(), |i| ParamChange::Mute(i, muted))?;
             flow.set(input.name.as_str(), |i| ParamChange::Pan(i, pan))?;
+            flow.note_input(input.name.as_str(), |i| {
+                i.gain_db = input.gain_db;
+                i.muted = input.muted;
+                i.pan = input.pan;
+            });
         }
         Ok(())
     }
@@ -372,21 +424,41 @@ impl Node {
         self.running.get_mut(flow).ok_or_else(|| NodeError::UnknownFlow(flow.chars().take(64).collect()))
     }
 
-    /// Sets one input's gain (ramped over a period).
+    /// Sets one input's gain (ramped over a period). The desired state
+    /// follows, so a later state carrying the same value changes nothing.
     pub fn set_gain(&mut self, flow: &str, input: &str, gain: GainDb) -> Result<(), NodeError> {
         let linear = gain.linear();
-        Ok(self.flow_mut(flow)?.set(input, |i| ParamChange::Gain(i, linear))?)
+        self.flow_mut(flow)?.set(input, |i| ParamChange::Gain(i, linear))?;
+        self.note_input(flow, input, |i| i.gain_db = gain);
+        Ok(())
     }
 
     /// Mutes or unmutes one input (ramped).
     pub fn set_mute(&mut self, flow: &str, input: &str, muted: bool) -> Result<(), NodeError> {
-        Ok(self.flow_mut(flow)?.set(input, |i| ParamChange::Mute(i, muted))?)
+        self.flow_mut(flow)?.set(input, |i| ParamChange::Mute(i, muted))?;
+        self.note_input(flow, input, |i| i.muted = muted);
+        Ok(())
     }
 
     /// Sets one input's pan.
     pub fn set_pan(&mut self, flow: &str, input: &str, pan: Pan) -> Result<(), NodeError> {
         let p = pan.get();
-        Ok(self.flow_mut(flow)?.set(input, |i| ParamChange::Pan(i, p))?)
+        self.flow_mut(flow)?.set(input, |i| ParamChange::Pan(i, p))?;
+        self.note_input(flow, input, |i| i.pan = pan);
+        Ok(())
+    }
+
+    /// Records a parameter change in the desired and running specs of
+    /// `flow`, so the next state that carries it is seen as unchanged.
+    fn note_input(&mut self, flow: &str, input: &str, change: impl Fn(&mut airlift_ipc::spec::InputSpec)) {
+        if let Some(spec) = self.desired.get_mut(flow)
+            && let Some(i) = spec.inputs.iter_mut().find(|i| i.name.as_str() == input)
+        {
+            change(i);
+        }
+        if let Some(running) = self.running.get_mut(flow) {
+            running.note_input(input, change);
+        }
     }
 
     /// Periods processed so far by each running flow (for liveness checks).
@@ -463,6 +535,7 @@ impl Node {
             }
         }
         self.fail_and_reopen(lost, events);
+        self.retry_pulls(events);
         self.link_events(events);
     }
 
@@ -490,6 +563,25 @@ impl Node {
         self.links_seen = seen;
     }
 
+    /// Reports `name` failed and schedules its rebuild: 0.5 s after the
+    /// first failure, twice as long after each failure that follows soon
+    /// after a reopen, at most 30 s.
+    fn fail_for_retry(&mut self, name: &Name, reason: String, events: &mut Vec<EngineToCtl>) {
+        tracing::warn!(flow = %name, %reason, "flow failed; retrying with backoff");
+        events.push(EngineToCtl::FlowState { flow: name.clone(), state: FlowState::Failed { reason } });
+        let delay = match (self.reopened.remove(name), self.failed.get(name)) {
+            (_, Some(pending)) => (pending.delay * 2).min(REOPEN_MAX),
+            (Some(last), None) if last.at.elapsed() < REOPEN_MAX => (last.delay * 2).min(REOPEN_MAX),
+            _ => REOPEN_FIRST,
+        };
+        self.failed.insert(name.clone(), Reopen { at: Instant::now() + delay, delay });
+    }
+
+    /// Flows that failed and wait for their next build attempt.
+    pub fn failed_flows(&self) -> impl Iterator<Item = &Name> {
+        self.failed.keys()
+    }
+
     /// Stops flows whose device was lost (the audio thread already runs on
     /// the internal clock, so this joins promptly), then rebuilds failed
     /// flows whose backoff has passed.
@@ -498,19 +590,14 @@ impl Node {
             if let Some(flow) = self.running.remove(&name) {
                 flow.stop();
             }
-            tracing::warn!(flow = %name, %reason, "flow failed; reopening with backoff");
-            events.push(EngineToCtl::FlowState { flow: name.clone(), state: FlowState::Failed { reason } });
-            let delay = match self.reopened.remove(&name) {
-                Some(last) if last.at.elapsed() < REOPEN_MAX => (last.delay * 2).min(REOPEN_MAX),
-                _ => REOPEN_FIRST,
-            };
-            self.failed.insert(name, Reopen { at: Instant::now() + delay, delay });
+            self.fail_for_retry(&name, reason, events);
         }
         let now = Instant::now();
         let due: Vec<Name> =
             self.failed.iter().filter(|(_, r)| r.at <= now).map(|(n, _)| n.clone()).collect();
         for name in due {
-            let Some(spec) = self.desired.get(&name).cloned() else {
+            let Some(spec) = self.desired.get(&name).cloned().filter(|_| !self.stopped.contains(&name))
+            else {
                 self.failed.remove(&name);
                 continue;
             };
@@ -562,13 +649,48 @@ impl Node {
                 job.stop();
             }
         }
+        self.pulls_failed.retain(|name, (spec, _)| wanted.iter().any(|w| &w.name == name && w == spec));
         self.options.spool_events.drain_into(events);
         for spec in wanted {
-            if !self.pulls.contains_key(&spec.name) {
-                self.start_pull(spec, events)?;
+            if !self.pulls.contains_key(&spec.name) && !self.pulls_failed.contains_key(&spec.name) {
+                if let Err(e) = self.start_pull(spec, events) {
+                    self.fail_pull(spec, e.to_string(), REOPEN_FIRST, events);
+                }
             }
         }
         Ok(())
+    }
+
+    /// Reports pull job `spec` failed and schedules a retry after `delay`.
+    fn fail_pull(&mut self, spec: &PullSpec, reason: String, delay: Duration, events: &mut Vec<EngineToCtl>) {
+        tracing::warn!(job = %spec.name, %reason, retry_in = ?delay, "pull job cannot start; retrying with backoff");
+        events.push(EngineToCtl::PullState { job: spec.name.clone(), state: FlowState::Failed { reason } });
+        self.pulls_failed
+            .insert(spec.name.clone(), (spec.clone(), Reopen { at: Instant::now() + delay, delay }));
+    }
+
+    /// Starts pull jobs whose retry is due.
+    fn retry_pulls(&mut self, events: &mut Vec<EngineToCtl>) {
+        let now = Instant::now();
+        let due: Vec<(PullSpec, Duration)> = self
+            .pulls_failed
+            .values()
+            .filter(|(_, r)| r.at <= now)
+            .map(|(spec, r)| (spec.clone(), r.delay))
+            .collect();
+        for (spec, delay) in due {
+            self.pulls_failed.remove(&spec.name);
+            if let Err(e) = self.start_pull(&spec, events) {
+                self.pulls_failed.insert(
+                    spec.name.clone(),
+                    (
+                        spec,
+                        Reopen { at: now + (delay * 2).min(REOPEN_MAX), delay: (delay * 2).min(REOPEN_MAX) },
+                    ),
+                );
+                tracing::debug!(error = %e, "pull job retry failed");
+            }
+        }
     }
 
     /// Starts pull job `spec`. Control thread only.
@@ -576,6 +698,7 @@ impl Node {
         if self.pulls.contains_key(&spec.name) {
             return Err(NodeError::PullExists(spec.name.to_string()));
         }
+        self.pulls_failed.remove(&spec.name);
         if self.pulls.len() >= self.options.max_pulls {
             return Err(NodeError::TooManyPulls {
                 wanted: self.pulls.len() + 1,
@@ -590,6 +713,9 @@ impl Node {
 
     /// Stops pull job `name`, closing its open segment. Control thread only.
     pub fn stop_pull(&mut self, name: &str, events: &mut Vec<EngineToCtl>) -> Result<(), NodeError> {
+        if self.pulls_failed.remove(name).is_some() {
+            return Ok(());
+        }
         let job = self.pulls.remove(name).ok_or_else(|| NodeError::UnknownPull(name.to_owned()))?;
         job.stop();
         self.options.spool_events.drain_into(events);

@@ -481,12 +481,14 @@ fn changing_a_device_flow_restarts_it_and_a_bad_change_keeps_the_old_one() {
     );
     let mut node = Node::new(BuildOptions::default(), RealtimeRequest::default());
     let mut events = Vec::new();
-    node.apply_state(&DesiredState { flows: vec![first.clone()], ..Default::default() }, &mut events).unwrap();
+    node.apply_state(&DesiredState { flows: vec![first.clone()], ..Default::default() }, &mut events)
+        .unwrap();
 
     // A changed spec on the same devices: the old flow must let go of them.
     let mut second = first.clone();
     second.processors.push(ProcessorSpec::Meter);
-    node.apply_state(&DesiredState { flows: vec![second.clone()], ..Default::default() }, &mut events).unwrap();
+    node.apply_state(&DesiredState { flows: vec![second.clone()], ..Default::default() }, &mut events)
+        .unwrap();
     assert_eq!(node.flow("change").unwrap().spec(), &second);
     let before = node.flow("change").unwrap().stats().periods;
     std::thread::sleep(Duration::from_millis(20));
@@ -495,7 +497,9 @@ fn changing_a_device_flow_restarts_it_and_a_bad_change_keeps_the_old_one() {
     // A change to a device that does not exist: the error, and the flow as it was.
     let mut third = second.clone();
     third.inputs[0].producer = ProducerSpec::AlsaCapture(alsa("no_such_pcm", SampleFormat::S16Le, 2));
-    let err = node.apply_state(&DesiredState { flows: vec![third], ..Default::default() }, &mut events).unwrap_err();
+    let err = node
+        .apply_state(&DesiredState { flows: vec![third], ..Default::default() }, &mut events)
+        .unwrap_err();
     assert!(err.to_string().contains("not found"), "{err}");
     assert_eq!(node.flow("change").expect("the old flow runs again").spec(), &second);
     node.shutdown(&mut events);
@@ -503,7 +507,7 @@ fn changing_a_device_flow_restarts_it_and_a_bad_change_keeps_the_old_one() {
 
 fn engine_cli(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlift-engine"));
-    cmd.args(args).env("ALSA_CONFIG_PATH", dir.join("asoundrc"));
+    cmd.args(args).env("ALSA_CONFIG_PATH", dir.join("asoundrc")).current_dir(dir);
     cmd
 }
 

@@ -299,10 +299,12 @@ no_data_timeout_s = 1
     assert!(out.contains("pull cam: Stopped") || out.contains("pull cam: Running"), "{out}");
 }
 
-/// A desired state whose flow cannot be built changes nothing, pull jobs
-/// included: the new job is not started and the old one keeps running.
+/// A flow of the desired state that cannot be built (a missing file) fails
+/// alone, reported with its reason: the pull jobs of the same state apply.
+/// A state that breaks the spec rules (two jobs with one name) is refused
+/// whole and changes nothing.
 #[test]
-fn a_refused_state_leaves_the_pull_jobs_as_they_were() {
+fn a_flow_that_cannot_be_built_fails_alone_and_the_pull_jobs_apply() {
     use airlift_engine::Node;
     use airlift_engine::graph::BuildOptions;
     use airlift_engine::media::spool::Spool;
@@ -333,10 +335,21 @@ consumer = "null"
         pull_state(free_port(), 4).replace("\"cam\"", "\"cam2\"")
     );
     let second: DesiredState = toml::from_str(&second).unwrap();
-    let err = node.apply_state(&second, &mut events).unwrap_err();
-    assert!(err.to_string().contains("input.wav"), "{err}");
+    node.apply_state(&second, &mut events).unwrap();
+    let failed = events.iter().any(|e| {
+        matches!(e, airlift_ipc::message::EngineToCtl::FlowState { flow, state: airlift_ipc::message::FlowState::Failed { reason } }
+            if flow.as_str() == "broken" && reason.contains("input.wav"))
+    });
+    assert!(failed, "the broken flow is not reported: {events:?}");
     let jobs: Vec<(String, _)> = node.pulls().map(|(n, j)| (n.to_string(), j.spec().clone())).collect();
-    assert_eq!(jobs.len(), 1, "{jobs:?}");
-    assert_eq!(jobs[0].1, first.pulls[0], "the running job was replaced");
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    assert_eq!(jobs[0].1, second.pulls[0], "the changed job was not applied");
+    assert_eq!(jobs[1].1, second.pulls[1], "the new job was not started");
+    // A state that breaks the rules is still refused whole.
+    let mut invalid = second.clone();
+    invalid.pulls[1].segments.job = invalid.pulls[0].segments.job.clone();
+    let err = node.apply_state(&invalid, &mut events).unwrap_err();
+    assert!(err.to_string().contains("already used"), "{err}");
+    assert_eq!(node.pulls().count(), 2);
     node.shutdown(&mut events);
 }

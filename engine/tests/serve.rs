@@ -30,6 +30,8 @@ impl Engine {
         let child = Command::new(env!("CARGO_BIN_EXE_airlift-engine"))
             .args(["serve", "--listen"])
             .arg(dir.join("engine.sock"))
+            .arg("--spool")
+            .arg(dir.join("spool"))
             .spawn()
             .unwrap();
         let engine = Self { child, dir };
@@ -161,7 +163,9 @@ fn periods_of(stats: &EngineToCtl, flow: &str) -> u64 {
 fn ctl_session_commands_events_reconnect_and_shutdown() {
     let engine = Engine::start("session");
     let mut ctl = Conn::open(&engine.socket());
-    ctl.wait_for("hello", |m| matches!(m, EngineToCtl::Hello { protocol: 1, .. }));
+    ctl.wait_for("hello", |m| {
+        matches!(m, EngineToCtl::Hello { protocol: airlift_ipc::frame::PROTOCOL_VERSION, .. })
+    });
     ctl.send(&CtlToEngine::Hello { protocol: 1, client: "test".into() });
 
     let id = ctl.command(Cmd::ApplyState(state(&engine.dir)));

@@ -587,7 +587,10 @@ pub struct DesiredState {
 pub fn reserved_job_name(job: &str) -> Option<String> {
     const RESERVED: [&str; 2] = ["retained", "quarantine"];
     if RESERVED.contains(&job) || job.starts_with('.') {
-        Some(format!("segment job name {job:?} is reserved for the spool's own folders ({})", RESERVED.join(", ")))
+        Some(format!(
+            "segment job name {job:?} is reserved for the spool's own folders ({})",
+            RESERVED.join(", ")
+        ))
     } else {
         None
     }
@@ -611,8 +614,7 @@ impl DesiredState {
                 _ => None,
             })
         });
-        let pulls =
-            self.pulls.iter().map(|p| (p.name.as_str(), "segments.job".to_owned(), &p.segments.job));
+        let pulls = self.pulls.iter().map(|p| (p.name.as_str(), "segments.job".to_owned(), &p.segments.job));
         flows.chain(pulls)
     }
 
@@ -719,7 +721,10 @@ impl DesiredState {
                 errors.push(SpecError::new(
                     owner,
                     field,
-                    format!("segment job {:?} is already used by {first}: every job needs a name of its own", job.as_str()),
+                    format!(
+                        "segment job {:?} is already used by {first}: every job needs a name of its own",
+                        job.as_str()
+                    ),
                 ));
             }
         }

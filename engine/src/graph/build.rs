@@ -19,6 +19,7 @@ use crate::graph::link::LinkBoard;
 use crate::graph::processor::{BusGain, LoudnessMeter, Meter, NodeRef, Processor, Report, SilenceDetector};
 use crate::graph::rt_graph::{Pacing, RtGraph, RtInput, Sink, Source};
 use crate::io::alsa::{AlsaDevice, AlsaError, OpenRequest};
+use crate::io::recording::RecordingNotice;
 use crate::io::wav::{WavError, WavRecorder, WavSource};
 use crate::io::worker::Worker;
 use crate::media::ffmpeg::{
@@ -236,6 +237,12 @@ pub struct BuiltFlow {
     pub counters: Arc<FlowCounters>,
     /// State and statistics of the flow's SRT links.
     pub links: Vec<Arc<SrtLinkStatus>>,
+    /// Per output index, the range of `workers` that serve it (outputs
+    /// without workers are absent).
+    pub output_workers: Vec<(usize, std::ops::Range<usize>)>,
+    /// Outputs taken over from the graph this one replaces: `(new output
+    /// index, old output index)`. Their sinks are [`Sink::Carried`].
+    pub carried: Vec<(usize, usize)>,
     /// Files this build created (removed again if a later step fails).
     created: Vec<PathBuf>,
 }
@@ -269,6 +276,47 @@ pub fn build(
     options: &BuildOptions,
     custom: Vec<Box<dyn Processor>>,
 ) -> Result<BuiltFlow, BuildError> {
+    build_replacing(spec, options, custom, None)
+}
+
+/// Whether an output of this kind can keep running across a graph swap:
+/// one fed by a ring whose worker owns everything else (file recorders,
+/// encoders into a TS file or segments). SRT outputs, devices and links
+/// are rebuilt.
+fn carries_over(consumer: &ConsumerSpec) -> bool {
+    match consumer {
+        ConsumerSpec::Wav { .. } | ConsumerSpec::Record(_) => true,
+        ConsumerSpec::Encoded(e) => matches!(e.sink, TsSink::File { .. } | TsSink::Segments(_)),
+        _ => false,
+    }
+}
+
+/// Outputs of `new` that can be taken over unchanged from a running graph
+/// built from `old`: `(new index, old index)`. Empty when the bus itself
+/// changed (rate, period, channels).
+pub fn carried_outputs(old: &FlowSpec, new: &FlowSpec) -> Vec<(usize, usize)> {
+    if old.sample_rate != new.sample_rate || old.period != new.period || old.channels != new.channels {
+        return Vec::new();
+    }
+    new.outputs
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| carries_over(&o.consumer))
+        .filter_map(|(i, o)| old.outputs.iter().position(|p| p == o).map(|j| (i, j)))
+        .collect()
+}
+
+/// Builds `spec` to replace a running graph built from `old`: outputs
+/// whose spec did not change are not built again but carried over from
+/// the running graph (their file, encoder and worker keep running; see
+/// [`Sink::Carried`]). Control thread only.
+pub fn build_replacing(
+    spec: &FlowSpec,
+    options: &BuildOptions,
+    custom: Vec<Box<dyn Processor>>,
+    old: Option<&FlowSpec>,
+) -> Result<BuiltFlow, BuildError> {
+    let carry = old.map(|old| carried_outputs(old, spec)).unwrap_or_default();
     spec.validate().map_err(BuildError::Invalid)?;
     let flow = spec.name.as_str().to_owned();
     let rate = spec.sample_rate.get();
@@ -295,6 +343,8 @@ pub fn build(
         inputs: HashMap::new(),
         counters: counters.clone(),
         links: Vec::new(),
+        output_workers: Vec::new(),
+        carried: Vec::new(),
         created: Vec::new(),
     };
     let mut latency = DuplexLatency::default();
@@ -456,7 +506,24 @@ pub fn build(
 
         let mut sinks = Vec::new();
         for (index, output) in spec.outputs.iter().enumerate() {
+            if let Some(&(_, old_index)) = carry.iter().find(|(new, _)| *new == index) {
+                sinks.push(Sink::Carried(old_index));
+                built.carried.push((index, old_index));
+                continue;
+            }
+            let first_worker = built.workers.len();
             let field = format!("output[{}].consumer", output.name);
+            // Live recordings announce themselves when closed.
+            let notice = |path: &Path| {
+                (options.pacing == Pacing::Realtime).then(|| RecordingNotice {
+                    events: options.spool_events.clone(),
+                    flow: spec.name.clone(),
+                    output: output.name.clone(),
+                    path: path.to_path_buf(),
+                    rate,
+                    channels: bus_channels,
+                })
+            };
             match &output.consumer {
                 ConsumerSpec::Null => sinks.push(Sink::Null),
                 ConsumerSpec::Wav { path, format } => {
@@ -469,9 +536,10 @@ pub fn build(
                                 source,
                             }
                         })?;
-                    built.created.push(path);
+                    built.created.push(recorder.path().to_path_buf());
+                    let notice = notice(recorder.path());
                     ring_sink(&flow, ring_len * bus_channels, &mut sinks, &mut built, |rx| {
-                        recorder.spawn(format!("airlift-wav-{}", output.name), cadence, rx)
+                        recorder.spawn(format!("airlift-wav-{}", output.name), cadence, rx, notice)
                     })?;
                 }
                 ConsumerSpec::AlsaPlayback(alsa) => {
@@ -505,10 +573,11 @@ pub fn build(
                     let (encoder, mux) = FileMuxer::create(&recording).map_err(|source| {
                         BuildError::Media { flow: flow.clone(), field: format!("{field}.record"), source }
                     })?;
-                    built.created.push(path);
+                    built.created.push(mux.path().to_path_buf());
+                    let notice = notice(mux.path());
                     let name = format!("airlift-rec-{}", output.name);
                     ring_sink(&flow, ring_len * bus_channels, &mut sinks, &mut built, |rx| {
-                        spawn_encoder(options, name, cadence, rx, encoder, mux)
+                        spawn_encoder(options, name, cadence, rx, encoder, mux, notice)
                     })?;
                 }
                 ConsumerSpec::Encoded(enc) => {
@@ -517,6 +586,7 @@ pub fn build(
                         |source| BuildError::Media { flow: flow.clone(), field: field.clone(), source };
                     let encoder = Encoder::new(enc.codec, bus_channels, rate, enc.bitrate.map(u32::from))
                         .map_err(media)?;
+                    let mut ts_notice = None;
                     let (ts_out, chunk, sender): (Box<dyn TsOutput>, usize, Option<Worker>) = match &enc.sink
                     {
                         TsSink::File { path } => {
@@ -528,7 +598,8 @@ pub fn build(
                                     path: path.clone(),
                                     source,
                                 })?;
-                            built.created.push(path);
+                            built.created.push(file.path().to_path_buf());
+                            ts_notice = notice(file.path());
                             (Box::new(file), 188 * 64, None)
                         }
                         TsSink::Srt(srt) => {
@@ -562,11 +633,14 @@ pub fn build(
                     let mux = TsMuxer::new(ts_out, &encoder, &metadata, chunk).map_err(media)?;
                     let name = format!("airlift-enc-{}", output.name);
                     ring_sink(&flow, ring_len * bus_channels, &mut sinks, &mut built, |rx| {
-                        spawn_encoder(options, name, cadence, rx, encoder, mux)
+                        spawn_encoder(options, name, cadence, rx, encoder, mux, ts_notice)
                     })?;
                     // The encoder finishes (and flushes into the sender) first.
                     built.workers.extend(sender);
                 }
+            }
+            if built.workers.len() > first_worker {
+                built.output_workers.push((index, first_worker..built.workers.len()));
             }
         }
         Ok((inputs, processors, sinks))
@@ -623,14 +697,15 @@ fn spawn_encoder(
     rx: rtrb::Consumer<f32>,
     encoder: Encoder,
     mux: impl Muxer + 'static,
+    notice: Option<RecordingNotice>,
 ) -> std::io::Result<Worker> {
     let chunked = match options.pacing {
         Pacing::Offline => ChunkedEncoder::new(&encoder, options.encode_threads(), options.length_hint),
         Pacing::Realtime => None,
     };
     match chunked {
-        Some(chunked) => encoded::spawn_encoder(name, cadence, rx, chunked, mux),
-        None => encoded::spawn_encoder(name, cadence, rx, encoder, mux),
+        Some(chunked) => encoded::spawn_encoder(name, cadence, rx, chunked, mux, notice),
+        None => encoded::spawn_encoder(name, cadence, rx, encoder, mux, notice),
     }
 }
 

@@ -91,6 +91,10 @@ pub enum Sink {
     /// To another flow in another clock domain. Its channels must equal the
     /// bus's.
     Bridge(Box<BridgeWriter>),
+    /// Placeholder for sink `.0` of the graph this one replaces: an output
+    /// whose spec did not change keeps its ring, worker, encoder and file
+    /// across the swap ([`RtGraph::adopt_sinks`]). Silent until adopted.
+    Carried(usize),
 }
 
 impl std::fmt::Debug for Sink {
@@ -100,6 +104,7 @@ impl std::fmt::Debug for Sink {
             Sink::Ring { .. } => f.write_str("Ring"),
             Sink::Alsa(d) => f.debug_tuple("Alsa").field(d).finish(),
             Sink::Bridge(b) => f.debug_tuple("Bridge").field(b).finish(),
+            Sink::Carried(i) => f.debug_tuple("Carried").field(i).finish(),
         }
     }
 }
@@ -246,6 +251,20 @@ impl RtGraph {
         }
         self.counters = counters;
         self
+    }
+
+    /// Takes over the sinks of `old` that this graph's [`Sink::Carried`]
+    /// placeholders name, leaving the placeholders in `old` (which is then
+    /// dropped off the audio thread as usual). Realtime-safe: moves values
+    /// between existing slots, allocates and frees nothing.
+    pub fn adopt_sinks(&mut self, old: &mut RtGraph) {
+        for i in 0..self.sinks.len() {
+            if let Sink::Carried(j) = self.sinks[i]
+                && let Some(slot) = old.sinks.get_mut(j)
+            {
+                std::mem::swap(&mut self.sinks[i], slot);
+            }
+        }
     }
 
     /// Calls [`Processor::finish`] on every processor. Control thread only,

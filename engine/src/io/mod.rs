@@ -3,5 +3,6 @@
 //! ([`alsa`]) driven straight from the audio thread they clock.
 
 pub mod alsa;
+pub mod recording;
 pub mod wav;
 pub mod worker;

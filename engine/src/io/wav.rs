@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use airlift_ipc::spec::WavFormat;
 
+use crate::io::recording::{self, RecordingNotice};
 use crate::io::worker::{Worker, WorkerContext};
 
 /// A WAV file that cannot be used.
@@ -177,7 +178,9 @@ impl std::fmt::Debug for WavRecorder {
 }
 
 impl WavRecorder {
-    /// Creates `path`. Control thread only.
+    /// Creates a new recording for `path`: `path` itself, or a rotation
+    /// name beside it when a file is there (see [`recording::create_new`]);
+    /// [`WavRecorder::path`] says which. Control thread only.
     pub fn create(path: &Path, channels: usize, rate: u32, format: WavFormat) -> Result<Self, WavError> {
         let (bits, sample_format) = match format {
             WavFormat::S16 => (16, hound::SampleFormat::Int),
@@ -190,22 +193,34 @@ impl WavRecorder {
             bits_per_sample: bits,
             sample_format,
         };
-        let writer = hound::WavWriter::create(path, spec)
-            .map_err(|source| WavError::Create { path: path.into(), source })?;
-        Ok(Self { writer, format, path: path.into() })
+        let (file, path) = recording::create_new(path)
+            .map_err(|e| WavError::Create { path: path.into(), source: hound::Error::IoError(e) })?;
+        let writer = hound::WavWriter::new(BufWriter::new(file), spec).map_err(|source| {
+            let _ = std::fs::remove_file(&path);
+            WavError::Create { path: path.clone(), source }
+        })?;
+        Ok(Self { writer, format, path })
+    }
+
+    /// The file being written.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Writes what arrives on `ring` on a worker thread named `name` until
-    /// stopped, then drains the ring and finalises the header.
+    /// stopped, then drains the ring, finalises the header and announces
+    /// the closed file through `notice`.
     pub fn spawn(
         self,
         name: String,
         cadence: Duration,
         mut ring: rtrb::Consumer<f32>,
+        notice: Option<RecordingNotice>,
     ) -> std::io::Result<Worker> {
         Worker::spawn(name, cadence, move |ctx: WorkerContext| {
             let WavRecorder { mut writer, format, path } = self;
             let mut failed = false;
+            let mut samples = 0u64;
             loop {
                 let stopping = ctx.stopping();
                 let n = ring.slots();
@@ -216,6 +231,9 @@ impl WavRecorder {
                             tracing::error!(file = %path.display(), "recording failed, audio is discarded: {e}");
                             failed = true;
                         }
+                        if !failed {
+                            samples += (a.len() + b.len()) as u64;
+                        }
                         chunk.commit_all();
                     }
                 } else if stopping || ring.is_abandoned() {
@@ -224,8 +242,20 @@ impl WavRecorder {
                     ctx.wait();
                 }
             }
-            if let Err(e) = writer.finalize() {
-                tracing::error!(file = %path.display(), "cannot finalise recording: {e}");
+            let closed = writer.finalize().and_then(|()| {
+                File::options()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.sync_all())
+                    .map_err(hound::Error::IoError)
+            });
+            match closed {
+                Ok(()) => {
+                    if let Some(notice) = notice {
+                        notice.announce(samples);
+                    }
+                }
+                Err(e) => tracing::error!(file = %path.display(), "cannot finalise recording: {e}"),
             }
         })
     }

@@ -9,12 +9,16 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
+use crate::io::recording::RecordingNotice;
 use crate::io::worker::{Worker, WorkerContext};
 use crate::media::ffmpeg::{AudioEncoder, MediaError, Muxer, TsOutput};
 use std::sync::Arc;
 
 use crate::media::link::{Backoff, SrtEndpoint, SrtLinkStatus, log_failure, pause};
 use crate::media::srt::{SRT_PAYLOAD, SrtOptions, SrtSocket};
+
+/// How often an encoder worker hands what its muxer holds to the kernel.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 /// Starts the encoder thread `name`, reading the bus from `ring` until the
 /// flow stops, then flushing the encoder and writing the trailer.
@@ -25,9 +29,12 @@ pub fn spawn_encoder(
     mut ring: rtrb::Consumer<f32>,
     mut encoder: impl AudioEncoder + 'static,
     mut mux: impl Muxer + 'static,
+    notice: Option<RecordingNotice>,
 ) -> std::io::Result<Worker> {
     Worker::spawn(name, cadence, move |ctx: WorkerContext| {
         let mut failed: Option<MediaError> = None;
+        let mut samples = 0u64;
+        let mut checkpoint = Instant::now();
         loop {
             let stopping = ctx.stopping();
             let n = ring.slots();
@@ -35,7 +42,15 @@ pub fn spawn_encoder(
                 if let Ok(chunk) = ring.read_chunk(n) {
                     let (a, b) = chunk.as_slices();
                     if failed.is_none() {
+                        samples += (a.len() + b.len()) as u64;
                         let r = encoder.encode(a, &mut mux).and_then(|()| encoder.encode(b, &mut mux));
+                        let r = r.and_then(|()| {
+                            if checkpoint.elapsed() < CHECKPOINT_EVERY {
+                                return Ok(());
+                            }
+                            checkpoint = Instant::now();
+                            mux.checkpoint()
+                        });
                         if let Err(e) = r {
                             tracing::error!(
                                 encoder = encoder.name(),
@@ -54,8 +69,13 @@ pub fn spawn_encoder(
         }
         if failed.is_none() {
             let r = encoder.finish(&mut mux).and_then(|()| mux.finish());
-            if let Err(e) = r {
-                tracing::error!(encoder = encoder.name(), "cannot finish the stream: {e}");
+            match r {
+                Ok(()) => {
+                    if let Some(notice) = notice {
+                        notice.announce(samples);
+                    }
+                }
+                Err(e) => tracing::error!(encoder = encoder.name(), "cannot finish the stream: {e}"),
             }
         }
     })
@@ -69,9 +89,17 @@ pub struct TsFile {
 }
 
 impl TsFile {
-    /// Creates `path`. Control thread only.
+    /// Creates a new file for `path` (itself, or a rotation name beside it
+    /// when a file is there: see [`crate::io::recording::create_new`]).
+    /// Control thread only.
     pub fn create(path: &Path) -> std::io::Result<Self> {
-        Ok(Self { writer: BufWriter::with_capacity(1 << 16, File::create(path)?), path: path.into() })
+        let (file, path) = crate::io::recording::create_new(path)?;
+        Ok(Self { writer: BufWriter::with_capacity(1 << 16, file), path })
+    }
+
+    /// The file being written.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 

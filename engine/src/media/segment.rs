@@ -2,6 +2,13 @@
 //! [`Cutter`]'s points, starting each segment with the last PAT and PMT,
 //! and announces each closed segment. Used by a flow's encoder worker
 //! ([`SegmentTsOutput`]) and by pull jobs. Never on the audio thread.
+//!
+//! A segmenter writes its job only while it holds the job's lock (see
+//! [`Spool::open_job`]). A flow rebuilt with a changed segments output
+//! builds its new segmenter while the old one still closes its last
+//! segment: until the old one lets go, the new one keeps what arrives in
+//! memory (at most [`MAX_WAITING`] bytes), then continues with the next
+//! sequence number, its first segment marked as a discontinuity.
 
 use airlift_ipc::message::{EngineToCtl, FlowState};
 use airlift_ipc::spec::SegmentSpec;
@@ -11,11 +18,23 @@ use crate::media::ffmpeg::TsOutput;
 use crate::media::spool::{JobSpool, SegmentWriter, Spool, SpoolError, SpoolEvents};
 use crate::media::ts::{Cut, Cutter, PAT_PID, PacketSplitter, TS_PACKET};
 
+/// TS bytes a segmenter keeps while another writer still holds its job.
+pub const MAX_WAITING: usize = 32 * 1024 * 1024;
+/// How long [`Segmenter::finish`] waits for the job's lock before giving up.
+const FINISH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Cuts one job's TS into segments.
 #[derive(Debug)]
 pub struct Segmenter {
     job: Name,
-    spool: JobSpool,
+    /// Where the job lives, to take it once its previous writer let go.
+    root: Spool,
+    /// The job, once this segmenter holds it.
+    spool: Option<JobSpool>,
+    /// What arrived before the job was held.
+    waiting: Vec<u8>,
+    /// The next segment begins a new stream after earlier segments of the job.
+    discontinuity: bool,
     cutter: Cutter,
     splitter: PacketSplitter,
     current: Option<SegmentWriter>,
@@ -27,21 +46,52 @@ pub struct Segmenter {
 impl Segmenter {
     /// Opens `spec.job` in `spool` (recovering partials, whose manifests are
     /// announced first) for segments of `spec`'s target and size.
+    /// When another writer still holds the job, the segmenter waits for
+    /// it (see the module docs); other spool errors are returned.
     pub fn open(spool: &Spool, spec: &SegmentSpec, events: SpoolEvents) -> Result<Self, SpoolError> {
-        let (job_spool, recovered) = spool.open_job(&spec.job)?;
-        for m in recovered {
-            events.push(EngineToCtl::SegmentClosed(m));
-        }
-        Ok(Self {
+        let mut segmenter = Self {
             job: spec.job.clone(),
-            spool: job_spool,
+            root: spool.clone(),
+            spool: None,
+            waiting: Vec::new(),
+            discontinuity: false,
             cutter: Cutter::new(u64::from(u32::from(spec.target_seconds)) * 90_000, spec.max_bytes),
             splitter: PacketSplitter::new(),
             current: None,
             events,
             failed: None,
             closed: 0,
-        })
+        };
+        match segmenter.try_hold() {
+            Ok(_) => Ok(segmenter),
+            Err(SpoolError::Locked { .. }) => {
+                tracing::info!(job = %spec.job, "waiting for the job's previous writer to close its segment");
+                Ok(segmenter)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes the job if this segmenter does not hold it yet: announces
+    /// recovered partials, and notes whether the job has earlier segments.
+    /// True when the job is held.
+    fn try_hold(&mut self) -> Result<bool, SpoolError> {
+        if self.spool.is_some() {
+            return Ok(true);
+        }
+        let (job_spool, recovered) = self.root.open_job(&self.job)?;
+        for m in recovered {
+            self.events.push(EngineToCtl::SegmentClosed(m));
+        }
+        self.discontinuity = job_spool.next_sequence() > 0;
+        self.spool = Some(job_spool);
+        Ok(true)
+    }
+
+    /// Whether this segmenter holds its job (false while it waits for the
+    /// previous writer).
+    pub fn holds_job(&self) -> bool {
+        self.spool.is_some()
     }
 
     /// The cutter (reader statistics, forced cuts).
@@ -65,6 +115,26 @@ impl Segmenter {
         if let Some(reason) = &self.failed {
             return Err(SpoolError::Full { path: self.spool_dir(), reason: reason.clone() });
         }
+        if self.spool.is_none() {
+            match self.try_hold() {
+                Ok(_) => {
+                    let waiting = std::mem::take(&mut self.waiting);
+                    self.feed(&waiting, arrival_us)?;
+                }
+                Err(SpoolError::Locked { .. }) if self.waiting.len() + data.len() <= MAX_WAITING => {
+                    self.waiting.extend_from_slice(data);
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.failed = Some(e.to_string());
+                    return Err(e);
+                }
+            }
+        }
+        self.feed(data, arrival_us)
+    }
+
+    fn feed(&mut self, data: &[u8], arrival_us: u64) -> Result<(), SpoolError> {
         let mut splitter = std::mem::take(&mut self.splitter);
         let mut result = Ok(());
         splitter.push(data, |piece| {
@@ -96,7 +166,7 @@ impl Segmenter {
         if let Some((why, timing)) = cut
             && let Some(w) = self.current.take()
         {
-            let m = self.spool.close(w, timing.first_pts, timing.duration_90k, false)?;
+            let m = self.held()?.close(w, timing.first_pts, timing.duration_90k, false)?;
             if why == Cut::MaxSize {
                 tracing::warn!(job = %self.job, sequence = m.sequence, "segment cut at its maximum size, not at a key frame");
             }
@@ -104,7 +174,7 @@ impl Segmenter {
             self.events.push(EngineToCtl::SegmentClosed(m));
         }
         if self.current.is_none() {
-            let mut w = self.spool.begin()?;
+            let mut w = self.begin()?;
             // Start with PAT and PMT unless the stream does so itself. (The
             // first segment of a stream starts as the stream does: FFmpeg
             // writes its SDT before them.)
@@ -125,7 +195,7 @@ impl Segmenter {
         match &mut self.current {
             Some(w) => w.write(data),
             None => {
-                let mut w = self.spool.begin()?;
+                let mut w = self.begin()?;
                 w.write(data)?;
                 self.current = Some(w);
                 Ok(())
@@ -133,9 +203,45 @@ impl Segmenter {
         }
     }
 
+    fn held(&mut self) -> Result<&mut JobSpool, SpoolError> {
+        let job = self.job.to_string();
+        self.spool.as_mut().ok_or_else(|| SpoolError::Locked { job, path: std::path::PathBuf::new() })
+    }
+
+    /// Begins the next segment, marking the first one after a restart.
+    fn begin(&mut self) -> Result<SegmentWriter, SpoolError> {
+        let mut w = self.held()?.begin()?;
+        if std::mem::take(&mut self.discontinuity) {
+            w.mark_discontinuity(0);
+        }
+        Ok(w)
+    }
+
     /// Closes the open segment at the end of the stream (`truncated` when
-    /// the stream broke off rather than ended).
+    /// the stream broke off rather than ended). A segmenter still waiting
+    /// for its job waits up to 5 s more for it, then reports what it held
+    /// as lost.
     pub fn finish(&mut self, truncated: bool) -> Result<(), SpoolError> {
+        if self.spool.is_none() && !self.waiting.is_empty() {
+            let deadline = std::time::Instant::now() + FINISH_WAIT;
+            loop {
+                match self.try_hold() {
+                    Ok(_) => {
+                        let waiting = std::mem::take(&mut self.waiting);
+                        self.feed(&waiting, 0)?;
+                        break;
+                    }
+                    Err(SpoolError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    Err(e) => {
+                        tracing::error!(job = %self.job, bytes = self.waiting.len(), "the job never became free: its last bytes are lost: {e}");
+                        self.waiting.clear();
+                        return Err(e);
+                    }
+                }
+            }
+        }
         let rest = self.splitter.rest().to_vec();
         if !rest.is_empty() && self.failed.is_none() {
             self.write(&rest)?;
@@ -143,7 +249,7 @@ impl Segmenter {
         }
         if let Some(w) = self.current.take() {
             let timing = self.cutter.timing(None);
-            let m = self.spool.close(w, timing.first_pts, timing.duration_90k, truncated)?;
+            let m = self.held()?.close(w, timing.first_pts, timing.duration_90k, truncated)?;
             self.closed += 1;
             self.events.push(EngineToCtl::SegmentClosed(m));
         }

@@ -4,21 +4,33 @@
 //! the segment start) with its manifest beside it (`.json`). A segment is
 //! written as `<spool>/<job>/.<job>-<seq:08>.ts.partial`, fsynced, renamed,
 //! and its directory fsynced; the manifest follows through a temp file,
-//! fsync and rename; only then is it reported. Sequence numbers continue
-//! from the highest on disk; leftover partials are closed as truncated
+//! fsync and rename; only then is it reported.
+//!
+//! Sequence numbers are never reused: `<spool>/<job>/.sequence` holds the
+//! job's high-water mark (the next number), written and fsynced before a
+//! number is used, so it survives drained spools, retention expiry,
+//! reboots and clock steps. A job continues from the larger of the mark
+//! and the highest number on disk; a job whose numbers would wrap is
+//! refused.
+//!
+//! One writer per job: a [`JobSpool`] holds an exclusive `flock` on
+//! `<spool>/<job>/.lock` for its lifetime. Leftover partials are recovered
+//! only by whoever takes that lock (so a rebuilt flow never mistakes its
+//! predecessor's live partial for a crash leftover): closed as truncated
 //! segments, or moved to `<spool>/<job>/quarantine/` when they hold no
 //! packet. Nothing is ever deleted.
 //!
 //! Control thread or segmenter thread only (blocking file I/O).
 
 use std::fs::{self, File};
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Read as _, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use airlift_ipc::message::{EngineToCtl, SegmentManifest};
 use airlift_ipc::units::Name;
+use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest, Sha256};
 
 use crate::media::ts::{Cutter, TS_PACKET};
@@ -35,6 +47,34 @@ pub enum SpoolError {
         path: PathBuf,
         /// What was full.
         reason: String,
+    },
+    /// Another writer holds the job (a rebuilt flow's predecessor still
+    /// closing its last segment, or a second engine on the same spool):
+    /// try again once it has let go.
+    #[error("spool job {job} is held by another writer ({path})")]
+    Locked {
+        /// The job.
+        job: String,
+        /// Its lock file.
+        path: PathBuf,
+    },
+    /// The job's sequence numbers are used up (a number at or near
+    /// `u64::MAX` is on disk or in the mark): rename the job.
+    #[error("spool job {job}: sequence numbers exhausted after {last}")]
+    SequenceExhausted {
+        /// The job.
+        job: String,
+        /// The highest number seen.
+        last: u64,
+    },
+    /// Another engine already owns this spool: stop it, or give this one a
+    /// spool of its own.
+    #[error("spool {path} is owned by another engine ({holder}); one engine per spool")]
+    Owned {
+        /// The lock file.
+        path: PathBuf,
+        /// Who holds it, as its lock file says (e.g. `pid 1234`).
+        holder: String,
     },
     /// Another I/O error on `path`: check permissions and the disk.
     #[error("spool I/O on {path}: {source}")]
@@ -97,23 +137,92 @@ impl Spool {
         &self.root
     }
 
-    /// Opens `job`'s part of the spool: recovers leftover partials (their
-    /// manifests are returned, to be reported) and finds the next sequence
-    /// number. Segmenter thread or control thread.
+    /// Makes this process the spool's engine for as long as the returned
+    /// guard lives: an exclusive `flock` on `<spool>/.engine.lock`, with
+    /// this process's id written into it. A second engine on the same spool
+    /// gets [`SpoolError::Owned`] and must not touch anything. (ctld holds
+    /// a lock of its own, `.ctld.lock`.) Control thread, at start-up.
+    pub fn claim(&self) -> Result<SpoolOwner, SpoolError> {
+        fs::create_dir_all(&self.root).map_err(io_err(&self.root))?;
+        let path = self.root.join(ENGINE_LOCK);
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(mut lock) => {
+                let pid = format!("pid {}\n", std::process::id());
+                let written = lock.set_len(0).and_then(|()| lock.write_all(pid.as_bytes()));
+                written.map_err(io_err(&path))?;
+                Ok(SpoolOwner { _lock: lock })
+            }
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                let holder = fs::read_to_string(&path).map(|t| t.trim().to_owned()).unwrap_or_default();
+                Err(SpoolError::Owned { path, holder })
+            }
+            Err((_, errno)) => Err(io_err(&path)(std::io::Error::from(errno))),
+        }
+    }
+
+    /// Opens `job`'s part of the spool: takes the job's lock
+    /// ([`SpoolError::Locked`] when another writer holds it), recovers
+    /// leftover partials (their manifests are returned, to be reported)
+    /// and finds the next sequence number. Segmenter thread or control
+    /// thread.
     pub fn open_job(&self, job: &Name) -> Result<(JobSpool, Vec<SegmentManifest>), SpoolError> {
         let dir = self.root.join(job.as_str());
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let lock_path = dir.join(JOB_LOCK);
+        let lock_file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        let lock = match Flock::lock(lock_file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => lock,
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                return Err(SpoolError::Locked { job: job.to_string(), path: lock_path });
+            }
+            Err((_, errno)) => return Err(io_err(&lock_path)(std::io::Error::from(errno))),
+        };
         let mut max_seq: Option<u64> = None;
         let mut partials = Vec::new();
-        scan(&dir, job.as_str(), 0, &mut max_seq, &mut partials);
+        let mut orphans = Vec::new();
+        scan(&dir, job.as_str(), 0, &mut max_seq, &mut partials, &mut orphans);
+        let exhausted = |last| SpoolError::SequenceExhausted { job: job.to_string(), last };
+        let on_disk = match max_seq {
+            Some(s) => s.checked_add(1).ok_or_else(|| exhausted(s))?,
+            None => 0,
+        };
+        let mark_path = dir.join(SEQUENCE_MARK);
+        let mark = read_mark(&mark_path, job);
+        let next_seq = on_disk.max(mark.unwrap_or(0));
+        if next_seq == u64::MAX {
+            return Err(exhausted(next_seq));
+        }
         let mut spool = JobSpool {
             root: self.root.clone(),
             job: job.clone(),
-            next_seq: max_seq.map_or(0, |s| s + 1),
+            next_seq,
             min_free_bytes: self.min_free_bytes,
+            mark_path,
+            _lock: lock,
         };
         partials.sort();
+        orphans.sort();
         let mut recovered = Vec::new();
+        for (seq, path) in orphans {
+            match spool.adopt_orphan(seq, &path) {
+                Ok(m) => recovered.push(m),
+                Err(e) => {
+                    tracing::error!(job = %job, segment = %path.display(), "cannot write the missing manifest: {e}")
+                }
+            }
+        }
         for (seq, path) in partials {
             match spool.recover(seq, &path) {
                 Ok(Some(m)) => recovered.push(m),
@@ -122,6 +231,41 @@ impl Spool {
             }
         }
         Ok((spool, recovered))
+    }
+}
+
+/// The engine's lock file, inside the spool root ([`Spool::claim`]).
+pub const ENGINE_LOCK: &str = ".engine.lock";
+
+/// Proof that this process owns a spool ([`Spool::claim`]); the spool is
+/// free again when it drops (or the process dies).
+#[derive(Debug)]
+pub struct SpoolOwner {
+    _lock: Flock<File>,
+}
+
+/// The job's lock file, inside `<spool>/<job>/`.
+pub const JOB_LOCK: &str = ".lock";
+/// The job's sequence high-water mark (the next number), inside
+/// `<spool>/<job>/`.
+pub const SEQUENCE_MARK: &str = ".sequence";
+
+/// The high-water mark in `path`, if it is there and readable. A mark that
+/// cannot be read is logged: the numbers on disk still apply.
+fn read_mark(path: &Path, job: &Name) -> Option<u64> {
+    match fs::read_to_string(path) {
+        Ok(text) => match text.trim().parse::<u64>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                tracing::error!(job = %job, mark = %path.display(), "sequence mark unreadable; continuing from the numbers on disk");
+                None
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            tracing::error!(job = %job, mark = %path.display(), "cannot read the sequence mark: {e}");
+            None
+        }
     }
 }
 
@@ -139,14 +283,26 @@ fn seq_of(name: &str, job: &str) -> Option<(u64, bool)> {
     seq.parse().ok().map(|s| (s, false))
 }
 
-fn scan(dir: &Path, job: &str, depth: u8, max: &mut Option<u64>, partials: &mut Vec<(u64, PathBuf)>) {
+/// Walks a job's folder: the highest sequence number, leftover partials,
+/// and closed segments without a manifest (`orphans`).
+fn scan(
+    dir: &Path,
+    job: &str,
+    depth: u8,
+    max: &mut Option<u64>,
+    partials: &mut Vec<(u64, PathBuf)>,
+    orphans: &mut Vec<(u64, PathBuf)>,
+) {
     let Ok(entries) = fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let path = entry.path();
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            if depth < 4 {
-                scan(&path, job, depth + 1, max, partials);
+            if depth < 4 && name != "quarantine" {
+                scan(&path, job, depth + 1, max, partials, orphans);
+            } else if name == "quarantine" {
+                let mut ignored = (Vec::new(), Vec::new());
+                scan(&path, job, 4, max, &mut ignored.0, &mut ignored.1);
             }
             continue;
         }
@@ -154,6 +310,8 @@ fn scan(dir: &Path, job: &str, depth: u8, max: &mut Option<u64>, partials: &mut 
         *max = Some(max.map_or(seq, |m| m.max(seq)));
         if partial && depth == 0 {
             partials.push((seq, path));
+        } else if !partial && depth == 3 && name.ends_with(".ts") && !path.with_extension("json").exists() {
+            orphans.push((seq, path));
         }
     }
 }
@@ -167,7 +325,7 @@ fn now_ms() -> i64 {
 }
 
 /// `(year, month, day)` of a UTC time in milliseconds.
-fn civil(ms: i64) -> (i64, u32, u32) {
+pub(crate) fn civil(ms: i64) -> (i64, u32, u32) {
     // Howard Hinnant's days-to-civil.
     let z = ms.div_euclid(86_400_000) + 719_468;
     let era = z.div_euclid(146_097);
@@ -180,13 +338,16 @@ fn civil(ms: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-/// One job's part of the spool.
+/// One job's part of the spool, held exclusively (its lock is released
+/// when this drops).
 #[derive(Debug)]
 pub struct JobSpool {
     root: PathBuf,
     job: Name,
     next_seq: u64,
     min_free_bytes: u64,
+    mark_path: PathBuf,
+    _lock: Flock<File>,
 }
 
 impl JobSpool {
@@ -225,13 +386,33 @@ impl JobSpool {
         Ok(())
     }
 
-    /// Starts the next segment (as a partial file) now.
+    /// Makes `next` the job's durable high-water mark: temp file, fsync,
+    /// rename, fsync of the directory.
+    fn write_mark(&self, next: u64) -> Result<(), SpoolError> {
+        let dir = self.root.join(self.job.as_str());
+        let tmp = dir.join(format!("{SEQUENCE_MARK}.tmp"));
+        {
+            let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+            f.write_all(format!("{next}\n").as_bytes()).map_err(io_err(&tmp))?;
+            f.sync_all().map_err(io_err(&tmp))?;
+        }
+        fs::rename(&tmp, &self.mark_path).map_err(io_err(&self.mark_path))?;
+        sync_dir(&dir)
+    }
+
+    /// Starts the next segment (as a partial file) now. Its number is
+    /// durably marked as used first.
     pub fn begin(&mut self) -> Result<SegmentWriter, SpoolError> {
         let seq = self.next_seq;
         let path = self.partial_path(seq);
         self.check_free(&path)?;
+        let next = seq
+            .checked_add(1)
+            .filter(|n| *n < u64::MAX)
+            .ok_or_else(|| SpoolError::SequenceExhausted { job: self.job.to_string(), last: seq })?;
+        self.write_mark(next)?;
         let file = File::create_new(&path).map_err(io_err(&path))?;
-        self.next_seq += 1;
+        self.next_seq = next;
         Ok(SegmentWriter {
             file: BufWriter::with_capacity(1 << 16, file),
             hasher: Sha256::new(),
@@ -239,6 +420,8 @@ impl JobSpool {
             seq,
             partial: path,
             utc_start_ms: now_ms(),
+            discontinuity: false,
+            gap_90k: 0,
         })
     }
 
@@ -251,50 +434,49 @@ impl JobSpool {
         duration_90k: u64,
         truncated: bool,
     ) -> Result<SegmentManifest, SpoolError> {
-        let SegmentWriter { file, hasher, bytes, seq, partial, utc_start_ms } = w;
+        let SegmentWriter { file, hasher, bytes, seq, partial, utc_start_ms, discontinuity, gap_90k } = w;
         let file = file.into_inner().map_err(|e| io_err(&partial)(e.into_error()))?;
         file.sync_all().map_err(io_err(&partial))?;
         drop(file);
-        let sha256 = hex(&hasher.finalize());
-        self.publish(seq, &partial, utc_start_ms, first_pts, duration_90k, bytes, sha256, truncated)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn publish(
-        &self,
-        seq: u64,
-        from: &Path,
-        utc_start_ms: i64,
-        first_pts: i64,
-        duration_90k: u64,
-        bytes: u64,
-        sha256: String,
-        truncated: bool,
-    ) -> Result<SegmentManifest, SpoolError> {
-        let rel = self.final_rel(seq, utc_start_ms);
-        let dest = self.root.join(&rel);
-        let dir = dest.parent().map(Path::to_path_buf).unwrap_or_else(|| self.root.clone());
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        fs::rename(from, &dest).map_err(io_err(&dest))?;
-        sync_dir(&dir)?;
-        if let Some(partial_dir) = from.parent() {
-            sync_dir(partial_dir)?;
-        }
         let manifest = SegmentManifest {
             job: self.job.clone(),
             sequence: seq,
-            path: rel.to_string_lossy().into_owned(),
+            path: self.final_rel(seq, utc_start_ms).to_string_lossy().into_owned(),
             utc_start_ms,
             first_pts,
             duration_90k,
             bytes,
-            sha256,
+            sha256: hex(&hasher.finalize()),
             truncated,
-            discontinuity: truncated,
-            gap_90k: 0,
+            discontinuity: discontinuity || truncated || gap_90k > 0,
+            gap_90k,
         };
-        let json = serde_json::to_vec_pretty(&manifest)
-            .map_err(|e| SpoolError::Io { path: dest.clone(), source: std::io::Error::other(e) })?;
+        self.publish(&partial, manifest)
+    }
+
+    /// Renames `from` to the manifest's place and writes the manifest beside
+    /// it. (A crash between the two leaves a segment without a manifest;
+    /// [`Spool::open_job`] writes the missing manifest.)
+    fn publish(&self, from: &Path, manifest: SegmentManifest) -> Result<SegmentManifest, SpoolError> {
+        let dest = self.root.join(&manifest.path);
+        let dir = dest.parent().map(Path::to_path_buf).unwrap_or_else(|| self.root.clone());
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        if from != dest {
+            fs::rename(from, &dest).map_err(io_err(&dest))?;
+            sync_dir(&dir)?;
+            if let Some(partial_dir) = from.parent() {
+                sync_dir(partial_dir)?;
+            }
+        }
+        self.write_manifest(&dest, &manifest)?;
+        Ok(manifest)
+    }
+
+    fn write_manifest(&self, dest: &Path, manifest: &SegmentManifest) -> Result<(), SpoolError> {
+        let seq = manifest.sequence;
+        let dir = dest.parent().map(Path::to_path_buf).unwrap_or_else(|| self.root.clone());
+        let json = serde_json::to_vec_pretty(manifest)
+            .map_err(|e| SpoolError::Io { path: dest.to_path_buf(), source: std::io::Error::other(e) })?;
         let json_path = dest.with_extension("json");
         let tmp = dir.join(format!(".{}-{seq:08}.json.tmp", self.job));
         {
@@ -303,49 +485,163 @@ impl JobSpool {
             f.sync_all().map_err(io_err(&tmp))?;
         }
         fs::rename(&tmp, &json_path).map_err(io_err(&json_path))?;
-        sync_dir(&dir)?;
-        Ok(manifest)
+        sync_dir(&dir)
     }
 
     /// Closes a partial left by a crash as a truncated segment (cut to whole
-    /// packets), or quarantines it when it holds no whole packet.
+    /// packets), or quarantines it when it holds no whole packet. The file
+    /// is streamed (hashed and parsed as it is read), never held in memory.
     fn recover(&mut self, seq: u64, path: &Path) -> Result<Option<SegmentManifest>, SpoolError> {
-        let mut data = Vec::new();
-        File::open(path).and_then(|mut f| f.read_to_end(&mut data)).map_err(io_err(path))?;
-        let whole = data.len() / TS_PACKET * TS_PACKET;
-        let mut cutter = Cutter::new(u64::MAX / 4, u64::MAX / 4);
-        let mut packets = 0u64;
-        for p in data[..whole].chunks_exact(TS_PACKET) {
-            let (info, _) = cutter.push(p, 0);
-            packets += u64::from(!info.garbage);
-        }
-        if packets == 0 {
+        let scanned = scan_ts(path, None)?;
+        if scanned.packets == 0 {
             let qdir = self.root.join(self.job.as_str()).join("quarantine");
             fs::create_dir_all(&qdir).map_err(io_err(&qdir))?;
-            let dest = qdir.join(format!("{}-{seq:08}.ts.quarantined", self.job));
-            fs::rename(path, &dest).map_err(io_err(&dest))?;
+            let dest = rename_noreplace(path, &qdir.join(format!("{}-{seq:08}.ts.quarantined", self.job)))?;
             sync_dir(&qdir)?;
             tracing::warn!(job = %self.job, file = %dest.display(), "partial segment without TS packets quarantined");
             return Ok(None);
         }
-        if whole < data.len() {
+        if scanned.whole < scanned.len {
             let f = fs::OpenOptions::new().write(true).open(path).map_err(io_err(path))?;
-            f.set_len(whole as u64).map_err(io_err(path))?;
+            f.set_len(scanned.whole).map_err(io_err(path))?;
             f.sync_all().map_err(io_err(path))?;
         }
-        let timing = cutter.timing(None);
-        let mtime = fs::metadata(path)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or_else(now_ms, |d| d.as_millis() as i64);
-        let start = mtime - (timing.duration_90k / 90) as i64;
-        let sha = hex(&Sha256::digest(&data[..whole]));
-        let m =
-            self.publish(seq, path, start, timing.first_pts, timing.duration_90k, whole as u64, sha, true)?;
+        let start = mtime_ms(path) - (scanned.duration_90k / 90) as i64;
+        let manifest = SegmentManifest {
+            job: self.job.clone(),
+            sequence: seq,
+            path: self.final_rel(seq, start).to_string_lossy().into_owned(),
+            utc_start_ms: start,
+            first_pts: scanned.first_pts,
+            duration_90k: scanned.duration_90k,
+            bytes: scanned.whole,
+            sha256: scanned.sha256,
+            truncated: true,
+            discontinuity: true,
+            gap_90k: 0,
+        };
+        let m = self.publish(path, manifest)?;
         tracing::warn!(job = %self.job, sequence = seq, path = %m.path, "partial segment from a crash closed as truncated");
         Ok(Some(m))
     }
+
+    /// Writes the manifest of a closed segment that has none (the engine
+    /// died between renaming the segment and writing its manifest). The
+    /// segment was complete and fsynced before its rename.
+    fn adopt_orphan(&mut self, seq: u64, path: &Path) -> Result<SegmentManifest, SpoolError> {
+        let scanned = scan_ts(path, Some(path))?;
+        let rel = path.strip_prefix(&self.root).map(Path::to_path_buf).unwrap_or_else(|_| path.to_path_buf());
+        let start = mtime_ms(path) - (scanned.duration_90k / 90) as i64;
+        let manifest = SegmentManifest {
+            job: self.job.clone(),
+            sequence: seq,
+            path: rel.to_string_lossy().into_owned(),
+            utc_start_ms: start,
+            first_pts: scanned.first_pts,
+            duration_90k: scanned.duration_90k,
+            bytes: scanned.len,
+            sha256: scanned.sha256,
+            truncated: false,
+            discontinuity: false,
+            gap_90k: 0,
+        };
+        self.write_manifest(path, &manifest)?;
+        tracing::warn!(job = %self.job, sequence = seq, path = %manifest.path, "segment without a manifest found; manifest written");
+        Ok(manifest)
+    }
+}
+
+/// The modification time of `path` in Unix milliseconds (now if unknown).
+fn mtime_ms(path: &Path) -> i64 {
+    fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or_else(now_ms, |d| d.as_millis() as i64)
+}
+
+/// What [`scan_ts`] found in a file.
+struct ScannedTs {
+    /// Bytes in the file.
+    len: u64,
+    /// Bytes in whole packets.
+    whole: u64,
+    /// Packets that parsed.
+    packets: u64,
+    first_pts: i64,
+    duration_90k: u64,
+    /// SHA-256 of the whole packets (of the whole file when `whole_file`).
+    sha256: String,
+}
+
+/// Reads a TS file in blocks: hashes it and measures its timing without
+/// holding it in memory. With `whole_file` set the hash covers every byte,
+/// else only the whole packets.
+fn scan_ts(path: &Path, whole_file: Option<&Path>) -> Result<ScannedTs, SpoolError> {
+    let mut file = File::open(path).map_err(io_err(path))?;
+    let len = file.metadata().map_err(io_err(path))?.len();
+    let whole = if whole_file.is_some() { len } else { len / TS_PACKET as u64 * TS_PACKET as u64 };
+    let mut cutter = Cutter::new(u64::MAX / 4, u64::MAX / 4);
+    let mut hasher = Sha256::new();
+    let mut packets = 0u64;
+    let mut block = vec![0u8; TS_PACKET * 512];
+    let mut done = 0u64;
+    while done < whole {
+        let want = (whole - done).min(block.len() as u64) as usize;
+        file.read_exact(&mut block[..want]).map_err(io_err(path))?;
+        hasher.update(&block[..want]);
+        for p in block[..want].chunks_exact(TS_PACKET) {
+            let (info, _) = cutter.push(p, 0);
+            packets += u64::from(!info.garbage);
+        }
+        done += want as u64;
+    }
+    let timing = cutter.timing(None);
+    Ok(ScannedTs {
+        len,
+        whole,
+        packets,
+        first_pts: timing.first_pts,
+        duration_90k: timing.duration_90k,
+        sha256: hex(&hasher.finalize()),
+    })
+}
+
+/// Renames `from` to `to`, or to `to.1`, `to.2`, … when taken: never over
+/// an existing file (`renameat2` with `RENAME_NOREPLACE`). Returns where
+/// the file went.
+pub fn rename_noreplace(from: &Path, to: &Path) -> Result<PathBuf, SpoolError> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|e| io_err(p)(e.into()));
+    let from_c = c(from)?;
+    for n in 0u32..10_000 {
+        let dest = if n == 0 {
+            to.to_path_buf()
+        } else {
+            let mut name = to.as_os_str().to_owned();
+            name.push(format!(".{n}"));
+            PathBuf::from(name)
+        };
+        let dest_c = c(&dest)?;
+        // SAFETY: two valid NUL-terminated paths; renameat2 only reads them.
+        let r = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                from_c.as_ptr(),
+                libc::AT_FDCWD,
+                dest_c.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        if r == 0 {
+            return Ok(dest);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EEXIST) {
+            return Err(io_err(&dest)(e));
+        }
+    }
+    Err(io_err(to)(std::io::Error::other("10000 files of this name already exist")))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -366,9 +662,19 @@ pub struct SegmentWriter {
     seq: u64,
     partial: PathBuf,
     utc_start_ms: i64,
+    discontinuity: bool,
+    gap_90k: u64,
 }
 
 impl SegmentWriter {
+    /// Marks the segment as not continuing the previous one seamlessly
+    /// (new encoder settings), with `gap_90k` of audio known to be lost
+    /// before it.
+    pub fn mark_discontinuity(&mut self, gap_90k: u64) {
+        self.discontinuity = true;
+        self.gap_90k = self.gap_90k.saturating_add(gap_90k);
+    }
+
     /// Appends bytes.
     pub fn write(&mut self, data: &[u8]) -> Result<(), SpoolError> {
         self.file.write_all(data).map_err(io_err(&self.partial))?;

@@ -388,14 +388,9 @@ pub fn engine_to_ctl() -> impl Strategy<Value = EngineToCtl> {
                 refusals
             }),
         (name(), name(), "[a-z0-9/._-]{1,40}", any::<u64>(), any::<u64>(), "[0-9a-f]{64}").prop_map(
-            |(flow, output, path, duration_ms, bytes, sha256)| EngineToCtl::RecordingClosed(RecordingClosed {
-                flow,
-                output,
-                path,
-                duration_ms,
-                bytes,
-                sha256
-            })
+            |(flow, output, path, duration_ms, bytes, sha256)| EngineToCtl::RecordingClosed(
+                RecordingClosed { flow, output, path, duration_ms, bytes, sha256 }
+            )
         ),
     ]
 }

@@ -23,6 +23,13 @@ pub(crate) mod sealed {
 /// [`FileMuxer`](super::FileMuxer). Sealed: FFmpeg packets never leave
 /// this module.
 pub trait Muxer: sealed::WritePacket + Send {
+    /// Hands what the muxer holds so far to the kernel (no fsync), so a
+    /// killed engine leaves a file that holds the audio up to here.
+    /// Worker thread; called a few times a second.
+    fn checkpoint(&mut self) -> Result<(), MediaError> {
+        Ok(())
+    }
+
     /// Writes the trailer and flushes the output.
     fn finish(self) -> Result<(), MediaError>
     where

@@ -122,8 +122,10 @@ pub struct FileRecording<'a> {
 
 impl FileMuxer {
     /// Picks the container and codec, checks they fit together and the
-    /// audio, opens the encoder, creates the file and writes the header.
-    /// Nothing is created when the choice is refused.
+    /// audio, opens the encoder, creates a new file (the configured path,
+    /// or a rotation name beside it when a file is there: see
+    /// [`FileMuxer::path`]) and writes the header. Nothing is created when
+    /// the choice is refused.
     pub fn create(rec: &FileRecording<'_>) -> Result<(Encoder, Self), MediaError> {
         quiet();
         let shown = rec.path.display().to_string();
@@ -168,13 +170,14 @@ impl FileMuxer {
             global_header: flags & ff::AVFMT_GLOBALHEADER as c_int != 0,
         };
         let encoder = Encoder::open(&setup, rec.channels, rec.rate, rec.bitrate)?;
-        let file = File::create(rec.path)
+        // A new file, never an existing one (see `io::recording`).
+        let (file, path) = crate::io::recording::create_new(rec.path)
             .map_err(|e| MediaError::Io { path: shown.clone(), message: e.to_string() })?;
-        let mux = Self::start(ofmt, file, &encoder, rec.path, container.clone());
+        let mux = Self::start(ofmt, file, &encoder, &path, container.clone());
         match mux {
             Ok(mux) => Ok((encoder, mux)),
             Err(e) => {
-                let _ = std::fs::remove_file(rec.path);
+                let _ = std::fs::remove_file(&path);
                 match e {
                     MediaError::Ffmpeg { what, .. } if unsure && what.ends_with("header") => {
                         Err(MediaError::Incompatible { container, codec: name.to_owned() })
@@ -278,6 +281,24 @@ impl sealed::WritePacket for FileMuxer {
 }
 
 impl Muxer for FileMuxer {
+    fn checkpoint(&mut self) -> Result<(), MediaError> {
+        // SAFETY: header written, context valid; a null packet asks a
+        // muxer that allows it to write out what it buffers (Ogg: the
+        // current page).
+        unsafe {
+            if (*(*self.fmt).oformat).flags & ff::AVFMT_ALLOW_FLUSH as c_int != 0 {
+                ff::av_write_frame(self.fmt, std::ptr::null_mut());
+            }
+            ff::avio_flush(self.avio);
+        }
+        self.io_error()?;
+        // SAFETY: the sink is alive until Drop; no callback runs now.
+        let sink = unsafe { &mut *self.sink };
+        sink.file
+            .flush()
+            .map_err(|e| MediaError::Io { path: self.path.display().to_string(), message: e.to_string() })
+    }
+
     fn finish(mut self) -> Result<(), MediaError> {
         // SAFETY: header written, context valid.
         let r = unsafe { ff::av_write_trailer(self.fmt) };
