@@ -153,8 +153,7 @@ impl Node {
                 let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
                 let args: Vec<String> =
                     cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-                (args.first()?.ends_with("airlift-engine") && args.iter().any(|a| *a == socket))
-                    .then_some(pid)
+                (args.first()?.ends_with("airlift-engine") && args.contains(&socket)).then_some(pid)
             })
             .collect()
     }
@@ -350,16 +349,71 @@ fn a_mute_survives_engine_and_ctld_restarts_until_reset() {
         serde_json::json!([{"flow": "main", "subject": "tone", "key": "muted", "runtime": "true", "config": "false"}])
     );
 
+    // A reload: the gain the file changed wins over the operator's gain;
+    // the mute the file did not change holds.
+    assert!(node.airliftctl(&["gain", "main", "tone", "-10"]).status.success());
+    assert_eq!(node.airliftctl(&["--json", "state"]).stdout.split(|b| *b == b'{').count() - 1, 2);
+    let config = TONE.replace("name = \"tone\"\n", "name = \"tone\"\ngain_db = -6.0\n");
+    assert_ne!(config, TONE);
+    std::fs::write(node.dir.join("airlift.toml"), config).unwrap();
+    let out = node.call("Reload", "", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let settings = text(&node.busctl(&[
+        "get-property",
+        "org.airlift.Node1",
+        "/org/airlift/Node1/flow/main",
+        "org.airlift.Flow1",
+        "InputSettings",
+    ]));
+    assert!(settings.contains("\"tone\" -6 true 0"), "{settings}");
+    node.stays_below("main", -100.0, 1);
+    let shown = text(&node.airliftctl(&["state"]));
+    assert!(shown.contains("muted") && !shown.contains("gain_db"), "{shown}");
+
     let out = node.airliftctl(&["state", "reset"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("1 runtime value(s) cleared"), "{}", text(&out));
-    wait(10, "the tone back after the reset", || node.peak("main").filter(|p| *p > -30.0));
+    // The tone at the file's gain: about −29 dBFS.
+    wait(10, "the tone back after the reset", || node.peak("main").filter(|p| *p > -40.0));
     assert!(text(&node.airliftctl(&["state"])).contains("no runtime overrides"));
     let saved = std::fs::read_to_string(node.dir.join("state.json")).unwrap();
     assert!(!saved.contains("muted"), "{saved}");
     // The reset is for good: the engine restarted again still plays the tone.
     node.kill_engine();
-    wait(10, "the tone after another restart", || node.peak("main").filter(|p| *p > -30.0));
+    wait(10, "the tone after another restart", || node.peak("main").filter(|p| *p > -40.0));
+}
+
+/// A state file that cannot be read is moved aside with an alarm and a
+/// warning, and the configuration applies.
+#[test]
+fn a_corrupt_state_file_is_moved_aside_and_the_config_applies() {
+    let mut node = Node::new("corrupt", TONE);
+    assert!(node.airliftctl(&["mute", "main", "tone"]).status.success());
+    node.stop();
+    std::fs::write(node.dir.join("state.json"), "{ \"format\": 1, \"inputs\": { \"main\": ").unwrap();
+    // Everything on the bus from before ctld starts (the alarm comes at once).
+    let mut monitor = Command::new("busctl")
+        .args([&format!("--address={}", node.bus.address), "monitor"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    node.start();
+    wait(10, "the configured tone", || node.peak("main").filter(|p| *p > -30.0));
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = monitor.kill();
+    let seen = String::from_utf8_lossy(&monitor.wait_with_output().unwrap().stdout).into_owned();
+    let aside: Vec<String> = std::fs::read_dir(&node.dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("state.json.corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert!(node.log().contains("moved aside"), "{}", node.log());
+    let alarm = seen.split("Member=Alarm").nth(1).unwrap_or_else(|| panic!("no alarm in:\n{seen}"));
+    assert!(alarm.contains("STRING \"state_file\""), "{alarm}");
+    assert!(text(&node.airliftctl(&["state"])).contains("no runtime overrides"));
 }
 
 /// A stopped flow stays stopped across an engine `kill -9` and a ctld
