@@ -152,7 +152,7 @@ pub struct PullInfo {
 }
 
 /// Every SRT listener port of `state`, with its owner.
-fn listener_ports(state: &DesiredState) -> Vec<(u16, String)> {
+pub(crate) fn listener_ports(state: &DesiredState) -> Vec<(u16, String)> {
     let mut ports = Vec::new();
     for f in &state.flows {
         for i in &f.inputs {

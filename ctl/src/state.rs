@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use airlift_ipc::spec::{ConsumerSpec, DesiredState, FlowSpec, InputSpec, PullSpec, TsSink};
+use airlift_ipc::spec::{ConsumerSpec, DesiredState, FlowSpec, InputSpec, PullSpec, SrtMode, TsSink};
 use airlift_ipc::units::{GainDb, Name, Pan};
 
 /// The state file's format version, written into every file.
@@ -246,6 +246,8 @@ impl RuntimeState {
             known
         });
         let mut jobs: BTreeSet<String> = config.segment_jobs().map(|(_, _, job)| job.to_string()).collect();
+        let mut ports: BTreeMap<u16, String> =
+            crate::controller::listener_ports(config).into_iter().collect();
         let mut kept: Vec<PullSpec> = Vec::new();
         for pull in std::mem::take(&mut self.pulls) {
             let job = pull.segments.job.as_str();
@@ -255,6 +257,14 @@ impl RuntimeState {
                 Some(r)
             } else if jobs.contains(job) {
                 Some(format!("its segment job {job} is already used"))
+            } else if let SrtMode::Listener { port } = pull.source.mode
+                && let Some(owner) = ports.get(&port.get())
+            {
+                Some(format!("its listener port {port} is now used by {owner}"))
+            } else if let Err(errors) =
+                (DesiredState { pulls: vec![pull.clone()], ..DesiredState::default() }).validate()
+            {
+                Some(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
             } else {
                 None
             };
@@ -262,6 +272,9 @@ impl RuntimeState {
                 Some(r) => dropped.push(format!("runtime pull job {} is dropped: {r}", pull.name)),
                 None => {
                     jobs.insert(job.to_string());
+                    if let SrtMode::Listener { port } = pull.source.mode {
+                        ports.insert(port.get(), format!("pull {}", pull.name));
+                    }
                     kept.push(pull);
                 }
             }
@@ -714,15 +727,23 @@ segments = { job = "cam", target_seconds = 2 }
     }
 
     #[test]
-    fn runtime_pulls_that_clash_with_segment_jobs_are_dropped() {
+    fn runtime_pulls_that_clash_are_dropped() {
         let cfg = config(BASE);
         let mut rt = RuntimeState::default();
         let mut clash = runtime_pull("x", 30007);
         clash.segments.job = n("rec");
-        rt.pulls = vec![clash, runtime_pull("quarantine", 30008), runtime_pull("ok", 30009)];
+        rt.pulls = vec![
+            clash,
+            runtime_pull("quarantine", 30008),
+            runtime_pull("ok", 30009),
+            runtime_pull("port", 30001),
+            runtime_pull("again", 30009),
+        ];
         let dropped = rt.retain_known(&cfg);
-        assert_eq!(rt.pulls.len(), 1, "{dropped:?}");
-        assert_eq!(dropped.len(), 2, "{dropped:?}");
+        assert_eq!(rt.pulls.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["ok"], "{dropped:?}");
+        assert_eq!(dropped.len(), 4, "{dropped:?}");
+        assert!(dropped[2].contains("port 30001 is now used by pull cam"), "{dropped:?}");
+        assert!(dropped[3].contains("port 30009 is now used by pull ok"), "{dropped:?}");
     }
 
     fn temp_dir(tag: &str) -> PathBuf {
