@@ -262,7 +262,7 @@ impl Drop for Node {
         for pid in self.engine_pids() {
             let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
         }
-        if !std::thread::panicking() {
+        if !std::thread::panicking() && std::env::var_os("AIRLIFT_KEEP_TEST_DIRS").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         } else {
             eprintln!("kept {} for a look", self.dir.display());
@@ -511,4 +511,68 @@ fn a_runtime_pull_job_survives_restarts_with_its_id_and_port() {
     let list = text(&node.gdbus("ListPulls", &[]));
     assert!(!list.contains("cam1") && !list.contains("pull-1"), "{list}");
     assert_eq!(node.metric("airlift_srt_ports_in_use"), Some(0.0));
+}
+
+/// The `stop_recording` spool policy's stop is runtime state too: an engine
+/// restart does not resume recording into a full spool; the operator
+/// cannot start the flow over it; once space is freed recording resumes.
+#[test]
+fn a_policy_stop_holds_across_an_engine_restart_until_space_is_freed() {
+    let config = r#"
+[engine]
+socket = "engine.sock"
+
+[spool]
+path = "spool"
+max_bytes = "24KiB"
+full_policy = "stop_recording"
+
+[upload]
+rescan_secs = 1
+
+[[flow]]
+name = "rec"
+period = 128
+channels = 1
+
+[[flow.input]]
+name = "tone"
+producer = { test_signal = { kind = "sine", frequency = 1000.0, level_dbfs = -20.0 } }
+
+[[flow.output]]
+name = "seg"
+consumer = { encoded = { codec = "mp2", bitrate = 64000, sink = { segments = { job = "rec", target_seconds = 1 } } } }
+"#;
+    let node = Node::new("policy", config);
+    wait(20, "the spool policy to stop recording", || (node.flow_state("rec") == "stopped").then_some(()));
+    let status = text(&node.call("Status", "", &[]));
+    assert!(status.contains("\"recording_stopped_by_policy\" b true"), "{status}");
+    let shown = text(&node.airliftctl(&["state"]));
+    assert!(shown.contains("stopped by the spool policy"), "{shown}");
+    let out = node.airliftctl(&["flows", "start", "rec"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("spool"), "{}", text(&out));
+
+    node.kill_engine();
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        assert_ne!(node.flow_state("rec"), "running", "recording resumed into a full spool\n{}", node.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Space comes back (as after uploads): recording resumes by itself.
+    let mut stack = vec![node.dir.join("spool")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "ts") {
+                std::fs::remove_file(&p).unwrap();
+            }
+        }
+    }
+    wait(20, "recording to resume", || (node.flow_state("rec") == "running").then_some(()));
+    let status = text(&node.call("Status", "", &[]));
+    assert!(status.contains("\"recording_stopped_by_policy\" b false"), "{status}");
 }
