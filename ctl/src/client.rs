@@ -37,6 +37,10 @@ pub trait Node1 {
     fn reload(&self) -> zbus::Result<u32>;
     /// Spool files.
     fn list_segments(&self, offset: u32, limit: u32) -> zbus::Result<Vec<(String, u64)>>;
+    /// Runtime values over the configuration: (flow, subject, key, runtime, config).
+    fn runtime_state(&self) -> zbus::Result<Vec<(String, String, String, String, String)>>;
+    /// Clears runtime values of a flow or pull job ("" for all).
+    fn reset_state(&self, flow: &str) -> zbus::Result<u32>;
     /// Uploads.
     fn list_uploads(&self, offset: u32, limit: u32) -> zbus::Result<Vec<(String, u64, String)>>;
     /// Segments waiting for upload.

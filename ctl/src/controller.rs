@@ -2,19 +2,21 @@
 //! anything else that drives ctld. Every argument from outside is validated
 //! here; a refused operation changes nothing.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use airlift_ipc::message::{Command, FlowState, RejectKind};
-use airlift_ipc::spec::{ConsumerSpec, DesiredState, ProducerSpec, PullSpec, SegmentSpec, SrtMode, TsSink};
-use airlift_ipc::srt_url::{SrtUrl, UrlMode};
-use airlift_ipc::units::{GainDb, Name, Pan, Port, SegmentSeconds};
+use airlift_ipc::spec::{ConsumerSpec, DesiredState, ProducerSpec, SrtMode, TsSink};
+use airlift_ipc::units::{GainDb, Name, Pan};
 
 use crate::config::{self, Config, Overrides};
 use crate::engine_link::{EngineLink, LinkError, Shared};
 use crate::http::HttpState;
 use crate::ports::{PortAllocator, PortError, udp_port_free};
+use crate::state::{self, InputSetting, OverrideRow, Restored, RuntimeState};
+use crate::upload::UploadEvent;
+
+mod pulls;
 
 /// Where the configuration came from, so a reload can read it again.
 #[derive(Debug, Clone)]
@@ -105,6 +107,12 @@ pub struct Status {
     pub upload_backlog: u32,
     /// Configuration source.
     pub config: String,
+    /// Runtime values in force over the configuration (`RuntimeState()` rows).
+    pub runtime_overrides: u32,
+    /// Whether the `stop_recording` spool policy holds recording stopped.
+    pub recording_stopped_by_policy: bool,
+    /// Where the runtime state is persisted.
+    pub state_file: String,
 }
 
 /// A file in the spool.
@@ -144,7 +152,7 @@ pub struct PullInfo {
 }
 
 /// Every SRT listener port of `state`, with its owner.
-fn listener_ports(state: &DesiredState) -> Vec<(u16, String)> {
+pub(crate) fn listener_ports(state: &DesiredState) -> Vec<(u16, String)> {
     let mut ports = Vec::new();
     for f in &state.flows {
         for i in &f.inputs {
@@ -197,7 +205,7 @@ pub fn sync_ports(ports: &mut PortAllocator, state: &DesiredState) {
 }
 
 /// The URL of `spec` for display: no passphrase.
-fn source_url(spec: &airlift_ipc::spec::SrtSpec) -> String {
+pub(crate) fn source_url(spec: &airlift_ipc::spec::SrtSpec) -> String {
     let (host, port, mode) = match &spec.mode {
         SrtMode::Caller { host, port } => (host.as_str().to_owned(), port.get(), "caller"),
         SrtMode::Listener { port } => (String::new(), port.get(), "listener"),
@@ -224,12 +232,14 @@ pub struct Controller {
     config: tokio::sync::Mutex<Config>,
     source: ConfigSource,
     overrides: Overrides,
-    stopped: std::sync::Mutex<BTreeSet<String>>,
-    /// Pull jobs started over D-Bus, kept until stopped or ctld exits.
-    /// Lock order: `config`, then this.
-    runtime_pulls: tokio::sync::Mutex<Vec<PullSpec>>,
-    /// Configured pull jobs stopped over D-Bus (until the next reload).
-    paused_pulls: std::sync::Mutex<BTreeSet<Name>>,
+    /// The operator's values on top of the configuration (gain, mute, pan,
+    /// stopped flows, paused and runtime pull jobs) and the spool policy's
+    /// stop. Lock order: `config`, then this.
+    runtime: tokio::sync::Mutex<RuntimeState>,
+    /// Where `runtime` is persisted.
+    state_file: PathBuf,
+    /// Why the state file could not be used at start-up, until announced.
+    restore_problem: std::sync::Mutex<Option<String>>,
     /// The SRT port pool.
     ports: std::sync::Mutex<PortAllocator>,
 }
@@ -241,13 +251,25 @@ fn port_error(e: PortError) -> ControlError {
     }
 }
 
+/// The command that retunes one input of a running flow to `value`.
+fn input_command(flow: &Name, input: &Name, value: InputSetting) -> Command {
+    let (flow, input) = (flow.clone(), input.clone());
+    match value {
+        InputSetting::Gain(gain) => Command::SetGain { flow, input, gain },
+        InputSetting::Mute(muted) => Command::SetMute { flow, input, muted },
+        InputSetting::Pan(pan) => Command::SetPan { flow, input, pan },
+    }
+}
+
 fn name(what: &str, value: &str) -> Result<Name, ControlError> {
     Name::new(value).map_err(|e| ControlError::InvalidArgument(format!("{what}: {e}")))
 }
 
 impl Controller {
     /// A controller over a running link, with the SRT port pool holding the
-    /// configured listeners.
+    /// configured listeners and the runtime state `restored` from
+    /// `state_file` (already merged into the state the link was started with).
+    #[expect(clippy::too_many_arguments, reason = "the daemon's parts, each built before the controller")]
     pub fn new(
         link: EngineLink,
         shared: Arc<Shared>,
@@ -256,7 +278,21 @@ impl Controller {
         source: ConfigSource,
         overrides: Overrides,
         ports: PortAllocator,
+        restored: Restored,
+        state_file: PathBuf,
     ) -> Self {
+        for line in &restored.dropped {
+            tracing::info!(file = %state_file.display(), "runtime state: {line}");
+        }
+        if let Some(problem) = &restored.problem {
+            tracing::warn!("{problem}");
+        } else if restored.state.operator_overrides() > 0 {
+            tracing::info!(
+                file = %state_file.display(),
+                overrides = restored.state.operator_overrides(),
+                "runtime state restored: the operator's values hold"
+            );
+        }
         Self {
             link,
             shared,
@@ -264,10 +300,32 @@ impl Controller {
             config: tokio::sync::Mutex::new(config),
             source,
             overrides,
-            stopped: std::sync::Mutex::new(BTreeSet::new()),
-            runtime_pulls: tokio::sync::Mutex::new(Vec::new()),
-            paused_pulls: std::sync::Mutex::new(BTreeSet::new()),
+            runtime: tokio::sync::Mutex::new(restored.state),
+            state_file,
+            restore_problem: std::sync::Mutex::new(restored.problem),
             ports: std::sync::Mutex::new(ports),
+        }
+    }
+
+    /// Raises the alarm for a state file that could not be used at
+    /// start-up, once the D-Bus service is up to carry it.
+    pub fn announce_restore(&self) {
+        let problem = self.restore_problem.lock().ok().and_then(|mut p| p.take());
+        if let Some(problem) = problem {
+            self.alarm("state_file", problem);
+        }
+    }
+
+    fn alarm(&self, kind: &'static str, message: String) {
+        let _ = self.http.uploads.events.send(UploadEvent::Alarm { kind, job: String::new(), message });
+    }
+
+    /// Writes the runtime state file; a failure is logged and alarmed, and
+    /// the state still holds in memory (written again with the next change).
+    fn persist(&self, runtime: &RuntimeState) {
+        if let Err(e) = state::save(&self.state_file, runtime) {
+            tracing::error!("{e}; the runtime state holds in memory and is written with the next change");
+            self.alarm("state_file", format!("{e}: the runtime state is not persisted"));
         }
     }
 
@@ -280,21 +338,36 @@ impl Controller {
         self.shared.metrics.srt_ports_in_use.set(ports.held() as i64);
     }
 
-    /// What the engine should run: the file's flows and pull jobs (less the
-    /// paused ones) and the pull jobs started at run time.
+    /// What the engine should run: the file's flows and pull jobs with the
+    /// runtime state on top (gains, mutes, pans, stopped flows, paused and
+    /// runtime pull jobs, the spool policy's stop).
     pub async fn desired_state(&self) -> DesiredState {
         let config = self.config.lock().await;
-        let runtime = self.runtime_pulls.lock().await;
-        self.desired(&config, &runtime)
+        let runtime = self.runtime.lock().await;
+        Self::desired(&config, &runtime)
     }
 
-    fn desired(&self, config: &Config, runtime: &[PullSpec]) -> DesiredState {
-        let mut state = config.resolved_state();
-        let paused = self.paused_pulls.lock().map(|p| p.clone()).unwrap_or_default();
-        state.pulls.retain(|p| !paused.contains(&p.name));
-        let configured = |r: &&PullSpec| config.state.pulls.iter().any(|p| p.name == r.name);
-        state.pulls.extend(runtime.iter().filter(|r| !configured(r)).cloned());
-        state
+    fn desired(config: &Config, runtime: &RuntimeState) -> DesiredState {
+        runtime.apply(&config.resolved_state())
+    }
+
+    /// Sends `state`; an engine that is away gets it when it returns.
+    async fn send_state(&self, state: DesiredState) -> Result<(), ControlError> {
+        match self.link.apply(state).await {
+            Ok(()) => Ok(()),
+            Err(LinkError::Unavailable(m)) => {
+                tracing::info!("the engine is away ({m}); the state is sent when it returns");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Puts `before` back after the engine refused a change (the link kept
+    /// the refused state as desired).
+    async fn roll_back(&self, config: &Config, runtime: &mut RuntimeState, before: RuntimeState) {
+        *runtime = before;
+        let _ = self.link.apply(Self::desired(config, runtime)).await;
     }
 
     /// The current configuration.
@@ -302,8 +375,10 @@ impl Controller {
         self.config.lock().await.clone()
     }
 
-    /// Re-reads the configuration file and applies the difference. An invalid
-    /// file (or one the engine refuses) changes nothing.
+    /// Re-reads the configuration file and applies the difference. A value
+    /// the file changed wins over the operator's value for that key; every
+    /// other runtime value holds. An invalid file (or one the engine
+    /// refuses) changes nothing.
     pub async fn reload(&self) -> Result<usize, ControlError> {
         let result =
             |ok: bool| crate::metrics::ResultLabel { result: if ok { "ok" } else { "rejected" }.into() };
@@ -325,73 +400,64 @@ impl Controller {
             || new.http != current.http
             || new.spool != current.spool
             || new.srt != current.srt
+            || new.node.state_file != current.node.state_file
         {
             tracing::warn!(
-                "reload: [engine], [http], [spool] and [srt] changes take effect when ctld restarts"
+                "reload: [engine], [http], [spool], [srt] and [node] state_file changes take effect when ctld restarts"
             );
         }
-        let mut runtime = self.runtime_pulls.lock().await;
-        runtime.retain(|r| {
-            let clash = new.state.pulls.iter().any(|p| p.name == r.name);
-            if clash {
-                tracing::warn!(pull = %r.name, "reload: the file now configures this pull job; its entry replaces the one started over D-Bus");
-            }
-            !clash
-        });
-        if let Ok(mut paused) = self.paused_pulls.lock() {
-            paused.clear();
-        }
-        let desired = self.desired(&new, &runtime);
-        drop(runtime);
+        let mut runtime = self.runtime.lock().await;
+        let before = runtime.clone();
+        let dropped = runtime.reload(&current.state, &new.state);
+        let desired = Self::desired(&new, &runtime);
         match self.link.apply(desired.clone()).await {
-            Ok(()) => {
-                tracing::info!(flows = new.state.flows.len(), "reloaded; unchanged flows kept running");
-                self.shared.metrics.reloads.get_or_create(&result(true)).inc();
-                if let Ok(mut d) = self.http.desired_flows.lock() {
-                    *d = new.state.flows.iter().map(|f| f.name.to_string()).collect();
-                }
-                let n = new.state.flows.len();
-                *current = new;
-                self.resync_ports(&desired);
-                Ok(n)
-            }
+            Ok(()) => tracing::info!(flows = new.state.flows.len(), "reloaded; unchanged flows kept running"),
             Err(LinkError::Unavailable(m)) => {
                 // Kept as the desired state: it is sent when the engine is back.
                 tracing::warn!(
                     "reloaded while the engine is away ({m}); the new state is sent when it returns"
                 );
-                self.shared.metrics.reloads.get_or_create(&result(true)).inc();
-                let n = new.state.flows.len();
-                *current = new;
-                self.resync_ports(&desired);
-                Ok(n)
             }
             Err(e) => {
                 tracing::error!("reload refused by the engine, the old configuration keeps running: {e}");
                 self.shared.metrics.reloads.get_or_create(&result(false)).inc();
-                // The link kept the refused state as desired: put the old one back.
-                let runtime = self.runtime_pulls.lock().await;
-                let _ = self.link.apply(self.desired(&current, &runtime)).await;
-                Err(e.into())
+                self.roll_back(&current, &mut runtime, before).await;
+                return Err(e.into());
             }
         }
+        for line in &dropped {
+            tracing::info!("reload: {line}");
+        }
+        self.shared.metrics.reloads.get_or_create(&result(true)).inc();
+        if let Ok(mut d) = self.http.desired_flows.lock() {
+            *d = new.state.flows.iter().map(|f| f.name.to_string()).collect();
+        }
+        let n = new.state.flows.len();
+        *current = new;
+        self.resync_ports(&runtime.holding(&current.state));
+        if *runtime != before {
+            self.persist(&runtime);
+        }
+        Ok(n)
     }
 
     /// Every flow of the configuration with its state.
     pub async fn flows(&self) -> Vec<FlowInfo> {
         let config = self.config.lock().await;
-        let stopped = self.stopped.lock().map(|s| s.clone()).unwrap_or_default();
+        let runtime = self.runtime.lock().await;
         self.shared.with_view(|v| {
             config
                 .state
                 .flows
                 .iter()
                 .map(|f| {
+                    let held =
+                        runtime.stopped.contains(&f.name) || runtime.policy_holds(&config.state, &f.name);
                     let state = match v.flows.get(f.name.as_str()) {
                         Some(FlowState::Running) => "running".to_string(),
                         Some(FlowState::Stopped) => "stopped".to_string(),
                         Some(FlowState::Failed { reason }) => format!("failed: {reason}"),
-                        None if stopped.contains(f.name.as_str()) => "stopped".to_string(),
+                        None if held => "stopped".to_string(),
                         None => "unknown".to_string(),
                     };
                     FlowInfo {
@@ -404,26 +470,70 @@ impl Controller {
         })
     }
 
-    async fn check_input(
-        &self,
-        flow: &str,
-        input: Option<&str>,
-    ) -> Result<(Name, Option<Name>), ControlError> {
-        let flow_name = name("flow", flow)?;
-        let input_name = input.map(|i| name("input", i)).transpose()?;
+    /// The effective gain (dB), mute and pan of each input of `flow`:
+    /// configured values with the operator's on top.
+    pub async fn input_settings(&self, flow: &str) -> Vec<(String, f64, bool, f64)> {
+        let config = self.config.lock().await;
+        let runtime = self.runtime.lock().await;
+        let Some(spec) = config.state.flows.iter().find(|f| f.name.as_str() == flow) else {
+            return Vec::new();
+        };
+        spec.inputs
+            .iter()
+            .filter_map(|i| {
+                let (gain, muted, pan) = runtime.input_values(&config.state, &spec.name, &i.name)?;
+                Some((i.name.to_string(), f64::from(gain.get()), muted, f64::from(pan.get())))
+            })
+            .collect()
+    }
+
+    /// Every runtime value next to its configured value.
+    pub async fn runtime_state(&self) -> Vec<OverrideRow> {
+        let config = self.config.lock().await;
+        let runtime = self.runtime.lock().await;
+        runtime.rows(&config.state)
+    }
+
+    /// Sets one input value in the desired state, persists it and sends the
+    /// command that retunes the running flow (no rebuild). While the engine
+    /// is away, or the flow is not running, the value is kept and applies
+    /// when it runs.
+    async fn set_input(&self, flow: &str, input: &str, value: InputSetting) -> Result<(), ControlError> {
+        let flow = name("flow", flow)?;
+        let input = name("input", input)?;
         let config = self.config.lock().await;
         let spec = config
             .state
             .flows
             .iter()
-            .find(|f| f.name == flow_name)
-            .ok_or_else(|| ControlError::NotFound(format!("no flow named {flow_name}")))?;
-        if let Some(i) = &input_name
-            && !spec.inputs.iter().any(|x| &x.name == i)
-        {
-            return Err(ControlError::NotFound(format!("flow {flow_name} has no input {i}")));
+            .find(|f| f.name == flow)
+            .ok_or_else(|| ControlError::NotFound(format!("no flow named {flow}")))?;
+        if !spec.inputs.iter().any(|x| x.name == input) {
+            return Err(ControlError::NotFound(format!("flow {flow} has no input {input}")));
         }
-        Ok((flow_name, input_name))
+        let mut runtime = self.runtime.lock().await;
+        let before = runtime.clone();
+        runtime.set_input(&config.state, &flow, &input, value);
+        let desired = Self::desired(&config, &runtime);
+        let command = (!desired.stopped.contains(&flow)).then(|| input_command(&flow, &input, value));
+        match self.link.tune(desired, command).await {
+            Ok(()) => {}
+            Err(LinkError::Unavailable(m)) => {
+                tracing::info!(flow = %flow, input = %input, "the engine is away ({m}); the value applies when it returns");
+            }
+            Err(LinkError::Rejected(r)) if r.kind == RejectKind::NotFound => {
+                tracing::info!(flow = %flow, input = %input, "the flow is not running ({}); the value applies when it runs", r.message);
+            }
+            Err(e) => {
+                *runtime = before;
+                let _ = self.link.tune(Self::desired(&config, &runtime), None).await;
+                return Err(e.into());
+            }
+        }
+        if *runtime != before {
+            self.persist(&runtime);
+        }
+        Ok(())
     }
 
     /// Sets one input's gain in dB (−120 … +24), ramped over a period.
@@ -431,18 +541,12 @@ impl Controller {
         let gain = GainDb::new(db as f32).ok().filter(|_| db.is_finite()).ok_or_else(|| {
             ControlError::InvalidArgument(format!("gain {db} dB is not a finite number in -120..=24"))
         })?;
-        let (flow, input) = self.check_input(flow, Some(input)).await?;
-        let input = input.ok_or_else(|| ControlError::InvalidArgument("input missing".into()))?;
-        self.link.command(Command::SetGain { flow, input, gain }).await?;
-        Ok(())
+        self.set_input(flow, input, InputSetting::Gain(gain)).await
     }
 
     /// Mutes or unmutes one input.
     pub async fn set_mute(&self, flow: &str, input: &str, muted: bool) -> Result<(), ControlError> {
-        let (flow, input) = self.check_input(flow, Some(input)).await?;
-        let input = input.ok_or_else(|| ControlError::InvalidArgument("input missing".into()))?;
-        self.link.command(Command::SetMute { flow, input, muted }).await?;
-        Ok(())
+        self.set_input(flow, input, InputSetting::Mute(muted)).await
     }
 
     /// Sets one input's pan (−1 … 1).
@@ -450,191 +554,173 @@ impl Controller {
         let pan = Pan::new(pan as f32).ok().filter(|_| pan.is_finite()).ok_or_else(|| {
             ControlError::InvalidArgument(format!("pan {pan} is not a finite number in -1..=1"))
         })?;
-        let (flow, input) = self.check_input(flow, Some(input)).await?;
-        let input = input.ok_or_else(|| ControlError::InvalidArgument("input missing".into()))?;
-        self.link.command(Command::SetPan { flow, input, pan }).await?;
-        Ok(())
+        self.set_input(flow, input, InputSetting::Pan(pan)).await
     }
 
-    /// Starts a stopped flow.
+    /// Starts a stopped flow (unless the spool policy holds it).
     pub async fn start_flow(&self, flow: &str) -> Result<(), ControlError> {
-        let (flow, _) = self.check_input(flow, None).await?;
-        self.link.command(Command::StartFlow { flow: flow.clone() }).await?;
-        if let Ok(mut s) = self.stopped.lock() {
-            s.remove(flow.as_str());
+        self.set_flow_stopped(flow, false).await
+    }
+
+    /// Stops a flow (it stays configured, and stopped across restarts until
+    /// started or reset).
+    pub async fn stop_flow(&self, flow: &str) -> Result<(), ControlError> {
+        self.set_flow_stopped(flow, true).await
+    }
+
+    async fn set_flow_stopped(&self, flow: &str, stop: bool) -> Result<(), ControlError> {
+        let flow = name("flow", flow)?;
+        let config = self.config.lock().await;
+        if !config.state.flows.iter().any(|f| f.name == flow) {
+            return Err(ControlError::NotFound(format!("no flow named {flow}")));
+        }
+        let mut runtime = self.runtime.lock().await;
+        if !stop && runtime.policy_holds(&config.state, &flow) {
+            return Err(ControlError::Failed(format!(
+                "flow {flow} is held stopped by the spool's stop_recording policy; it starts when uploads free space"
+            )));
+        }
+        let before = runtime.clone();
+        if stop {
+            runtime.stopped.insert(flow.clone());
+        } else {
+            runtime.stopped.remove(&flow);
+        }
+        if let Err(e) = self.send_state(Self::desired(&config, &runtime)).await {
+            self.roll_back(&config, &mut runtime, before).await;
+            return Err(e);
+        }
+        // An engine that does not yet read `DesiredState::stopped` is told by
+        // command too (a no-op for one that does).
+        let command = if stop {
+            Command::StopFlow { flow: flow.clone() }
+        } else {
+            Command::StartFlow { flow: flow.clone() }
+        };
+        match self.link.command(command).await {
+            Ok(()) | Err(LinkError::Unavailable(_)) => {}
+            Err(e) => {
+                self.roll_back(&config, &mut runtime, before).await;
+                return Err(e.into());
+            }
+        }
+        if *runtime != before {
+            self.persist(&runtime);
         }
         Ok(())
     }
 
-    /// Stops a flow (it stays configured).
-    pub async fn stop_flow(&self, flow: &str) -> Result<(), ControlError> {
-        let (flow, _) = self.check_input(flow, None).await?;
-        self.link.command(Command::StopFlow { flow: flow.clone() }).await?;
-        if let Ok(mut s) = self.stopped.lock() {
-            s.insert(flow.to_string());
+    /// The `stop_recording` spool policy: holds (or releases) every flow
+    /// with a segments output and every pull job. Kept in the runtime state,
+    /// so an engine restart does not resume recording into a full spool.
+    pub async fn set_policy_stop(&self, stop: bool) {
+        let config = self.config.lock().await;
+        let mut runtime = self.runtime.lock().await;
+        if runtime.policy_stop == stop {
+            return;
         }
-        Ok(())
+        let was = Self::desired(&config, &runtime);
+        runtime.policy_stop = stop;
+        let now = Self::desired(&config, &runtime);
+        if let Err(e) = self.send_state(now.clone()).await {
+            tracing::error!("spool policy: the engine refused the state: {e}");
+        }
+        for f in &config.state.flows {
+            let (held, holds) = (was.stopped.contains(&f.name), now.stopped.contains(&f.name));
+            if held == holds {
+                continue;
+            }
+            // For an engine that does not yet read `DesiredState::stopped`.
+            let command = if holds {
+                Command::StopFlow { flow: f.name.clone() }
+            } else {
+                Command::StartFlow { flow: f.name.clone() }
+            };
+            match self.link.command(command).await {
+                Ok(()) | Err(LinkError::Unavailable(_)) => {
+                    tracing::warn!(flow = %f.name, "spool policy: {}", if holds { "stopped" } else { "started" });
+                }
+                Err(e) => tracing::error!(flow = %f.name, "spool policy: {e}"),
+            }
+        }
+        for p in was.pulls.iter().filter(|p| !now.pulls.iter().any(|n| n.name == p.name)) {
+            tracing::warn!(pull = %p.name, "spool policy: stopped");
+        }
+        for p in now.pulls.iter().filter(|p| !was.pulls.iter().any(|w| w.name == p.name)) {
+            tracing::warn!(pull = %p.name, "spool policy: started");
+        }
+        self.persist(&runtime);
+    }
+
+    /// Clears the operator's runtime values of flow or pull job `target`
+    /// ("" for all): the configuration applies again (runtime pull jobs are
+    /// stopped). The spool policy's stop stays. Returns how many values
+    /// were cleared.
+    pub async fn reset_state(&self, target: &str) -> Result<u32, ControlError> {
+        let target = if target.is_empty() { None } else { Some(name("flow", target)?) };
+        let config = self.config.lock().await;
+        let mut runtime = self.runtime.lock().await;
+        if let Some(n) = &target
+            && !runtime.knows(&config.state, n)
+        {
+            return Err(ControlError::NotFound(format!("no flow or pull job named {n}")));
+        }
+        let before = runtime.clone();
+        let cleared = runtime.reset(target.as_ref());
+        let desired = Self::desired(&config, &runtime);
+        let was = Self::desired(&config, &before);
+        if let Err(e) = self.send_state(desired.clone()).await {
+            self.roll_back(&config, &mut runtime, before).await;
+            return Err(e);
+        }
+        // Gains, mutes and pans retune running flows by command; flows that
+        // left `stopped` are started by command for an engine that does not
+        // yet read it.
+        for flow in &config.state.flows {
+            if desired.stopped.contains(&flow.name) {
+                continue;
+            }
+            if was.stopped.contains(&flow.name) {
+                let _ = self.link.command(Command::StartFlow { flow: flow.name.clone() }).await;
+                continue;
+            }
+            for input in &flow.inputs {
+                let old = before.input_values(&config.state, &flow.name, &input.name);
+                let new = runtime.input_values(&config.state, &flow.name, &input.name);
+                let (Some((g0, m0, p0)), Some((g1, m1, p1))) = (old, new) else { continue };
+                let mut settings = Vec::new();
+                if g0 != g1 {
+                    settings.push(InputSetting::Gain(g1));
+                }
+                if m0 != m1 {
+                    settings.push(InputSetting::Mute(m1));
+                }
+                if p0 != p1 {
+                    settings.push(InputSetting::Pan(p1));
+                }
+                for s in settings {
+                    if let Err(e) = self.link.command(input_command(&flow.name, &input.name, s)).await {
+                        tracing::info!(flow = %flow.name, input = %input.name, "reset: {e}; the engine gets the value with the state");
+                    }
+                }
+            }
+        }
+        self.resync_ports(&runtime.holding(&config.state));
+        if *runtime != before {
+            self.persist(&runtime);
+        }
+        tracing::info!(
+            target = target.as_ref().map_or("all", Name::as_str),
+            cleared,
+            "runtime state reset; the configuration applies"
+        );
+        Ok(cleared as u32)
     }
 
     fn resync_ports(&self, state: &DesiredState) {
         let mut ports = self.ports();
         sync_ports(&mut ports, state);
         self.publish_ports(&ports);
-    }
-
-    /// Starts pulling `url` into segments; returns the job's name. A
-    /// listener URL without a port (`srt://:0?mode=listener`) gets one from
-    /// the SRT port pool; the job runs until stopped or ctld exits (put it
-    /// in a `[[pull]]` of the file to keep it).
-    pub async fn start_pull(&self, url: &str, options: PullOptions) -> Result<String, ControlError> {
-        let parsed = SrtUrl::parse(url).map_err(|e| ControlError::InvalidArgument(e.to_string()))?;
-        let config = self.config.lock().await;
-        let mut runtime = self.runtime_pulls.lock().await;
-        let current = self.desired(&config, &runtime);
-        let taken = |n: &Name| current.pulls.iter().chain(config.state.pulls.iter()).any(|p| &p.name == n);
-        let job = match options.name {
-            Some(n) => {
-                let n = name("name", &n)?;
-                if taken(&n) {
-                    return Err(ControlError::InvalidArgument(format!("a pull job named {n} exists")));
-                }
-                n
-            }
-            None => (1..)
-                .filter_map(|i| Name::new(format!("pull-{i}")).ok())
-                .find(|n| !taken(n))
-                .ok_or_else(|| ControlError::Failed("no free job name".into()))?,
-        };
-        let max = config.limits.max_pull_jobs;
-        if current.pulls.len() >= max as usize {
-            return Err(ControlError::LimitReached(format!(
-                "{} pull jobs run; [limits] max_pull_jobs is {max}",
-                current.pulls.len()
-            )));
-        }
-        let target_seconds = SegmentSeconds::new(options.segment_seconds.unwrap_or(6))
-            .map_err(|e| ControlError::InvalidArgument(format!("segment_seconds: {e}")))?;
-        let limit = config.limits.max_segment_bytes.0;
-        let max_bytes = options.max_segment_bytes.unwrap_or(limit);
-        if max_bytes == 0 || max_bytes > limit {
-            return Err(ControlError::InvalidArgument(format!(
-                "max_segment_bytes {max_bytes} is outside 1..={limit} ([limits] max_segment_bytes)"
-            )));
-        }
-        let owner = pull_owner(&job);
-        let port = {
-            let mut ports = self.ports();
-            let port = match parsed.mode {
-                UrlMode::Caller { .. } => None,
-                UrlMode::Listener { port: Some(p) } => {
-                    ports.reserve(p.get(), &owner, udp_port_free).map_err(port_error)?;
-                    Some(p)
-                }
-                UrlMode::Listener { port: None } => {
-                    let p = ports.allocate(&owner, udp_port_free).map_err(port_error)?;
-                    Some(Port::new(p).map_err(|e| ControlError::Failed(e.to_string()))?)
-                }
-            };
-            self.publish_ports(&ports);
-            port
-        };
-        let release = || {
-            let mut ports = self.ports();
-            ports.release_owner(&owner);
-            self.publish_ports(&ports);
-        };
-        let Some(source) = parsed.into_spec(port) else {
-            release();
-            return Err(ControlError::Failed("no port for the listener".into()));
-        };
-        let spec = PullSpec {
-            name: job.clone(),
-            source,
-            segments: SegmentSpec { job: job.clone(), target_seconds, max_bytes },
-            no_data_timeout_s: 5,
-        };
-        runtime.push(spec);
-        match self.link.apply(self.desired(&config, &runtime)).await {
-            Ok(()) => {}
-            Err(LinkError::Unavailable(m)) => {
-                tracing::warn!(pull = %job, "the engine is away ({m}); the job starts when it returns");
-            }
-            Err(e) => {
-                runtime.pop();
-                release();
-                let _ = self.link.apply(self.desired(&config, &runtime)).await;
-                return Err(e.into());
-            }
-        }
-        tracing::info!(pull = %job, url = %source_url(&runtime[runtime.len() - 1].source), "pull job started");
-        Ok(job.to_string())
-    }
-
-    /// Stops pull job `id`: a job started at run time is removed and its
-    /// port released; a configured one is paused until the next reload.
-    pub async fn stop_pull(&self, id: &str) -> Result<(), ControlError> {
-        let job = name("id", id)?;
-        let config = self.config.lock().await;
-        let mut runtime = self.runtime_pulls.lock().await;
-        let before = self.desired(&config, &runtime);
-        if !before.pulls.iter().any(|p| p.name == job) {
-            return Err(ControlError::NotFound(format!("no pull job {job}")));
-        }
-        let removed = runtime.iter().position(|p| p.name == job).map(|i| runtime.remove(i));
-        if removed.is_none()
-            && let Ok(mut paused) = self.paused_pulls.lock()
-        {
-            paused.insert(job.clone());
-        }
-        let after = self.desired(&config, &runtime);
-        match self.link.apply(after.clone()).await {
-            Ok(()) | Err(LinkError::Unavailable(_)) => {}
-            Err(e) => {
-                if let Some(spec) = removed {
-                    runtime.push(spec);
-                } else if let Ok(mut paused) = self.paused_pulls.lock() {
-                    paused.remove(&job);
-                }
-                return Err(e.into());
-            }
-        }
-        self.resync_ports(&after);
-        if let Ok(mut paused) = self.paused_pulls.lock() {
-            paused.retain(|p| config.state.pulls.iter().any(|c| &c.name == p));
-        }
-        tracing::info!(pull = %job, "pull job stopped");
-        Ok(())
-    }
-
-    /// Every pull job, configured or started at run time, with its state.
-    pub async fn pulls(&self) -> Vec<PullInfo> {
-        let config = self.config.lock().await;
-        let runtime = self.runtime_pulls.lock().await;
-        let running = self.desired(&config, &runtime);
-        let view = self.shared.with_view(|v| v.pulls.clone());
-        let configured = config.state.pulls.iter().map(|p| (p, "config"));
-        let started = runtime.iter().filter(|r| !config.state.pulls.iter().any(|c| c.name == r.name));
-        configured
-            .chain(started.map(|p| (p, "runtime")))
-            .map(|(p, origin)| {
-                let state = if !running.pulls.iter().any(|r| r.name == p.name) {
-                    "stopped".to_string()
-                } else {
-                    match view.get(p.name.as_str()) {
-                        Some(FlowState::Running) => "running".to_string(),
-                        Some(FlowState::Stopped) => "stopped".to_string(),
-                        Some(FlowState::Failed { reason }) => format!("failed: {reason}"),
-                        None => "starting".to_string(),
-                    }
-                };
-                PullInfo {
-                    name: p.name.to_string(),
-                    state,
-                    source: source_url(&p.source),
-                    origin: origin.into(),
-                }
-            })
-            .collect()
     }
 
     /// The node's status.
@@ -649,6 +735,7 @@ impl Controller {
             "healthy"
         };
         let config = self.config.lock().await;
+        let runtime = self.runtime.lock().await;
         Status {
             node: config.node.name.to_string(),
             version: crate::VERSION.into(),
@@ -661,9 +748,11 @@ impl Controller {
             spool_bytes: self.http.spool_bytes.load(std::sync::atomic::Ordering::Relaxed),
             upload_backlog: self.http.uploads.backlog(),
             config: config.source.clone(),
+            runtime_overrides: runtime.rows(&config.state).len() as u32,
+            recording_stopped_by_policy: runtime.policy_stop,
+            state_file: self.state_file.display().to_string(),
         }
     }
-
     /// A page of the files in the spool, sorted by path.
     pub async fn spool_files(&self, offset: u32, limit: u32) -> Result<Vec<SpoolEntry>, ControlError> {
         if limit > MAX_PAGE {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::config::{self, Config, Overrides};
+use crate::config::{self, Config, FullPolicy, Overrides};
 pub use crate::controller::ConfigSource;
 use crate::controller::{Controller, sync_ports};
 use crate::engine_link::{EngineLink, EngineLinkConfig, Shared};
@@ -66,12 +66,19 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
         spawn: config.engine.spawn.then(|| engine_binary(&config)),
         args,
     };
+    // The operator's runtime values hold across restarts: the engine starts
+    // with them (and runtime pull jobs with their ports).
+    let state_file = config.state_file();
+    let spool_over_limit = config.spool.full_policy == FullPolicy::StopRecording
+        && crate::upload::spool::total_bytes(&spool) > config.spool.max_bytes.0;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let restored = crate::state::restore(&state_file, &config.state, spool_over_limit, now);
     // Listener ports are reserved before the engine binds them.
     let mut ports = PortAllocator::new(config.srt.port_range);
-    sync_ports(&mut ports, &config.resolved_state());
+    sync_ports(&mut ports, &restored.state.holding(&config.state));
     shared.metrics.srt_ports_total.set(ports.capacity() as i64);
     shared.metrics.srt_ports_in_use.set(ports.held() as i64);
-    let link = EngineLink::start(link_config, config.resolved_state(), shared.clone());
+    let link = EngineLink::start(link_config, restored.state.apply(&config.resolved_state()), shared.clone());
     let (uploads, mut spool_actions, upload_task) =
         crate::upload::start(&config, shared.clone()).context("cannot start the uploader")?;
 
@@ -97,8 +104,17 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
 
     let spawned = config.engine.spawn;
     let dbus_config = config.dbus.clone();
-    let controller =
-        Arc::new(Controller::new(link, shared, http_state.clone(), config, source, overrides, ports));
+    let controller = Arc::new(Controller::new(
+        link,
+        shared,
+        http_state.clone(),
+        config,
+        source,
+        overrides,
+        ports,
+        restored,
+        state_file,
+    ));
     let _dbus = match crate::dbus::serve(controller.clone(), &dbus_config).await {
         Ok(conn) => conn,
         Err(e) => {
@@ -106,6 +122,7 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
             None
         }
     };
+    controller.announce_restore();
 
     // Signals are in place: uploads may start (and alarm).
     upload_task.spawn();
@@ -155,38 +172,10 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
     Ok(())
 }
 
-/// The `stop_recording` spool policy: stops (or starts again) every flow
-/// with a segments output and every pull job.
+/// The `stop_recording` spool policy: holds (or releases) every flow with a
+/// segments output and every pull job, as runtime state.
 async fn recording(controller: &Controller, action: SpoolAction) {
-    use airlift_ipc::message::Command;
-    use airlift_ipc::spec::{ConsumerSpec, TsSink};
-    let state = controller.desired_state().await;
-    for f in &state.flows {
-        let segments = f.outputs.iter().any(
-            |o| matches!(&o.consumer, ConsumerSpec::Encoded(e) if matches!(e.sink, TsSink::Segments(_))),
-        );
-        if !segments {
-            continue;
-        }
-        let result = match action {
-            SpoolAction::StopRecording => controller.stop_flow(f.name.as_str()).await,
-            SpoolAction::ResumeRecording => controller.start_flow(f.name.as_str()).await,
-        };
-        match result {
-            Ok(()) => tracing::warn!(flow = %f.name, "spool policy: {action:?}"),
-            Err(e) => tracing::error!(flow = %f.name, "spool policy {action:?} failed: {e}"),
-        }
-    }
-    for p in &state.pulls {
-        let command = match action {
-            SpoolAction::StopRecording => Command::StopPull { job: p.name.clone() },
-            SpoolAction::ResumeRecording => Command::StartPull(p.clone()),
-        };
-        match controller.link.command(command).await {
-            Ok(()) => tracing::warn!(pull = %p.name, "spool policy: {action:?}"),
-            Err(e) => tracing::error!(pull = %p.name, "spool policy {action:?} failed: {e}"),
-        }
-    }
+    controller.set_policy_stop(matches!(action, SpoolAction::StopRecording)).await;
 }
 
 /// Loads the configuration the way ctld does: `--config`, else

@@ -255,6 +255,9 @@ impl NodeService {
         put("spool_bytes", Value::from(s.spool_bytes));
         put("upload_backlog", Value::from(s.upload_backlog));
         put("config", Value::from(s.config));
+        put("runtime_overrides", Value::from(s.runtime_overrides));
+        put("recording_stopped_by_policy", Value::from(s.recording_stopped_by_policy));
+        put("state_file", Value::from(s.state_file));
         m
     }
 
@@ -266,6 +269,33 @@ impl NodeService {
     ) -> Result<u32, NodeError> {
         self.policy.check(&hdr, conn).await?;
         Ok(self.ctl.reload().await? as u32)
+    }
+
+    /// The runtime state: each value the operator (or the spool policy) set
+    /// over the configuration, as (flow, subject, key, runtime value,
+    /// configured value); flow is empty for a pull job, subject is an input,
+    /// `pull <id>` or empty for the flow itself.
+    async fn runtime_state(&self) -> Vec<(String, String, String, String, String)> {
+        self.ctl
+            .runtime_state()
+            .await
+            .into_iter()
+            .map(|r| (r.flow, r.subject, r.key, r.runtime, r.config))
+            .collect()
+    }
+
+    /// Clears the operator's runtime values of a flow or pull job ("" for
+    /// all): the configuration applies again, runtime pull jobs stop. The
+    /// spool policy's stop stays. Returns how many values were cleared.
+    async fn reset_state(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        flow: &str,
+    ) -> Result<u32, NodeError> {
+        bounded("flow", flow)?;
+        self.policy.check(&hdr, conn).await?;
+        Ok(self.ctl.reset_state(flow).await?)
     }
 
     /// A page of spool files as (path, bytes); `limit` at most 1000.
@@ -374,7 +404,7 @@ impl NodeService {
         refusals: u64,
     ) -> zbus::Result<()>;
 
-    /// Something needs attention: kind is `silence`, `xrun`, `engine`, `spool_full`, `upload_failing`, `quarantine` or `srt_down`.
+    /// Something needs attention: kind is `silence`, `xrun`, `engine`, `spool_full`, `upload_failing`, `quarantine`, `srt_down` or `state_file`.
     #[zbus(signal)]
     async fn alarm(emitter: &SignalEmitter<'_>, kind: &str, flow: &str, message: &str) -> zbus::Result<()>;
 
@@ -423,6 +453,13 @@ impl FlowObject {
     #[zbus(property)]
     async fn inputs(&self) -> Vec<String> {
         self.ctl.flows().await.into_iter().find(|f| f.name == self.name).map(|f| f.inputs).unwrap_or_default()
+    }
+
+    /// Each input's effective (input, gain dB, muted, pan): the configured
+    /// values with the operator's runtime values on top.
+    #[zbus(property)]
+    async fn input_settings(&self) -> Vec<(String, f64, bool, f64)> {
+        self.ctl.input_settings(&self.name).await
     }
 
     /// Sets an input's gain in dB.

@@ -94,6 +94,9 @@ enum Request {
     Apply(DesiredState, oneshot::Sender<Result<(), LinkError>>),
     /// Send one command.
     Command(Command, oneshot::Sender<Result<(), LinkError>>),
+    /// Replace the desired state without sending it, then send the command
+    /// (if any) that brings a running engine to it.
+    Tune(DesiredState, Option<Command>, oneshot::Sender<Result<(), LinkError>>),
 }
 
 /// The control handle of a running link.
@@ -131,6 +134,18 @@ impl EngineLink {
     pub async fn apply(&self, state: DesiredState) -> Result<(), LinkError> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(Request::Apply(state, reply)).await.map_err(|_| unavailable("link stopped"))?;
+        rx.await.map_err(|_| unavailable("link stopped"))?
+    }
+
+    /// Replaces the desired state without sending it and sends `command`,
+    /// which brings the running engine to it without a rebuild (a gain,
+    /// mute or pan); waits for the command's answer. The state is what the
+    /// engine gets on its next (re)connect. Without a command the state is
+    /// only kept. While the engine is away the state is kept and the answer
+    /// is [`LinkError::Unavailable`].
+    pub async fn tune(&self, state: DesiredState, command: Option<Command>) -> Result<(), LinkError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Request::Tune(state, command, reply)).await.map_err(|_| unavailable("link stopped"))?;
         rx.await.map_err(|_| unavailable("link stopped"))?
     }
 
@@ -260,6 +275,14 @@ async fn wait_or_serve(rx: &mut mpsc::Receiver<Request>, state: &mut DesiredStat
                 Some(Request::Command(_, reply)) => {
                     let _ = reply.send(Err(unavailable("the engine is restarting")));
                 }
+                Some(Request::Tune(s, command, reply)) => {
+                    *state = s;
+                    let answer = match command {
+                        Some(_) => Err(unavailable("the engine is restarting")),
+                        None => Ok(()),
+                    };
+                    let _ = reply.send(answer);
+                }
                 None => return,
             },
         }
@@ -348,6 +371,13 @@ async fn run_session(
     if let Err(e) = session.command(Command::ApplyState(state.clone()), None).await {
         return format!("cannot send the desired state: {e}");
     }
+    // Stopped flows are part of the state; an engine that does not yet read
+    // `DesiredState::stopped` is told once more (harmless for one that does).
+    for flow in &state.stopped {
+        if let Err(e) = session.command(Command::StopFlow { flow: flow.clone() }, None).await {
+            return format!("cannot send the desired state: {e}");
+        }
+    }
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         let exited = async {
@@ -382,6 +412,17 @@ async fn run_session(
                         session.command(Command::ApplyState(state.clone()), Some(reply)).await
                     }
                     Some(Request::Command(c, reply)) => session.command(c, Some(reply)).await,
+                    Some(Request::Tune(s, command, reply)) => {
+                        *state = s;
+                        record_periods(shared, state);
+                        match command {
+                            Some(c) => session.command(c, Some(reply)).await,
+                            None => {
+                                let _ = reply.send(Ok(()));
+                                Ok(())
+                            }
+                        }
+                    }
                     None => return "ctld is shutting down".into(),
                 };
                 if let Err(e) = result {

@@ -10,6 +10,8 @@
 //! - [`metrics`]: Prometheus metrics fed by engine events.
 //! - [`http`]: `/health` and `/metrics`.
 //! - [`controller`]: the operations shared by SIGHUP and D-Bus, validating every argument.
+//! - [`state`]: the runtime state (the operator's gain, mute, pan, stops and pull
+//!   jobs over the configuration), merged into the desired state and persisted.
 //! - [`upload`]: the spool → S3 uploader (durable queue, checksums, breaker, spool policy).
 //! - [`dbus`]: the `org.airlift.Node1` service; [`client`]: its proxy, used by `airliftctl`.
 //! - [`daemon`]: everything together, with SIGHUP reload.
@@ -27,6 +29,7 @@ pub mod engine_link;
 pub mod http;
 pub mod metrics;
 pub mod ports;
+pub mod state;
 pub mod upload;
 
 /// The version of the control tools.

@@ -181,6 +181,8 @@ fn every_method_over_busctl_and_gdbus() {
         "ListPulls",
         "Status",
         "Reload",
+        "RuntimeState",
+        "ResetState",
         "ListSegments",
         "ListUploads",
         "Version",

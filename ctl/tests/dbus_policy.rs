@@ -217,6 +217,8 @@ fn shipped_policy_on_a_system_like_bus() {
         ("ListPulls", "", &[]),
         ("Status", "", &[]),
         ("Reload", "", &[]),
+        ("RuntimeState", "", &[]),
+        ("ResetState", "s", &[""]),
         ("ListSegments", "uu", &["0", "10"]),
         ("ListUploads", "uu", &["0", "10"]),
     ];
@@ -238,4 +240,8 @@ fn shipped_policy_on_a_system_like_bus() {
     assert!(r.starts_with("OK"), "reader ListFlows: {r}");
     let r = call_as("airlift-t-reader", &address, "SetGain", "ssd", &["main", "tone", "-6"]);
     assert!(r.starts_with("FAILED") && r.contains("may not change the node"), "reader SetGain: {r}");
+    let r = call_as("airlift-t-reader", &address, "RuntimeState", "", &[]);
+    assert!(r.starts_with("OK"), "reader RuntimeState: {r}");
+    let r = call_as("airlift-t-reader", &address, "ResetState", "s", &[""]);
+    assert!(r.starts_with("FAILED") && r.contains("may not change the node"), "reader ResetState: {r}");
 }

@@ -96,6 +96,13 @@ enum Cmd {
     },
     /// Re-read the daemon's configuration file.
     Reload,
+    /// The runtime state: each value set at run time (gain, mute, pan,
+    /// stopped flows, paused and runtime pull jobs, the spool policy's stop)
+    /// next to the configured value.
+    State {
+        #[command(subcommand)]
+        action: Option<StateCmd>,
+    },
     /// Live level meters (bars redrawn in place on a terminal, lines otherwise).
     Meter {
         /// Only this flow.
@@ -126,6 +133,18 @@ enum FlowsCmd {
     Stop {
         /// Flow.
         flow: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum StateCmd {
+    /// Show the runtime values (the default).
+    Show,
+    /// Clear the runtime values of FLOW (or pull job), or all of them: the
+    /// configuration applies again.
+    Reset {
+        /// Flow or pull job; all when absent.
+        flow: Option<String>,
     },
 }
 
@@ -297,6 +316,28 @@ async fn run(cli: Cli, conn: zbus::Connection) -> zbus::Result<()> {
         Cmd::Reload => {
             let n = node.reload().await?;
             println!("reloaded: {n} flows");
+        }
+        Cmd::State { action: None | Some(StateCmd::Show) } => {
+            let rows = node.runtime_state().await?;
+            if cli.json {
+                print_json(&serde_json::json!(
+                    rows.iter()
+                        .map(|(f, s, k, r, c)| serde_json::json!({"flow": f, "subject": s, "key": k, "runtime": r, "config": c}))
+                        .collect::<Vec<_>>()
+                ));
+            } else if rows.is_empty() {
+                println!("no runtime overrides: the configuration applies");
+            } else {
+                let dash = |s: &str| if s.is_empty() { "-".to_string() } else { s.to_string() };
+                println!("{:16} {:16} {:8} {:28} CONFIG", "FLOW", "SUBJECT", "KEY", "RUNTIME");
+                for (flow, subject, key, runtime, config) in rows {
+                    println!("{:16} {:16} {:8} {:28} {config}", dash(&flow), dash(&subject), key, runtime);
+                }
+            }
+        }
+        Cmd::State { action: Some(StateCmd::Reset { flow }) } => {
+            let n = node.reset_state(flow.as_deref().unwrap_or("")).await?;
+            println!("reset: {n} runtime value(s) cleared; the configuration applies");
         }
         Cmd::Meter { flow, count } => meter(&node, flow, count, cli.json).await?,
         Cmd::Completions { .. } | Cmd::Man => {}

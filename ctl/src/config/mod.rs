@@ -64,6 +64,11 @@ pub struct NodeSection {
     /// The node's name, in metrics and logs.
     #[serde(default = "default_node_name")]
     pub name: Name,
+    /// Where the runtime state (the operator's gain, mute, pan, stopped
+    /// flows and pull jobs) is kept across restarts; by default
+    /// `state.json` beside the spool directory.
+    #[serde(default)]
+    pub state_file: Option<SafePath>,
 }
 
 fn default_node_name() -> Name {
@@ -451,6 +456,20 @@ impl Config {
         resolve(&self.base_dir, self.spool.path.as_path())
     }
 
+    /// The runtime state file, resolved: `[node] state_file`, else
+    /// `state.json` beside the spool directory (`/var/lib/airlift/state.json`
+    /// for the packaged spool `/var/lib/airlift/spool`).
+    pub fn state_file(&self) -> PathBuf {
+        if let Some(p) = &self.node.state_file {
+            return p.resolve(&self.base_dir);
+        }
+        let spool = self.spool_dir();
+        match spool.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.join("state.json"),
+            _ => self.base_dir.join("state.json"),
+        }
+    }
+
     /// `[http]` TLS certificate, key and token file, resolved.
     pub fn http_paths(&self) -> [Option<PathBuf>; 3] {
         let r = |p: &Option<SafePath>| p.as_ref().map(|p| p.resolve(&self.base_dir));
@@ -588,7 +607,7 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &Overrides) -> 
     let mut config = Config {
         source: file.to_string(),
         base_dir: base_dir.to_path_buf(),
-        node: node.unwrap_or_else(|| NodeSection { name: default_node_name() }),
+        node: node.unwrap_or_else(|| NodeSection { name: default_node_name(), state_file: None }),
         engine: engine.unwrap_or_else(parse_default_section),
         http: http.unwrap_or_else(HttpSection::defaults),
         srt: srt.unwrap_or(SrtSection { port_range: default_ports() }),
