@@ -3,8 +3,11 @@
 //! Layout (written by the engine's segment writer):
 //! `<spool>/<job>/<yyyy>/<mm>/<dd>/<job>-<seq:08>.ts` and the manifest beside
 //! it with `.json`. ctld adds `<spool>/quarantine/` (segments whose bytes no
-//! longer match their manifest) and `<spool>/retained/` (uploaded segments
-//! kept for `[spool] retention_hours`). `.partial` files are never touched.
+//! longer match their manifest, or whose S3 key already held another
+//! object), `<spool>/retained/` (uploaded segments kept for `[spool]
+//! retention_hours`) and its lock file ([`super::spool_lock::CTLD_LOCK`]).
+//! Nothing moved into quarantine or retention replaces a file there
+//! ([`move_unique`]). `.partial` files are never touched.
 
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
