@@ -80,7 +80,9 @@ pub enum UploadError {
         /// The operation.
         op: &'static str,
     },
-    /// The stored object differs from the segment; uploaded again.
+    /// The object just stored differs from the segment; retried: the next
+    /// attempt reads the object again and, if the difference is confirmed,
+    /// it is a [`UploadError::Conflict`] (never written over).
     #[error("verification of {key} failed: {message}")]
     Mismatch {
         /// The object key.

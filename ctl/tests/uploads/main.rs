@@ -8,9 +8,11 @@
 //! need one. Segments and manifests are written by the tests themselves.
 //!
 //! [`tls`]: `https://` endpoints behind a private CA (`[[s3]] ca_file`).
+//! [`events`]: engine events passed on as D-Bus signals (a stand-in engine).
 //! [`write_once`]: keys are written once (objects found in S3 are compared,
 //! never replaced), quarantine and retention never overwrite, one ctld per spool.
 
+mod events;
 mod tls;
 mod write_once;
 
