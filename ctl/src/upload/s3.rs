@@ -306,16 +306,25 @@ impl S3Bucket {
                 )),
             };
         }
-        let first = self.read_sha256(key, plan.timeout).await?;
-        if first.1 == size && first.0 == sha256 {
+        // A read shorter or longer than the HEAD said is a transport fault, not evidence.
+        let read = || async {
+            let (sha, n) = self.read_sha256(key, plan.timeout).await?;
+            if n == size {
+                Ok(sha)
+            } else {
+                Err(unsure("get", format!("{key}: read {n} bytes of {size}; looked at again later")))
+            }
+        };
+        let first = read().await?;
+        if first == sha256 {
             return Ok(StoredObject::Same);
         }
-        let second = self.read_sha256(key, plan.timeout).await?;
-        if second.1 == size && second.0 == sha256 {
+        let second = read().await?;
+        if second == sha256 {
             return Ok(StoredObject::Same);
         }
         if first == second {
-            return Ok(StoredObject::Different { bytes: first.1, sha256: Some(first.0) });
+            return Ok(StoredObject::Different { bytes: size, sha256: Some(first) });
         }
         Err(unsure("get", format!("{key}: two reads disagree; looked at again later")))
     }
