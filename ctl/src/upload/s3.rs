@@ -160,6 +160,21 @@ fn precondition_failed(e: &MinioError) -> bool {
     }
 }
 
+/// What a HEAD found.
+enum Head {
+    /// An object of this size.
+    Size(u64),
+    /// No object (404).
+    Missing,
+    /// The server would not say (403), with its message.
+    Denied(String),
+}
+
+/// True when the server refused the request (403).
+fn access_denied(e: &MinioError) -> bool {
+    matches!(e, MinioError::S3Server(S3ServerError::S3Error(r)) if r.code() == MinioErrorCode::AccessDenied)
+}
+
 /// True when the server says the key holds no object.
 fn no_such_key(e: &MinioError) -> bool {
     matches!(e, MinioError::S3Server(S3ServerError::S3Error(r)) if r.code() == MinioErrorCode::NoSuchKey)
@@ -245,11 +260,20 @@ impl S3Bucket {
 
     /// The size of the object under `key`, or `None` when there is none (HEAD).
     pub async fn head(&self, key: &str, timeout: Duration) -> Result<Option<u64>, UploadError> {
+        match self.head_or_denied(key, timeout).await? {
+            Head::Size(n) => Ok(Some(n)),
+            Head::Missing => Ok(None),
+            Head::Denied(message) => Err(UploadError::S3 { op: "head", message }),
+        }
+    }
+
+    async fn head_or_denied(&self, key: &str, timeout: Duration) -> Result<Head, UploadError> {
         let stat = self.client.stat_object(self.bucket.as_str(), key).map_err(v_err("head"))?.build();
         timed("head", timeout, async {
             match stat.send().await {
-                Ok(head) => head.size().map(Some).map_err(v_err("head")),
-                Err(e) if no_such_key(&e) => Ok(None),
+                Ok(head) => head.size().map(Head::Size).map_err(v_err("head")),
+                Err(e) if no_such_key(&e) => Ok(Head::Missing),
+                Err(e) if access_denied(&e) => Ok(Head::Denied(chain(&e))),
                 Err(e) => Err(s3_err("head")(e)),
             }
         })
@@ -278,7 +302,10 @@ impl S3Bucket {
     /// What is stored under `key`, compared with `size` bytes of SHA-256
     /// `sha256` (lowercase hex).
     ///
-    /// A HEAD answers whether there is an object. Its hash is established by
+    /// A HEAD answers whether there is an object (a HEAD refused with 403,
+    /// as AWS answers for a missing key without `s3:ListBucket`, counts as
+    /// [`StoredObject::Missing`]: the conditional write then decides). Its
+    /// hash is established by
     /// reading it back whatever its size (streamed; `[upload]
     /// verify_read_back_max` does not apply: a conflict must be proven, not
     /// guessed). A difference counts only when a second look agrees with the
@@ -294,7 +321,13 @@ impl S3Bucket {
         plan: &PutPlan,
     ) -> Result<StoredObject, UploadError> {
         let unsure = |op: &'static str, message: String| UploadError::S3 { op, message };
-        let Some(stored) = self.head(key, plan.timeout).await? else { return Ok(StoredObject::Missing) };
+        let stored = match self.head_or_denied(key, plan.timeout).await? {
+            Head::Size(n) => n,
+            // AWS answers a HEAD of a missing key with 403 to credentials
+            // without s3:ListBucket: not known to exist, so the conditional
+            // write decides (refused where it exists, then looked at again).
+            Head::Missing | Head::Denied(_) => return Ok(StoredObject::Missing),
+        };
         if stored != size {
             return match self.head(key, plan.timeout).await? {
                 Some(again) if again == stored => Ok(StoredObject::Different { bytes: stored, sha256: None }),
