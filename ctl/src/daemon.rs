@@ -38,6 +38,9 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
     let spool = config.spool_dir();
     std::fs::create_dir_all(&spool)
         .with_context(|| format!("cannot create the spool {}", spool.display()))?;
+    // One owner per spool, before anything else touches it, the bus or the engine.
+    let spool_lock = crate::upload::spool_lock::SpoolLock::acquire(&spool)?;
+    tracing::info!(lock = %spool_lock.path().display(), "spool locked");
     let socket = config.engine_socket();
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -169,6 +172,7 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
     }
     let _ = stop_http.send(());
     let _ = http_task.await;
+    drop(spool_lock);
     Ok(())
 }
 

@@ -404,7 +404,20 @@ impl NodeService {
         refusals: u64,
     ) -> zbus::Result<()>;
 
-    /// Something needs attention: kind is `silence`, `xrun`, `engine`, `spool_full`, `upload_failing`, `quarantine`, `srt_down` or `state_file`.
+    /// A file recording was closed (complete, fsynced, never written again):
+    /// its flow, output, path, audio in milliseconds, size and SHA-256.
+    #[zbus(signal)]
+    async fn recording_closed(
+        emitter: &SignalEmitter<'_>,
+        flow: &str,
+        output: &str,
+        path: &str,
+        duration_ms: u64,
+        bytes: u64,
+        sha256: &str,
+    ) -> zbus::Result<()>;
+
+    /// Something needs attention: kind is `silence`, `xrun`, `engine`, `spool_full`, `upload_failing`, `quarantine`, `upload_conflict`, `srt_down` or `state_file`.
     #[zbus(signal)]
     async fn alarm(emitter: &SignalEmitter<'_>, kind: &str, flow: &str, message: &str) -> zbus::Result<()>;
 
@@ -627,6 +640,9 @@ async fn forward_events(
                             let _ = NodeService::alarm(&emitter, "srt_down", flow.as_str(), &message).await;
                         }
                         NodeService::srt_link_changed(&emitter, flow.as_str(), link, text, *connects, *refusals).await
+                    }
+                    EngineToCtl::RecordingClosed(r) => {
+                        NodeService::recording_closed(&emitter, r.flow.as_str(), r.output.as_str(), &r.path, r.duration_ms, r.bytes, &r.sha256).await
                     }
                     EngineToCtl::SegmentClosed(m) => {
                         NodeService::segment_closed(&emitter, m.job.as_str(), m.sequence, &m.path, m.bytes, &m.sha256).await

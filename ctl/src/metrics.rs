@@ -190,8 +190,12 @@ pub struct UploadMetrics {
     pub breaker_state: Family<TargetLabel, Gauge>,
     /// Segments dropped by the `drop_oldest` spool policy before upload.
     pub dropped: Counter,
-    /// Segments whose bytes no longer matched their manifest.
+    /// Segments quarantined: their bytes no longer matched their manifest, or
+    /// another object was already stored under their key.
     pub quarantined: Counter,
+    /// Segments (or manifests) whose key already held another object in S3:
+    /// not written over, quarantined.
+    pub conflicts: Counter,
     /// 1 while the spool is over its limit (or the disk is full).
     pub spool_full: Gauge,
     /// 1 while recording is stopped by the `stop_recording` policy.
@@ -438,8 +442,13 @@ impl Metrics {
         );
         registry.register(
             "spool_quarantined_segments",
-            "Segments quarantined because their bytes no longer match the manifest",
+            "Segments quarantined: bytes no longer match the manifest, or an S3 conflict",
             u.quarantined.clone(),
+        );
+        registry.register(
+            "upload_conflicts",
+            "Segments whose S3 key already held another object (never written over; quarantined)",
+            u.conflicts.clone(),
         );
         registry.register(
             "spool_full",

@@ -45,6 +45,24 @@ const CORPUS: &[(&str, &[&str])] = &[
     ("gain-nan.toml", &["flow[0]", "gain"]),
     ("syntax.toml", &[":1:"]),
     ("many-errors.toml", &["node", "srt", "spool", "flow[0]", "4 configuration error(s)"]),
+    (
+        "duplicate-segment-job.toml",
+        &[
+            "duplicate-segment-job.toml:12:1: flow[backup].output[archive].consumer.encoded.sink.segments.job: \
+             segment job \"main\" is already used by flow[studio].output[archive]",
+            "duplicate-segment-job.toml:21:1: pull[camera1].segments.job: segment job \"main\" is already used",
+            "2 configuration error(s)",
+        ],
+    ),
+    (
+        "reserved-segment-job.toml",
+        &[
+            "reserved-segment-job.toml:2:1: flow[studio].output[archive].consumer.encoded.sink.segments.job: \
+             segment job name \"retained\" is reserved",
+            "reserved-segment-job.toml:11:1: pull[camera1].segments.job: segment job name \"quarantine\" is reserved",
+            "2 configuration error(s)",
+        ],
+    ),
 ];
 
 #[test]

@@ -849,6 +849,7 @@ impl Context<'_> {
                 );
             }
         }
+        self.check_segment_jobs(flows, pulls);
         // SRT listener ports: inside the range, each used once.
         let mut ports: BTreeMap<u16, String> = BTreeMap::new();
         let mut listener = |cx: &mut Self, at: usize, key: String, srt: &SrtSpec| {
@@ -915,6 +916,43 @@ impl Context<'_> {
                 if let Err(message) = check_ca_file(&path) {
                     let offset = self.key_offset(*at, "ca_file");
                     self.at(offset, &format!("{key}.ca_file"), format!("{}: {message}", path.display()));
+                }
+            }
+        }
+    }
+
+    /// Segment jobs share one namespace (the spool's folders, the S3 keys)
+    /// across flows and pulls, apart from the spool's own folder names. What
+    /// a segment job is comes from [`DesiredState::segment_jobs`]; each entry
+    /// is looked at on its own so the error carries its position.
+    fn check_segment_jobs(&mut self, flows: &[(usize, FlowSpec)], pulls: &[(usize, PullSpec)]) {
+        let one =
+            |flows: Vec<FlowSpec>, pulls: Vec<PullSpec>| DesiredState { flows, pulls, stopped: Vec::new() };
+        let owners = flows
+            .iter()
+            .map(|(at, f)| (*at, format!("flow[{}]", f.name), one(vec![f.clone()], Vec::new())))
+            .chain(
+                pulls
+                    .iter()
+                    .map(|(at, p)| (*at, format!("pull[{}]", p.name), one(Vec::new(), vec![p.clone()]))),
+            );
+        let mut used: BTreeMap<String, String> = BTreeMap::new();
+        for (at, owner, state) in owners {
+            for (_, field, job) in state.segment_jobs() {
+                let key = format!("{owner}.{field}");
+                if let Some(reason) = airlift_ipc::spec::reserved_job_name(job.as_str()) {
+                    self.at(at, &key, reason);
+                } else if let Some(first) = used.get(job.as_str()) {
+                    self.at(
+                        at,
+                        &key,
+                        format!(
+                            "segment job {:?} is already used by {first}: every job needs a name of its own",
+                            job.as_str()
+                        ),
+                    );
+                } else {
+                    used.insert(job.to_string(), key);
                 }
             }
         }

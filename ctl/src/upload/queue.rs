@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 
 use super::UploadError;
 use super::breaker::{Admission, CircuitBreaker, Jitter, backoff_delay};
-use super::s3::{PutPlan, S3Bucket};
+use super::s3::{PutOutcome, PutPlan, S3Bucket, StoredObject};
 use super::spool::{self, SpoolItem};
 use crate::config::{Config, FullPolicy};
 use crate::engine_link::Shared;
@@ -39,7 +39,9 @@ pub enum UploadEvent {
         /// The segment's object key.
         key: String,
     },
-    /// Needs attention: `kind` is `spool_full`, `upload_failing` or `quarantine`.
+    /// Needs attention: `kind` is `spool_full`, `upload_failing`,
+    /// `quarantine` or `upload_conflict` (another object is already stored
+    /// under a segment's key: the segment is quarantined, never written over it).
     Alarm {
         /// The kind.
         kind: &'static str,
@@ -175,6 +177,7 @@ enum Outcome {
     Failed { error: String, done: Vec<bool>, breaker_opened: Option<String> },
     Deferred { wait: Duration, done: Vec<bool> },
     Quarantined(String),
+    Conflict(String),
     Orphan,
 }
 
@@ -554,6 +557,19 @@ impl Scheduler {
                     self.status.events.send(UploadEvent::Alarm { kind: "quarantine", job: name, message });
                 true
             }
+            Outcome::Conflict(message) => {
+                let name = job.item.manifest.job.to_string();
+                q.remove(&path);
+                m.conflicts.inc();
+                m.quarantined.inc();
+                tracing::error!("{message}");
+                let _ = self.status.events.send(UploadEvent::Alarm {
+                    kind: "upload_conflict",
+                    job: name,
+                    message,
+                });
+                true
+            }
             Outcome::Orphan => {
                 q.remove(&path);
                 true
@@ -647,28 +663,46 @@ async fn upload(ctx: &Ctx, item: &SpoolItem, key: &str, mut done: Vec<bool>, sen
         let key = rekey(key, &ctx.targets[0].bucket.prefix, &b.prefix);
         let mkey = spool::manifest_key(&key);
         let attempt = async {
-            match &data {
-                Some(d) => {
-                    b.put_small(&key, d.clone(), &sha, ctx.plan.timeout).await?;
-                    sent.store(len, Relaxed);
-                }
-                None => {
-                    let progress = |n: u64| sent.store(n, Relaxed);
-                    b.put_multipart(&key, &item.segment_path, len, &ctx.plan, &progress).await?;
-                }
-            }
-            b.verify(&key, len, &sha, &ctx.plan).await?;
-            b.put_small(&mkey, manifest_bytes.clone(), &manifest_sha, ctx.plan.timeout).await?;
-            b.verify(&mkey, manifest_bytes.len() as u64, &manifest_sha, &ctx.plan).await
+            let body = match &data {
+                Some(d) => Body::Bytes(d.clone()),
+                None => Body::File(&item.segment_path),
+            };
+            let progress = |n: u64| sent.store(n, Relaxed);
+            let segment = put_once(b, &key, body, len, &sha, &ctx.plan, &progress).await?;
+            sent.store(len, Relaxed);
+            let manifest = Body::Bytes(manifest_bytes.clone());
+            let mlen = manifest_bytes.len() as u64;
+            let man = put_once(b, &mkey, manifest, mlen, &manifest_sha, &ctx.plan, &|_| {}).await?;
+            Ok::<_, UploadError>([segment, man])
         };
         match attempt.await {
-            Ok(()) => {
+            Ok(placed) => {
                 if let Ok(mut br) = target.breaker.lock()
                     && br.success()
                 {
                     tracing::info!(target = %b.name, "s3 target reachable again: circuit breaker closed");
                 }
+                for (k, p) in [&key, &mkey].into_iter().zip(placed) {
+                    if p == Placed::AlreadyThere {
+                        tracing::info!(
+                            target = %b.name, key = %k,
+                            "already stored with the same SHA-256 (an earlier attempt): not written again"
+                        );
+                    }
+                }
                 done[i] = true;
+            }
+            Err(e @ UploadError::Conflict { .. }) => {
+                // The target answered: a conflict is not an outage.
+                if let Ok(mut br) = target.breaker.lock() {
+                    br.success();
+                }
+                return match spool::quarantine(&ctx.root, item) {
+                    Ok(to) => {
+                        Outcome::Conflict(format!("{e}; local segment quarantined as {}", to.display()))
+                    }
+                    Err(q) => failed(q, done, None),
+                };
             }
             Err(e) => {
                 let opened = target.breaker.lock().is_ok_and(|mut br| br.failure(Instant::now()));
@@ -695,6 +729,66 @@ fn rekey(key: &str, first_prefix: &str, prefix: &str) -> String {
     };
     let prefix = prefix.trim_matches('/');
     if prefix.is_empty() { rest.to_string() } else { format!("{prefix}/{rest}") }
+}
+
+/// The bytes of one object to write.
+enum Body<'a> {
+    /// In memory (a small segment, a manifest).
+    Bytes(Bytes),
+    /// A segment file, sent in parts.
+    File(&'a Path),
+}
+
+/// How one object reached a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placed {
+    /// Written now, and verified.
+    Stored,
+    /// Already there with the same SHA-256 (an earlier attempt): not written.
+    AlreadyThere,
+}
+
+/// Writes `key` once: looks first (HEAD), writes only where nothing is
+/// (conditionally, `If-None-Match: *`, in case another writer comes in
+/// between), and compares whatever it finds instead of writing over it.
+/// Another object under the key is [`UploadError::Conflict`].
+async fn put_once(
+    b: &S3Bucket,
+    key: &str,
+    body: Body<'_>,
+    len: u64,
+    sha: &str,
+    plan: &PutPlan,
+    progress: &(dyn Fn(u64) + Send + Sync),
+) -> Result<Placed, UploadError> {
+    let mut found = b.existing(key, len, sha, plan).await?;
+    if found == StoredObject::Missing {
+        let put = match body {
+            Body::Bytes(d) => b.put_small(key, d, sha, plan.timeout).await?,
+            Body::File(path) => b.put_multipart(key, path, len, plan, progress).await?,
+        };
+        if put == PutOutcome::Stored {
+            b.verify(key, len, sha, plan).await?;
+            return Ok(Placed::Stored);
+        }
+        // Refused as existing: someone wrote it between our HEAD and PUT.
+        found = b.existing(key, len, sha, plan).await?;
+    }
+    match found {
+        StoredObject::Same => Ok(Placed::AlreadyThere),
+        StoredObject::Different { bytes, sha256 } => Err(UploadError::Conflict {
+            target: b.name.clone(),
+            key: key.to_string(),
+            stored_bytes: bytes,
+            stored_sha256: sha256,
+            bytes: len,
+            sha256: sha.to_string(),
+        }),
+        StoredObject::Missing => Err(UploadError::S3 {
+            op: "put",
+            message: format!("{key}: refused as existing, yet no object is there; retried"),
+        }),
+    }
 }
 
 fn failed(e: UploadError, done: Vec<bool>, breaker_opened: Option<String>) -> Outcome {

@@ -3,8 +3,11 @@
 //! Layout (written by the engine's segment writer):
 //! `<spool>/<job>/<yyyy>/<mm>/<dd>/<job>-<seq:08>.ts` and the manifest beside
 //! it with `.json`. ctld adds `<spool>/quarantine/` (segments whose bytes no
-//! longer match their manifest) and `<spool>/retained/` (uploaded segments
-//! kept for `[spool] retention_hours`). `.partial` files are never touched.
+//! longer match their manifest, or whose S3 key already held another
+//! object), `<spool>/retained/` (uploaded segments kept for `[spool]
+//! retention_hours`) and its lock file ([`super::spool_lock::CTLD_LOCK`]).
+//! Nothing moved into quarantine or retention replaces a file there
+//! ([`move_unique`]). `.partial` files are never touched.
 
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
@@ -146,35 +149,104 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> UploadError + '_ {
     move |source| UploadError::Io { path: path.to_path_buf(), source }
 }
 
+/// `name` with `.n` before its extension: `a.ts`, `a.1.ts`, `a.2.ts`, …
+/// (`n` = 0 is the name itself).
+pub fn numbered(name: &str, n: u32) -> String {
+    if n == 0 {
+        return name.to_string();
+    }
+    match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => format!("{stem}.{n}.{ext}"),
+        _ => format!("{name}.{n}"),
+    }
+}
+
+/// Renames `from` to `to` unless `to` exists, atomically: `renameat2` with
+/// `RENAME_NOREPLACE`, or, on a file system without it, a hard link and an
+/// unlink. A taken name gives [`std::io::ErrorKind::AlreadyExists`]; nothing
+/// is ever replaced.
+pub fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use nix::errno::Errno;
+        use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+        match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+            Ok(()) => return Ok(()),
+            // The file system cannot do it: link + unlink below.
+            Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    std::fs::hard_link(from, to)?;
+    std::fs::remove_file(from)
+}
+
+/// Most numbered names tried for one file before giving up.
+const MAX_NUMBERED: u32 = 100_000;
+
+/// Moves `files` (the files of one segment: the segment, then its
+/// manifest) into `dir`, keeping their names, or numbering both the same
+/// (`x.1.ts` and `x.1.json`) when a name is taken there. A file never
+/// replaces another. Returns where each one went, in order.
+pub fn move_unique(dir: &Path, files: &[&Path]) -> Result<Vec<PathBuf>, UploadError> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let taken = |p: &Path| std::fs::symlink_metadata(p).is_ok();
+    let mut moved = Vec::with_capacity(files.len());
+    let mut n = 0u32;
+    for (i, from) in files.iter().enumerate() {
+        loop {
+            if n > MAX_NUMBERED {
+                let e = std::io::Error::new(std::io::ErrorKind::AlreadyExists, "no free name left");
+                return Err(io(&dir.join(name(from)))(e));
+            }
+            // The first file takes a number that is free for every file.
+            if i == 0 && files[1..].iter().any(|f| taken(&dir.join(numbered(&name(f), n)))) {
+                n += 1;
+                continue;
+            }
+            let to = dir.join(numbered(&name(from), n));
+            match rename_no_replace(from, &to) {
+                Ok(()) => {
+                    moved.push(to);
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
+                Err(e) => return Err(io(from)(e)),
+            }
+        }
+    }
+    Ok(moved)
+}
+
 /// Moves a segment (if present) and its manifest to `<spool>/quarantine/`,
-/// keeping both names. Returns where the segment went.
+/// keeping both names (numbered `.1`, `.2`, … when taken: nothing in
+/// quarantine is ever replaced). Returns where the segment went.
 pub fn quarantine(root: &Path, item: &SpoolItem) -> Result<PathBuf, UploadError> {
     let dir = root.join(QUARANTINE);
-    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-    let name = |p: &Path| dir.join(p.file_name().unwrap_or_default());
-    let target = name(&item.segment_path);
-    if item.segment_path.exists() {
-        std::fs::rename(&item.segment_path, &target).map_err(io(&item.segment_path))?;
+    let segment_there = std::fs::symlink_metadata(&item.segment_path).is_ok();
+    if segment_there {
+        let moved = move_unique(&dir, &[&item.segment_path, &item.manifest_path])?;
+        Ok(moved[0].clone())
+    } else {
+        let moved = move_unique(&dir, &[&item.manifest_path])?;
+        Ok(moved[0].with_extension("ts"))
     }
-    std::fs::rename(&item.manifest_path, name(&item.manifest_path)).map_err(io(&item.manifest_path))?;
-    Ok(target)
 }
 
 /// Removes an uploaded segment from the queue: deleted, or moved under
-/// `<spool>/retained/` (same relative path, modification time = now) when
-/// `retain` is set. The segment goes first, the manifest last, so a crash in
-/// between leaves a manifest without a segment, which [`forget_orphan`] clears.
+/// `<spool>/retained/` (same relative path, numbered `.1`, `.2`, … when
+/// taken, so a retained file is never replaced; modification time = now)
+/// when `retain` is set. The segment goes first, the manifest last, so a
+/// crash in between leaves a manifest without a segment, which
+/// [`forget_orphan`] clears.
 pub fn finish(root: &Path, item: &SpoolItem, retain: bool) -> Result<(), UploadError> {
     if retain {
         let rel = Path::new(&item.manifest.path);
         let seg_to = root.join(RETAINED).join(rel);
-        if let Some(dir) = seg_to.parent() {
-            std::fs::create_dir_all(dir).map_err(io(dir))?;
-        }
-        let man_to = seg_to.with_extension("json");
-        std::fs::rename(&item.segment_path, &seg_to).map_err(io(&item.segment_path))?;
-        std::fs::rename(&item.manifest_path, &man_to).map_err(io(&item.manifest_path))?;
-        for p in [&seg_to, &man_to] {
+        let dir = seg_to.parent().unwrap_or(root);
+        let moved = move_unique(dir, &[&item.segment_path, &item.manifest_path])?;
+        for p in &moved {
             if let Ok(f) = std::fs::File::options().append(true).open(p) {
                 let _ = f.set_modified(SystemTime::now());
             }
@@ -286,5 +358,78 @@ mod tests {
         assert_eq!(object_key("archive/", &m), "archive/news/2025/11/22/news-00000042.ts");
         assert_eq!(object_key("", &m), "news/2025/11/22/news-00000042.ts");
         assert_eq!(manifest_key(&object_key("", &m)), "news/2025/11/22/news-00000042.json");
+    }
+    #[test]
+    fn numbered_names_keep_the_extension() {
+        assert_eq!(numbered("a-00000001.ts", 0), "a-00000001.ts");
+        assert_eq!(numbered("a-00000001.ts", 2), "a-00000001.2.ts");
+        assert_eq!(numbered("plain", 1), "plain.1");
+        assert_eq!(numbered(".hidden", 1), ".hidden.1");
+    }
+
+    fn item_in(root: &Path, job: &str, seq: u64, body: &[u8]) -> SpoolItem {
+        let rel = format!("{job}/2026/11/22/{job}-{seq:08}.ts");
+        let segment_path = root.join(&rel);
+        std::fs::create_dir_all(segment_path.parent().expect("parent")).expect("dir");
+        std::fs::write(&segment_path, body).expect("segment");
+        let manifest_path = segment_path.with_extension("json");
+        std::fs::write(&manifest_path, body).expect("manifest");
+        let mut m = manifest(job, seq, 0);
+        m.path = rel;
+        SpoolItem { manifest: m, manifest_path, segment_path }
+    }
+
+    fn temp_root(tag: &str) -> PathBuf {
+        let root = std::env::temp_dir().join(format!("airlift-spool-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).expect("root");
+        root
+    }
+
+    #[test]
+    fn renames_never_replace() {
+        let root = temp_root("noreplace");
+        let (a, b) = (root.join("a"), root.join("b"));
+        std::fs::write(&a, "a").expect("a");
+        std::fs::write(&b, "b").expect("b");
+        let e = rename_no_replace(&a, &b).expect_err("b is taken");
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&b).expect("b"), b"b");
+        assert_eq!(std::fs::read(&a).expect("a stays"), b"a");
+        rename_no_replace(&a, &root.join("c")).expect("c is free");
+        assert!(!a.exists());
+        std::fs::remove_dir_all(&root).expect("cleanup");
+    }
+
+    #[test]
+    fn quarantine_and_retention_never_overwrite() {
+        let root = temp_root("clash");
+        // Three segments with one name (a reused sequence number, a planted file).
+        for round in 0..3u8 {
+            let item = item_in(&root, "news", 7, &[round; 10]);
+            let to = quarantine(&root, &item).expect("quarantine");
+            let name = numbered("news-00000007.ts", u32::from(round));
+            assert_eq!(to, root.join(QUARANTINE).join(&name));
+            let man = root.join(QUARANTINE).join(numbered("news-00000007.json", u32::from(round)));
+            assert_eq!(std::fs::read(&to).expect("segment"), vec![round; 10]);
+            assert_eq!(std::fs::read(&man).expect("manifest"), vec![round; 10]);
+        }
+        // A manifest name taken alone: the pair moves on to a number free for both.
+        std::fs::write(root.join(QUARANTINE).join("news-00000008.json"), "planted").expect("plant");
+        let item = item_in(&root, "news", 8, b"eight");
+        let to = quarantine(&root, &item).expect("quarantine");
+        assert_eq!(to, root.join(QUARANTINE).join("news-00000008.1.ts"));
+        assert_eq!(std::fs::read(root.join(QUARANTINE).join("news-00000008.1.json")).expect("m"), b"eight");
+        assert_eq!(std::fs::read(root.join(QUARANTINE).join("news-00000008.json")).expect("m"), b"planted");
+        for round in 0..2u8 {
+            let item = item_in(&root, "news", 9, &[round; 5]);
+            finish(&root, &item, true).expect("retain");
+            let dir = root.join(RETAINED).join("news/2026/11/22");
+            let seg = dir.join(numbered("news-00000009.ts", u32::from(round)));
+            assert_eq!(std::fs::read(&seg).expect("retained"), vec![round; 5]);
+            assert!(!item.segment_path.exists() && !item.manifest_path.exists());
+        }
+        assert_eq!(retained(&root).len(), 4);
+        std::fs::remove_dir_all(&root).expect("cleanup");
     }
 }

@@ -8,8 +8,13 @@
 //! need one. Segments and manifests are written by the tests themselves.
 //!
 //! [`tls`]: `https://` endpoints behind a private CA (`[[s3]] ca_file`).
+//! [`events`]: engine events passed on as D-Bus signals (a stand-in engine).
+//! [`write_once`]: keys are written once (objects found in S3 are compared,
+//! never replaced), quarantine and retention never overwrite, one ctld per spool.
 
+mod events;
 mod tls;
+mod write_once;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -187,6 +192,7 @@ struct Options {
     s3_port: u16,
     max_bytes: &'static str,
     policy: &'static str,
+    retention_hours: u32,
     concurrency: u32,
     dbus: Option<String>,
     /// `https://` endpoint instead of `http://`.
@@ -200,6 +206,7 @@ impl Options {
             s3_port,
             max_bytes: "1GiB",
             policy: "drop_oldest",
+            retention_hours: 0,
             concurrency: 4,
             dbus: None,
             tls: false,
@@ -232,6 +239,7 @@ socket = "engine.sock"
 path = "spool"
 max_bytes = "{max}"
 full_policy = "{policy}"
+retention_hours = {retention}
 [upload]
 concurrency = {conc}
 backoff_min_ms = 50
@@ -251,6 +259,7 @@ credentials_file = "creds"
 {ca}{dbus}"#,
             max = o.max_bytes,
             policy = o.policy,
+            retention = o.retention_hours,
             conc = o.concurrency,
             scheme = if o.tls { "https" } else { "http" },
             port = o.s3_port,
@@ -709,5 +718,8 @@ fn a_segment_that_no_longer_matches_its_manifest_is_quarantined() {
 }
 
 fn cleanup(dir: &Path) {
+    if std::env::var_os("AIRLIFT_KEEP_TEST_DIRS").is_some() {
+        return;
+    }
     let _ = std::fs::remove_dir_all(dir);
 }
