@@ -590,20 +590,6 @@ impl Controller {
             self.roll_back(&config, &mut runtime, before).await;
             return Err(e);
         }
-        // An engine that does not yet read `DesiredState::stopped` is told by
-        // command too (a no-op for one that does).
-        let command = if stop {
-            Command::StopFlow { flow: flow.clone() }
-        } else {
-            Command::StartFlow { flow: flow.clone() }
-        };
-        match self.link.command(command).await {
-            Ok(()) | Err(LinkError::Unavailable(_)) => {}
-            Err(e) => {
-                self.roll_back(&config, &mut runtime, before).await;
-                return Err(e.into());
-            }
-        }
         if *runtime != before {
             self.persist(&runtime);
         }
@@ -630,18 +616,7 @@ impl Controller {
             if held == holds {
                 continue;
             }
-            // For an engine that does not yet read `DesiredState::stopped`.
-            let command = if holds {
-                Command::StopFlow { flow: f.name.clone() }
-            } else {
-                Command::StartFlow { flow: f.name.clone() }
-            };
-            match self.link.command(command).await {
-                Ok(()) | Err(LinkError::Unavailable(_)) => {
-                    tracing::warn!(flow = %f.name, "spool policy: {}", if holds { "stopped" } else { "started" });
-                }
-                Err(e) => tracing::error!(flow = %f.name, "spool policy: {e}"),
-            }
+            tracing::warn!(flow = %f.name, "spool policy: {}", if holds { "stopped" } else { "started" });
         }
         for p in was.pulls.iter().filter(|p| !now.pulls.iter().any(|n| n.name == p.name)) {
             tracing::warn!(pull = %p.name, "spool policy: stopped");
@@ -673,15 +648,10 @@ impl Controller {
             self.roll_back(&config, &mut runtime, before).await;
             return Err(e);
         }
-        // Gains, mutes and pans retune running flows by command; flows that
-        // left `stopped` are started by command for an engine that does not
-        // yet read it.
+        // Gains, mutes and pans are retuned by the state itself; the
+        // commands also reach a flow the engine had not noted them for.
         for flow in &config.state.flows {
-            if desired.stopped.contains(&flow.name) {
-                continue;
-            }
-            if was.stopped.contains(&flow.name) {
-                let _ = self.link.command(Command::StartFlow { flow: flow.name.clone() }).await;
+            if desired.stopped.contains(&flow.name) || was.stopped.contains(&flow.name) {
                 continue;
             }
             for input in &flow.inputs {

@@ -371,13 +371,6 @@ async fn run_session(
     if let Err(e) = session.command(Command::ApplyState(state.clone()), None).await {
         return format!("cannot send the desired state: {e}");
     }
-    // Stopped flows are part of the state; an engine that does not yet read
-    // `DesiredState::stopped` is told once more (harmless for one that does).
-    for flow in &state.stopped {
-        if let Err(e) = session.command(Command::StopFlow { flow: flow.clone() }, None).await {
-            return format!("cannot send the desired state: {e}");
-        }
-    }
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         let exited = async {

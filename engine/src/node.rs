@@ -652,10 +652,11 @@ impl Node {
         self.pulls_failed.retain(|name, (spec, _)| wanted.iter().any(|w| &w.name == name && w == spec));
         self.options.spool_events.drain_into(events);
         for spec in wanted {
-            if !self.pulls.contains_key(&spec.name) && !self.pulls_failed.contains_key(&spec.name) {
-                if let Err(e) = self.start_pull(spec, events) {
-                    self.fail_pull(spec, e.to_string(), REOPEN_FIRST, events);
-                }
+            if !self.pulls.contains_key(&spec.name)
+                && !self.pulls_failed.contains_key(&spec.name)
+                && let Err(e) = self.start_pull(spec, events)
+            {
+                self.fail_pull(spec, e.to_string(), REOPEN_FIRST, events);
             }
         }
         Ok(())
