@@ -89,8 +89,10 @@ pub struct Status {
     pub node: String,
     /// ctld version.
     pub version: String,
-    /// `healthy`, `degraded` or `unhealthy`.
+    /// `healthy`, `degraded` or `unhealthy` (the same verdict as `/health`).
     pub state: String,
+    /// Why the node is not healthy, for people (empty when healthy).
+    pub reasons: Vec<String>,
     /// Whether the engine is connected.
     pub engine_connected: bool,
     /// Engine restarts so far.
@@ -432,6 +434,9 @@ impl Controller {
         if let Ok(mut d) = self.http.desired_flows.lock() {
             *d = new.state.flows.iter().map(|f| f.name.to_string()).collect();
         }
+        if let Ok(mut h) = self.http.health.lock() {
+            *h = new.health.clone();
+        }
         let n = new.state.flows.len();
         *current = new;
         self.resync_ports(&runtime.holding(&current.state));
@@ -697,19 +702,14 @@ impl Controller {
     pub async fn status(&self) -> Status {
         let flows = self.flows().await;
         let (connected, restarts) = self.shared.with_view(|v| (v.connected, v.gaps.len() as u64));
-        let state = if !connected {
-            "unhealthy"
-        } else if flows.iter().any(|f| f.state != "running" && f.state != "stopped") {
-            "degraded"
-        } else {
-            "healthy"
-        };
+        let (verdict, reasons) = self.http.judge();
         let config = self.config.lock().await;
         let runtime = self.runtime.lock().await;
         Status {
             node: config.node.name.to_string(),
             version: crate::VERSION.into(),
-            state: state.into(),
+            state: verdict.as_str().into(),
+            reasons: reasons.into_iter().map(|r| r.message).collect(),
             engine_connected: connected,
             engine_restarts: restarts,
             flows,

@@ -99,6 +99,8 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
         spool_limit: config.spool.max_bytes.0,
         desired_flows: std::sync::Mutex::new(config.state.flows.iter().map(|f| f.name.to_string()).collect()),
         uploads,
+        orphans: Default::default(),
+        health: std::sync::Mutex::new(config.health.clone()),
     });
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http_task = tokio::spawn(http::serve(listener, http_state.clone(), security, async {
@@ -155,7 +157,9 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
             _ = int.recv() => break,
             _ = term.recv() => break,
             _ = tick.tick() => {
-                http_state.spool_bytes.store(crate::upload::spool::total_bytes(&spool), Relaxed);
+                let survey = crate::upload::spool::survey(&spool, std::time::Duration::from_secs(10));
+                http_state.spool_bytes.store(survey.bytes, Relaxed);
+                http_state.orphans.store(survey.orphans, Relaxed);
             }
             Some(action) = spool_actions.recv() => recording(&controller, action).await,
         }

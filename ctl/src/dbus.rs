@@ -247,6 +247,7 @@ impl NodeService {
         put("node", Value::from(s.node));
         put("version", Value::from(s.version));
         put("state", Value::from(s.state));
+        put("reasons", Value::from(s.reasons));
         put("engine_connected", Value::from(s.engine_connected));
         put("engine_restarts", Value::from(s.engine_restarts));
         put("flows", Value::from(s.flows.len() as u32));

@@ -51,6 +51,8 @@ pub struct EngineView {
     pub gaps: Vec<(std::time::SystemTime, Duration)>,
     /// The last rejection of a desired state, if the engine refused it.
     pub last_rejection: Option<String>,
+    /// SRT links not connected, by (flow, link): since when.
+    pub links_down: BTreeMap<(String, String), std::time::Instant>,
 }
 
 /// State shared between the link, HTTP and D-Bus.
@@ -445,7 +447,12 @@ fn handle_event(session: &mut Session, shared: &Arc<Shared>, msg: EngineToCtl) {
         }
         EngineToCtl::FlowState { flow, state } => {
             tracing::info!(flow = %flow, ?state, "flow state");
-            shared.view().flows.insert(flow.to_string(), state.clone());
+            let mut view = shared.view();
+            view.flows.insert(flow.to_string(), state.clone());
+            if *state != FlowState::Running {
+                // A flow that does not run has no links to be down.
+                view.links_down.retain(|(f, _), _| f != flow.as_str());
+            }
         }
         EngineToCtl::Meters { flow, channels, loudness } => {
             shared.metrics.record_meters(flow.as_str(), channels, loudness.as_ref());
@@ -462,20 +469,30 @@ fn handle_event(session: &mut Session, shared: &Arc<Shared>, msg: EngineToCtl) {
         EngineToCtl::Xrun { flow, node, total } => {
             tracing::warn!(flow = %flow, node = %node, total, "xrun");
         }
-        EngineToCtl::SrtLink { flow, link, state, connects, refusals } => match state {
-            SrtLinkState::Connected => {
-                tracing::info!(flow = %flow, link = %link, connects, "SRT link connected");
+        EngineToCtl::SrtLink { flow, link, state, connects, refusals } => {
+            let key = (flow.to_string(), link.clone());
+            let mut view = shared.view();
+            if *state == SrtLinkState::Connected {
+                view.links_down.remove(&key);
+            } else {
+                view.links_down.entry(key).or_insert_with(std::time::Instant::now);
             }
-            SrtLinkState::Waiting if *connects > 0 => {
-                tracing::warn!(flow = %flow, link = %link, connects, "SRT link down; reconnecting");
+            drop(view);
+            match state {
+                SrtLinkState::Connected => {
+                    tracing::info!(flow = %flow, link = %link, connects, "SRT link connected");
+                }
+                SrtLinkState::Waiting if *connects > 0 => {
+                    tracing::warn!(flow = %flow, link = %link, connects, "SRT link down; reconnecting");
+                }
+                SrtLinkState::Waiting => {
+                    tracing::info!(flow = %flow, link = %link, "SRT link waiting for its peer")
+                }
+                SrtLinkState::Refused => {
+                    tracing::warn!(flow = %flow, link = %link, refusals, "SRT link refused by the peer");
+                }
             }
-            SrtLinkState::Waiting => {
-                tracing::info!(flow = %flow, link = %link, "SRT link waiting for its peer")
-            }
-            SrtLinkState::Refused => {
-                tracing::warn!(flow = %flow, link = %link, refusals, "SRT link refused by the peer");
-            }
-        },
+        }
         EngineToCtl::Stats(stats) => {
             let periods = shared.periods.lock().map(|p| p.clone()).unwrap_or_default();
             shared.metrics.record_stats(&stats.flows, &periods);

@@ -16,6 +16,7 @@ use serde::Serialize;
 use airlift_ipc::message::FlowState;
 
 use crate::engine_link::Shared;
+use crate::health::{self, HealthInputs, HealthSection, Reason, Verdict};
 
 /// What the HTTP handlers read.
 #[derive(Debug)]
@@ -36,12 +37,73 @@ pub struct HttpState {
     pub desired_flows: std::sync::Mutex<Vec<String>>,
     /// The uploader's state.
     pub uploads: Arc<crate::upload::UploadStatus>,
+    /// Segments without a manifest found by the last spool survey.
+    pub orphans: AtomicU64,
+    /// `[health]` bounds (follow reloads).
+    pub health: std::sync::Mutex<HealthSection>,
+}
+
+impl HttpState {
+    /// What the health verdict is made from, now.
+    pub fn health_inputs(&self) -> HealthInputs {
+        let desired = self.desired_flows.lock().map(|d| d.clone()).unwrap_or_default();
+        let mut inputs = self.shared.with_view(|v| HealthInputs {
+            engine_connected: v.connected,
+            flows: desired
+                .into_iter()
+                .map(|name| {
+                    let state = match v.flows.get(&name) {
+                        Some(FlowState::Running) => "running".to_string(),
+                        Some(FlowState::Stopped) => "stopped".to_string(),
+                        Some(FlowState::Failed { reason }) => format!("failed: {reason}"),
+                        None => "unknown".to_string(),
+                    };
+                    let silent = v.silent.get(&name).copied().unwrap_or(false);
+                    (name, state, silent)
+                })
+                .collect(),
+            pulls_failing: v
+                .pulls
+                .iter()
+                .filter_map(|(job, s)| match s {
+                    FlowState::Failed { reason } => Some((job.clone(), reason.clone())),
+                    _ => None,
+                })
+                .collect(),
+            links_down: v
+                .links_down
+                .iter()
+                .map(|((flow, link), since)| (flow.clone(), link.clone(), since.elapsed()))
+                .collect(),
+            state_rejected: v.last_rejection.clone(),
+            ..HealthInputs::default()
+        });
+        let up = &self.uploads;
+        inputs.breakers_open = up.breakers_open();
+        inputs.most_upload_attempts = up.most_attempts();
+        let lag = self.shared.metrics.upload.lag_seconds.get();
+        inputs.upload_lag = (lag > 0.0).then(|| std::time::Duration::from_secs_f64(lag));
+        inputs.orphans = self.orphans.load(Relaxed);
+        inputs.spool_bytes = self.spool_bytes.load(Relaxed);
+        inputs.spool_limit = self.spool_limit;
+        inputs.recording_stopped = up.recording_stopped();
+        inputs
+    }
+
+    /// The verdict and its reasons; also sets `airlift_health_reason`.
+    pub fn judge(&self) -> (Verdict, Vec<Reason>) {
+        let bounds = self.health.lock().map(|h| h.clone()).unwrap_or_default();
+        let (verdict, reasons) = health::judge(&self.health_inputs(), &bounds);
+        self.shared.metrics.record_health(verdict, &reasons);
+        (verdict, reasons)
+    }
 }
 
 #[derive(Serialize)]
 struct Health {
     status: &'static str,
     reasons: Vec<String>,
+    reason_codes: Vec<&'static str>,
     node: String,
     version: &'static str,
     uptime_seconds: u64,
@@ -83,54 +145,20 @@ struct SpoolHealth {
     limit_bytes: u64,
 }
 
-/// The health verdict: unhealthy without an engine; degraded when a flow
-/// failed, is not running, is silent, or the spool is over 90 % full.
+/// The health verdict ([`crate::health`]) with what it was made from.
 fn health(state: &HttpState) -> Health {
-    let (connected, pid, restarts, flows) = state.shared.with_view(|v| {
-        let desired = state.desired_flows.lock().map(|d| d.clone()).unwrap_or_default();
-        let flows: Vec<FlowHealth> = desired
-            .into_iter()
-            .map(|name| {
-                let flow_state = match v.flows.get(&name) {
-                    Some(FlowState::Running) => "running".to_string(),
-                    Some(FlowState::Stopped) => "stopped".to_string(),
-                    Some(FlowState::Failed { reason }) => format!("failed: {reason}"),
-                    None => "unknown".to_string(),
-                };
-                let silent = v.silent.get(&name).copied().unwrap_or(false);
-                FlowHealth { name, state: flow_state, silent }
-            })
-            .collect();
-        (v.connected, v.engine_pid, v.gaps.len() as u64, flows)
-    });
-    let mut reasons = Vec::new();
-    let mut status = "healthy";
-    if !connected {
-        status = "unhealthy";
-        reasons.push("the engine is not connected".to_string());
-    }
-    for f in &flows {
-        if f.state != "running" {
-            reasons.push(format!("flow {} is {}", f.name, f.state));
-        }
-        if f.silent {
-            reasons.push(format!("flow {} is silent", f.name));
-        }
-    }
-    let bytes = state.spool_bytes.load(Relaxed);
-    if state.spool_limit > 0 && bytes * 10 > state.spool_limit * 9 {
-        reasons.push(format!("the spool is {}% full", bytes * 100 / state.spool_limit));
-    }
+    let (verdict, reasons) = state.judge();
+    let inputs = state.health_inputs();
+    let (connected, pid, restarts) =
+        state.shared.with_view(|v| (v.connected, v.engine_pid, v.gaps.len() as u64));
+    let flows =
+        inputs.flows.into_iter().map(|(name, state, silent)| FlowHealth { name, state, silent }).collect();
+    let bytes = inputs.spool_bytes;
     let up = &state.uploads;
-    if up.recording_stopped() {
-        reasons.push("recording stopped: the spool is full".to_string());
-    }
-    if status == "healthy" && !reasons.is_empty() {
-        status = "degraded";
-    }
     Health {
-        status,
-        reasons,
+        status: verdict.as_str(),
+        reason_codes: reasons.iter().map(|r| r.code).collect(),
+        reasons: reasons.into_iter().map(|r| r.message).collect(),
         node: state.node.clone(),
         version: crate::VERSION,
         uptime_seconds: state.started.elapsed().as_secs(),
@@ -168,6 +196,7 @@ async fn get_health(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
 async fn get_metrics(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
     state.shared.metrics.uptime_seconds.set(state.started.elapsed().as_secs_f64());
     state.shared.metrics.spool_bytes.set(i64::try_from(state.spool_bytes.load(Relaxed)).unwrap_or(i64::MAX));
+    state.judge();
     let body = state.shared.metrics.encode();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
 }

@@ -26,6 +26,7 @@ pub mod controller;
 pub mod daemon;
 pub mod dbus;
 pub mod engine_link;
+pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod ports;

@@ -24,6 +24,13 @@ pub struct FlowLabel {
     pub flow: String,
 }
 
+/// Labels naming a health reason ([`crate::health::REASON_CODES`]).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// The reason's code.
+    pub reason: String,
+}
+
 /// Labels naming a channel of a flow's bus.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ChannelLabel {
@@ -85,6 +92,8 @@ pub struct Metrics {
     loudness_short: Family<FlowLabel, Gauge<f64, AtomicU64>>,
     loudness_integrated: Family<FlowLabel, Gauge<f64, AtomicU64>>,
     silence: Family<FlowLabel, Gauge>,
+    health_reasons: Family<ReasonLabel, Gauge>,
+    health_state: Gauge,
     /// 1 while the engine link is up.
     pub engine_connected: Gauge,
     /// Engine (re)starts after the first.
@@ -237,6 +246,8 @@ impl Metrics {
             loudness_short: Family::default(),
             loudness_integrated: Family::default(),
             silence: Family::default(),
+            health_reasons: Family::default(),
+            health_state: Gauge::default(),
             engine_connected: Gauge::default(),
             engine_restarts: Counter::default(),
             engine_gap_seconds: Counter::default(),
@@ -331,6 +342,12 @@ impl Metrics {
             m.loudness_integrated.clone(),
         );
         registry.register("silence", "1 while a flow's silence detector reports silence", m.silence.clone());
+        registry.register(
+            "health_reason",
+            "How many times each health reason holds now (0 when it does not)",
+            m.health_reasons.clone(),
+        );
+        registry.register("health_state", "0 healthy, 1 degraded, 2 unhealthy", m.health_state.clone());
         registry.register(
             "engine_connected",
             "1 while ctld is connected to the engine",
@@ -600,6 +617,15 @@ impl Metrics {
             self.loudness_short.get_or_create(&l).set(finite(lo.short_term_lufs));
             self.loudness_integrated.get_or_create(&l).set(finite(lo.integrated_lufs));
         }
+    }
+
+    /// Records the health verdict and how often each reason holds.
+    pub fn record_health(&self, verdict: crate::health::Verdict, reasons: &[crate::health::Reason]) {
+        for code in crate::health::REASON_CODES {
+            let n = reasons.iter().filter(|r| r.code == code).count();
+            self.health_reasons.get_or_create(&ReasonLabel { reason: code.to_string() }).set(n as i64);
+        }
+        self.health_state.set(verdict as i64);
     }
 
     /// Records a silence-detector verdict.

@@ -295,3 +295,72 @@ fn metrics_pass_promtool() {
     );
     ctld.stop();
 }
+
+/// The value of one metric line (`name{labels}`) in `/metrics`.
+fn metric(ctld: &Ctld, series: &str) -> Option<f64> {
+    let (_, text) = ctld.get("/metrics")?;
+    text.lines().find(|l| l.starts_with(series))?.rsplit(' ').next()?.parse().ok()
+}
+
+/// `/health` tells the truth: each condition turns the node degraded with
+/// its reason, in the JSON and in `airlift_health_reason`, and clears when
+/// the condition goes (a flow failing to build and retried, an SRT link
+/// down longer than the configured time, a segment without a manifest).
+#[test]
+fn health_reasons_come_and_go_with_their_conditions() {
+    let health = "[health]\nlink_down_seconds = 1\n";
+    let ctld = Ctld::start("health", &format!("{health}{}", tone_config("")));
+    let config = ctld.dir.join("airlift.toml");
+    let reason = |code: &str| format!("airlift_health_reason{{reason=\"{code}\"}}");
+    assert_eq!(metric(&ctld, &reason("flow_failed")), Some(0.0));
+    assert_eq!(metric(&ctld, "airlift_health_state"), Some(0.0));
+
+    // A flow whose listener port another socket holds: degraded, retried.
+    let held = (30_050..30_100)
+        .find_map(|p| std::net::UdpSocket::bind(("0.0.0.0", p)).ok())
+        .expect("a free port in the SRT range");
+    let port = held.local_addr().unwrap().port();
+    let flow_b = format!(
+        "[[flow]]\nname = \"b\"\n[[flow.input]]\nname = \"contribution\"\n\
+         producer = {{ srt_in = {{ srt = {{ mode = {{ listener = {{ port = {port} }} }} }} }} }}\n\
+         [[flow.output]]\nname = \"void\"\nconsumer = \"null\"\n"
+    );
+    std::fs::write(&config, format!("{health}{}", tone_config(&flow_b))).unwrap();
+    ctld.signal("-HUP");
+    let h = ctld.wait_health("flow b failed", |h| h.contains("\"flow_failed\""));
+    assert!(h.contains("\"status\": \"degraded\"") && h.contains(&port.to_string()), "{h}");
+    assert_eq!(metric(&ctld, &reason("flow_failed")), Some(1.0));
+    assert_eq!(metric(&ctld, "airlift_health_state"), Some(1.0));
+    drop(held);
+    ctld.wait_health("flow b running once its port is free", |h| h.contains("\"status\": \"healthy\""));
+    assert_eq!(metric(&ctld, &reason("flow_failed")), Some(0.0));
+
+    // An SRT output calling a peer that is not there: degraded after 1 s.
+    let dead = free_port();
+    let flow_c = format!(
+        "[[flow]]\nname = \"c\"\n[[flow.input]]\nname = \"tone\"\n\
+         producer = {{ test_signal = {{ kind = \"sine\", frequency = 440.0 }} }}\n\
+         [[flow.output]]\nname = \"tx\"\n\
+         consumer = {{ encoded = {{ codec = \"mp2\", sink = {{ srt = {{ mode = {{ caller = {{ host = \"127.0.0.1\", port = {dead} }} }} }} }} }} }}\n"
+    );
+    std::fs::write(&config, format!("{health}{}", tone_config(&flow_c))).unwrap();
+    ctld.signal("-HUP");
+    let h = ctld.wait_health("the link counted down", |h| h.contains("\"link_down\""));
+    assert!(h.contains("SRT link"), "{h}");
+    assert_eq!(metric(&ctld, &reason("link_down")), Some(1.0));
+    std::fs::write(&config, format!("{health}{}", tone_config(""))).unwrap();
+    ctld.signal("-HUP");
+    ctld.wait_health("healthy without flow c", |h| h.contains("\"status\": \"healthy\""));
+
+    // A segment without its manifest (older than the 10 s grace).
+    let day = ctld.dir.join("spool/news/2026/12/01");
+    std::fs::create_dir_all(&day).unwrap();
+    let orphan = day.join("news-00000007.ts");
+    std::fs::write(&orphan, [0x47u8; 188]).unwrap();
+    assert!(Command::new("touch").args(["-d", "1 hour ago"]).arg(&orphan).status().unwrap().success());
+    let h = ctld.wait_health("the orphan seen", |h| h.contains("\"orphan_segments\""));
+    assert!(h.contains("without a manifest"), "{h}");
+    std::fs::remove_file(&orphan).unwrap();
+    ctld.wait_health("healthy again", |h| h.contains("\"status\": \"healthy\""));
+    ctld.stop();
+}

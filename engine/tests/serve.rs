@@ -301,3 +301,40 @@ consumer = {{ encoded = {{ codec = "mp2", sink = {{ srt = {{ mode = {{ caller = 
     let _peer = srt_listener(port);
     ctl.wait_within(Duration::from_secs(20), "link reconnected", link(SrtLinkState::Connected, 2));
 }
+
+/// A ctl that stops reading (SIGSTOP, a hung event loop) never stalls the
+/// engine's control loop: the engine queues, drops meters and statistics,
+/// disconnects the peer after its stall limit, goes on retrying and
+/// recording, and serves the next connection at once.
+#[test]
+fn a_stalled_ctl_is_disconnected_and_the_engine_goes_on() {
+    let engine = Engine::start("stalled");
+    let mut ctl = Conn::open(&engine.socket());
+    ctl.wait_for("hello", |m| matches!(m, EngineToCtl::Hello { .. }));
+    let id = ctl.command(Cmd::ApplyState(state(&engine.dir)));
+    ctl.wait_for("accepted", |m| matches!(m, EngineToCtl::Accepted { id: got } if *got == id));
+    // Ask for far more than the socket buffer holds, and read nothing.
+    let stalled = Instant::now();
+    for _ in 0..20_000 {
+        ctl.command(Cmd::GetStats);
+    }
+    // The engine gives up on the peer within its stall limit (plus the
+    // time to answer the burst).
+    // Probe by writing, never by reading: once the engine shuts the
+    // connection down, writes fail.
+    let mut closed = false;
+    let probe =
+        frame::encode(&CtlToEngine::Command { id: CommandId(u64::MAX - 1), command: Cmd::GetStats }).unwrap();
+    while stalled.elapsed() < Duration::from_secs(30) && !closed {
+        std::thread::sleep(Duration::from_millis(500));
+        closed = ctl.stream.write_all(&probe).is_err();
+    }
+    assert!(closed, "the engine kept a stalled peer for {:?}", stalled.elapsed());
+    // The next connection is served, and the flows never stopped.
+    let mut ctl = Conn::open(&engine.socket());
+    ctl.wait_for("hello", |m| matches!(m, EngineToCtl::Hello { .. }));
+    ctl.command(Cmd::GetStats);
+    let periods = periods_of(&ctl.wait_for("stats", |m| matches!(m, EngineToCtl::Stats(_))), "main");
+    let expected = stalled.elapsed().as_secs_f64() * 48_000.0 / 128.0;
+    assert!(periods as f64 > expected * 0.9, "{periods} periods, {expected} expected");
+}

@@ -40,6 +40,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             flows: vec![FlowStats { flow: "main".into(), ..Default::default() }],
             pulls: vec![PullStats { job: "cam".into(), ..Default::default() }],
         }),
+        EngineToCtl::RecordingClosed(RecordingClosed {
+            flow: name.clone(),
+            output: Name::new("rec")?,
+            path: "show.ogg".into(),
+            duration_ms: 26_000,
+            bytes: 420_000,
+            sha256: "0".repeat(64),
+        }),
     ];
     for (i, m) in ctl.iter().enumerate() {
         std::fs::write(format!("{dir}/seed-ctl-{i}"), frame::encode(m)?)?;

@@ -446,6 +446,8 @@ pub struct Config {
     pub upload: UploadSection,
     /// `[dbus]`.
     pub dbus: DbusSection,
+    /// `[health]`: when the node counts as degraded.
+    pub health: crate::health::HealthSection,
     /// `[[flow]]` and `[[pull]]`: the desired state sent to the engine.
     pub state: DesiredState,
 }
@@ -582,13 +584,14 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &Overrides) -> 
     for (key, value) in root {
         let name = key.get_ref().to_string();
         match name.as_str() {
-            "node" | "engine" | "http" | "srt" | "spool" | "limits" | "s3" | "upload" | "dbus" | "flow" | "pull" => {
+            "node" | "engine" | "http" | "srt" | "spool" | "limits" | "s3" | "upload" | "dbus" | "health" | "flow"
+            | "pull" => {
                 sections.insert(name, value);
             }
             other => cx.at(
                 key.span().start,
                 other,
-                "unknown section; expected node, engine, http, srt, spool, limits, s3, upload, dbus, flow or pull",
+                "unknown section; expected node, engine, http, srt, spool, limits, s3, upload, dbus, health, flow or pull",
             ),
         }
     }
@@ -601,6 +604,7 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &Overrides) -> 
     let s3: Vec<(usize, S3Target)> = cx.array(&mut sections, "s3");
     let upload: Option<UploadSection> = cx.section(&mut sections, "upload");
     let dbus: Option<DbusSection> = cx.section(&mut sections, "dbus");
+    let health: Option<crate::health::HealthSection> = cx.section(&mut sections, "health");
     let flows: Vec<(usize, FlowSpec)> = cx.array(&mut sections, "flow");
     let pulls: Vec<(usize, PullSpec)> = cx.array(&mut sections, "pull");
 
@@ -626,6 +630,7 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &Overrides) -> 
         s3: s3.iter().map(|(_, t)| t.clone()).collect(),
         upload: upload.unwrap_or_default(),
         dbus: dbus.unwrap_or_default(),
+        health: health.unwrap_or_default(),
         state: DesiredState {
             flows: flows.iter().map(|(_, f)| f.clone()).collect(),
             pulls: pulls.iter().map(|(_, p)| p.clone()).collect(),

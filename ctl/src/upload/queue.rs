@@ -105,6 +105,8 @@ pub struct UploadStatus {
     queue: Mutex<BTreeMap<PathBuf, Job>>,
     last: Mutex<Option<LastUpload>>,
     recording_stopped: AtomicBool,
+    /// Targets whose circuit breaker is open.
+    breakers_open: Mutex<Vec<String>>,
     /// Upload events (D-Bus signals subscribe here).
     pub events: broadcast::Sender<UploadEvent>,
 }
@@ -122,6 +124,16 @@ impl UploadStatus {
     /// The last verified upload.
     pub fn last_upload(&self) -> Option<LastUpload> {
         self.last.lock().ok().and_then(|l| l.clone())
+    }
+
+    /// Targets whose circuit breaker is open (uploads to them paused).
+    pub fn breakers_open(&self) -> Vec<String> {
+        self.breakers_open.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+
+    /// The most failed attempts of one waiting segment.
+    pub fn most_attempts(&self) -> u32 {
+        self.lock().values().map(|j| j.attempts).max().unwrap_or(0)
     }
 
     /// True while the `stop_recording` policy holds recording.
@@ -218,6 +230,7 @@ pub fn start(
         queue: Mutex::new(BTreeMap::new()),
         last: Mutex::new(None),
         recording_stopped: AtomicBool::new(false),
+        breakers_open: Mutex::new(Vec::new()),
         events: broadcast::channel(1024).0,
     });
     let root = config.spool_dir();
@@ -500,9 +513,16 @@ impl Scheduler {
         let mut q = self.status.lock();
         let Some(job) = q.get_mut(&path) else { return false };
         job.in_flight = false;
+        let mut open = Vec::new();
         for t in &self.ctx.targets {
             let code = t.breaker.lock().map_or(0, |b| b.state().code());
             m.breaker_state.get_or_create(&TargetLabel { target: t.bucket.name.clone() }).set(code);
+            if code == 1 {
+                open.push(t.bucket.name.clone());
+            }
+        }
+        if let Ok(mut b) = self.status.breakers_open.lock() {
+            *b = open;
         }
         match outcome {
             Outcome::Uploaded => {

@@ -306,6 +306,51 @@ pub fn expire_retained(root: &Path, keep: Duration) -> usize {
     n
 }
 
+/// What a walk of the spool found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpoolSurvey {
+    /// Bytes of every file.
+    pub bytes: u64,
+    /// Closed segments (`.ts`) without their manifest beside them, older
+    /// than the walk's minimum age (a segment is renamed a moment before its
+    /// manifest is written), outside quarantine and retention.
+    pub orphans: u64,
+}
+
+/// Walks the spool once: its size and the segments without a manifest
+/// older than `min_age`. Unreadable folders are skipped.
+pub fn survey(root: &Path, min_age: Duration) -> SpoolSurvey {
+    let mut found = SpoolSurvey::default();
+    let now = SystemTime::now();
+    let mut stack = vec![(root.to_path_buf(), 0u8)];
+    while let Some((d, depth)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            let name = e.file_name();
+            if m.is_dir() {
+                let kept = depth == 0 && (name == QUARANTINE || name == RETAINED);
+                if !kept && name != QUARANTINE {
+                    stack.push((e.path(), depth + 1));
+                } else {
+                    found.bytes += total_bytes(&e.path());
+                }
+                continue;
+            }
+            found.bytes += m.len();
+            let path = e.path();
+            let is_segment =
+                path.extension().is_some_and(|x| x == "ts") && !name.to_string_lossy().starts_with('.');
+            let old =
+                m.modified().ok().and_then(|t| now.duration_since(t).ok()).is_some_and(|age| age >= min_age);
+            if is_segment && old && !path.with_extension("json").exists() {
+                found.orphans += 1;
+            }
+        }
+    }
+    found
+}
+
 /// Bytes of every file in the spool, retention and quarantine included.
 pub fn total_bytes(root: &Path) -> u64 {
     let mut total = 0;

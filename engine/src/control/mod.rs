@@ -6,18 +6,143 @@
 //! commands, answers each by id and sends events (meters about 10 Hz, stats
 //! every second). When ctl disconnects the flows keep running and the next
 //! connection is accepted.
+//!
+//! The control loop never blocks on ctl: events go into a bounded outbound
+//! queue that a writer thread per connection empties ([`Outbound`]). Meters
+//! and statistics are dropped while the queue is backed up (the next ones
+//! supersede them); other events are kept. A peer that takes nothing for
+//! [`STALL_LIMIT`], or lets the queue grow past [`MAX_QUEUED`], is
+//! disconnected; it reconnects and gets the whole state again.
 
+use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use airlift_ipc::frame::{self, FrameError};
 use airlift_ipc::message::{Command, CommandId, CtlToEngine, EngineToCtl, RejectKind, Rejection};
 
 use crate::node::Node;
+
+/// A peer that accepts nothing for this long is disconnected.
+pub const STALL_LIMIT: Duration = Duration::from_secs(5);
+/// Encoded bytes queued for a peer beyond which it is disconnected.
+pub const MAX_QUEUED: usize = 8 * 1024 * 1024;
+/// Queued bytes above which meters and statistics are dropped.
+const COALESCE_ABOVE: usize = 64 * 1024;
+
+/// The outbound side of one connection: frames queued by the control loop
+/// (which never waits on the peer) and written by the connection's writer
+/// thread.
+struct Outbound {
+    state: Mutex<OutState>,
+    ready: Condvar,
+}
+
+struct OutState {
+    frames: VecDeque<Vec<u8>>,
+    bytes: usize,
+    /// The writer gave up (peer gone or stalled) or the loop closed it.
+    closed: bool,
+}
+
+impl Outbound {
+    /// Starts the writer thread for `stream`. Control thread only.
+    fn start(stream: UnixStream) -> std::io::Result<Arc<Self>> {
+        let out = Arc::new(Self {
+            state: Mutex::new(OutState { frames: VecDeque::new(), bytes: 0, closed: false }),
+            ready: Condvar::new(),
+        });
+        stream.set_write_timeout(Some(STALL_LIMIT))?;
+        let writer = out.clone();
+        std::thread::Builder::new().name("airlift-ipc-tx".into()).spawn(move || writer.write_loop(stream))?;
+        Ok(out)
+    }
+
+    fn write_loop(&self, mut stream: UnixStream) {
+        loop {
+            let batch: Vec<Vec<u8>> = {
+                let Ok(mut st) = self.state.lock() else { return };
+                while st.frames.is_empty() && !st.closed {
+                    st = match self.ready.wait(st) {
+                        Ok(st) => st,
+                        Err(_) => return,
+                    };
+                }
+                if st.closed {
+                    break;
+                }
+                st.bytes = 0;
+                st.frames.drain(..).collect()
+            };
+            for frame in batch {
+                // A write that cannot finish within STALL_LIMIT times out:
+                // the peer is stalled (or gone).
+                if let Err(e) = stream.write_all(&frame) {
+                    tracing::warn!("ctl stopped taking events ({e}); disconnecting it");
+                    self.close();
+                    let _ = stream.shutdown(std::net::Shutdown::Both);
+                    return;
+                }
+            }
+        }
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+    }
+
+    /// Queues the events, dropping meters and statistics while the peer is
+    /// behind. False when the connection is closed (or has just been closed
+    /// for being too far behind). Never blocks on the peer.
+    fn queue(&self, events: &mut Vec<EngineToCtl>) -> bool {
+        let Ok(mut st) = self.state.lock() else { return false };
+        if st.closed {
+            events.clear();
+            return false;
+        }
+        for event in events.drain(..) {
+            let coalescable = matches!(event, EngineToCtl::Meters { .. } | EngineToCtl::Stats(_));
+            if coalescable && st.bytes > COALESCE_ABOVE {
+                continue;
+            }
+            let mut frame = Vec::new();
+            if let Err(e) = frame::encode_into(&event, &mut frame) {
+                tracing::error!("cannot encode an event: {e}");
+                continue;
+            }
+            st.bytes += frame.len();
+            st.frames.push_back(frame);
+        }
+        if st.bytes > MAX_QUEUED {
+            tracing::warn!(bytes = st.bytes, "ctl is too far behind; disconnecting it");
+            st.closed = true;
+        }
+        self.ready.notify_one();
+        !st.closed
+    }
+
+    fn close(&self) {
+        if let Ok(mut st) = self.state.lock() {
+            st.closed = true;
+            st.frames.clear();
+        }
+        self.ready.notify_one();
+    }
+
+    /// Waits up to `limit` for the queue to empty (at shutdown).
+    fn drain(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            match self.state.lock() {
+                Ok(st) if st.frames.is_empty() || st.closed => return,
+                Ok(_) => {}
+                Err(_) => return,
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
 
 /// What the control loop receives.
 enum Inbound {
@@ -83,7 +208,7 @@ pub fn serve(
         }
     })?;
 
-    let mut conn: Option<UnixStream> = None;
+    let mut conn: Option<Arc<Outbound>> = None;
     let mut events = Vec::new();
     let mut last_stats = Instant::now();
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
@@ -110,13 +235,22 @@ pub fn serve(
         if stop.load(Ordering::Acquire) {
             tracing::info!("stopping on a signal: closing every flow");
             node.shutdown(&mut events);
-            flush(&mut conn, &mut events);
+            flush_last(&mut conn, &mut events);
             return Ok(());
         }
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(Inbound::Connected(stream)) => {
                 tracing::info!("ctl connected");
-                conn = Some(stream);
+                if let Some(old) = conn.take() {
+                    old.close();
+                }
+                conn = match Outbound::start(stream) {
+                    Ok(out) => Some(out),
+                    Err(e) => {
+                        tracing::error!("cannot serve the ctl connection: {e}");
+                        None
+                    }
+                };
                 events.push(EngineToCtl::Hello {
                     protocol: airlift_ipc::PROTOCOL_VERSION,
                     engine_version: crate::VERSION.into(),
@@ -130,7 +264,7 @@ pub fn serve(
                 let shutdown = matches!(command, Command::Shutdown);
                 handle(&mut node, id, command, &mut events);
                 if shutdown {
-                    flush(&mut conn, &mut events);
+                    flush_last(&mut conn, &mut events);
                     return Ok(());
                 }
             }
@@ -139,7 +273,9 @@ pub fn serve(
                     Some(e) => tracing::warn!("ctl connection closed after a bad frame: {e}"),
                     None => tracing::info!("ctl disconnected; flows keep running"),
                 }
-                conn = None;
+                if let Some(out) = conn.take() {
+                    out.close();
+                }
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return Ok(()),
@@ -181,19 +317,24 @@ fn handle(node: &mut Node, id: CommandId, command: Command, events: &mut Vec<Eng
     }
 }
 
-fn flush(conn: &mut Option<UnixStream>, events: &mut Vec<EngineToCtl>) {
-    let Some(stream) = conn else {
+/// Hands the events to the connection's writer (never waits on the peer).
+fn flush(conn: &mut Option<Arc<Outbound>>, events: &mut Vec<EngineToCtl>) {
+    let Some(out) = conn else {
         events.clear();
         return;
     };
-    let mut buf = Vec::new();
-    for event in events.drain(..) {
-        if let Err(e) = frame::encode_into(&event, &mut buf) {
-            tracing::error!("cannot encode an event: {e}");
-        }
-    }
-    if !buf.is_empty() && stream.write_all(&buf).is_err() {
+    if !out.queue(events) {
         *conn = None;
+    }
+}
+
+/// The last flush before the engine exits: gives the writer a moment to
+/// deliver the final events (Accepted for Shutdown, closed segments).
+fn flush_last(conn: &mut Option<Arc<Outbound>>, events: &mut Vec<EngineToCtl>) {
+    flush(conn, events);
+    if let Some(out) = conn.take() {
+        out.drain(STALL_LIMIT);
+        out.close();
     }
 }
 
