@@ -197,6 +197,9 @@ async fn get_metrics(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
     state.shared.metrics.uptime_seconds.set(state.started.elapsed().as_secs_f64());
     state.shared.metrics.spool_bytes.set(i64::try_from(state.spool_bytes.load(Relaxed)).unwrap_or(i64::MAX));
     state.judge();
+    let engine_pid = state.shared.with_view(|v| if v.connected { v.engine_pid } else { None });
+    state.shared.metrics.record_process("ctld", Some(std::process::id()));
+    state.shared.metrics.record_process("engine", engine_pid);
     let body = state.shared.metrics.encode();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
 }

@@ -24,6 +24,29 @@ pub struct FlowLabel {
     pub flow: String,
 }
 
+/// Labels naming a process of the node (`ctld`, `engine`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProcessLabel {
+    /// The process.
+    pub process: String,
+}
+
+/// CPU seconds (user + system) and resident bytes of process `pid`, from
+/// `/proc/<pid>/stat` and `/proc/<pid>/statm`.
+pub fn proc_usage(pid: u32) -> Option<(f64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as f64;
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096) as u64;
+    Some((ticks as f64 / hz, pages * page))
+}
+
 /// Labels naming a health reason ([`crate::health::REASON_CODES`]).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
@@ -93,6 +116,11 @@ pub struct Metrics {
     loudness_integrated: Family<FlowLabel, Gauge<f64, AtomicU64>>,
     silence: Family<FlowLabel, Gauge>,
     health_reasons: Family<ReasonLabel, Gauge>,
+    true_peak: Family<FlowLabel, Gauge<f64, AtomicU64>>,
+    drift: Family<FlowLabel, Gauge<f64, AtomicU64>>,
+    latency: Family<FlowLabel, Gauge>,
+    process_cpu: Family<ProcessLabel, Gauge<f64, AtomicU64>>,
+    process_rss: Family<ProcessLabel, Gauge>,
     health_state: Gauge,
     /// 1 while the engine link is up.
     pub engine_connected: Gauge,
@@ -247,6 +275,11 @@ impl Metrics {
             loudness_integrated: Family::default(),
             silence: Family::default(),
             health_reasons: Family::default(),
+            true_peak: Family::default(),
+            drift: Family::default(),
+            latency: Family::default(),
+            process_cpu: Family::default(),
+            process_rss: Family::default(),
             health_state: Gauge::default(),
             engine_connected: Gauge::default(),
             engine_restarts: Counter::default(),
@@ -342,6 +375,27 @@ impl Metrics {
             m.loudness_integrated.clone(),
         );
         registry.register("silence", "1 while a flow's silence detector reports silence", m.silence.clone());
+        registry.register("true_peak_dbtp", "EBU R128 true peak of a flow's bus", m.true_peak.clone());
+        registry.register(
+            "flow_drift_ppm",
+            "Clock drift a flow's bridge input follows, in parts per million",
+            m.drift.clone(),
+        );
+        registry.register(
+            "flow_latency_frames",
+            "Input-to-output latency of a duplex device flow, in frames",
+            m.latency.clone(),
+        );
+        registry.register(
+            "process_cpu_seconds",
+            "CPU time (user + system) used so far by ctld and by the engine",
+            m.process_cpu.clone(),
+        );
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of ctld and of the engine",
+            m.process_rss.clone(),
+        );
         registry.register(
             "health_reason",
             "How many times each health reason holds now (0 when it does not)",
@@ -577,6 +631,22 @@ impl Metrics {
             self.grow(&self.overruns.get_or_create(&l), &s.flow, "overruns", s.overruns);
             self.grow(&self.xruns.get_or_create(&l), &s.flow, "xruns", s.xruns);
             self.max_process.get_or_create(&l).set(f64::from(s.max_process_us) / 1e6);
+            match s.drift_ppm {
+                Some(ppm) => {
+                    self.drift.get_or_create(&l).set(ppm);
+                }
+                None => {
+                    self.drift.remove(&l);
+                }
+            }
+            match s.latency_frames {
+                Some(frames) => {
+                    self.latency.get_or_create(&l).set(i64::try_from(frames).unwrap_or(i64::MAX));
+                }
+                None => {
+                    self.latency.remove(&l);
+                }
+            }
             let mut buckets: Vec<(f64, u64)> =
                 PROCESS_LOAD_BUCKETS.iter().zip(&s.process_load_histogram).map(|(&b, &c)| (b, c)).collect();
             buckets.push((
@@ -616,6 +686,24 @@ impl Metrics {
             self.loudness_momentary.get_or_create(&l).set(finite(lo.momentary_lufs));
             self.loudness_short.get_or_create(&l).set(finite(lo.short_term_lufs));
             self.loudness_integrated.get_or_create(&l).set(finite(lo.integrated_lufs));
+            self.true_peak.get_or_create(&l).set(finite(lo.true_peak_dbtp));
+        }
+    }
+
+    /// Records CPU time and resident memory of `process` (`ctld` or
+    /// `engine`) from `/proc/<pid>`; drops its series when it cannot be
+    /// read (the engine is away).
+    pub fn record_process(&self, process: &str, pid: Option<u32>) {
+        let label = ProcessLabel { process: process.to_string() };
+        match pid.and_then(proc_usage) {
+            Some((cpu, rss)) => {
+                self.process_cpu.get_or_create(&label).set(cpu);
+                self.process_rss.get_or_create(&label).set(i64::try_from(rss).unwrap_or(i64::MAX));
+            }
+            None => {
+                self.process_cpu.remove(&label);
+                self.process_rss.remove(&label);
+            }
         }
     }
 
@@ -649,6 +737,9 @@ impl Metrics {
         }
         self.max_process.remove(&l);
         self.max_late.remove(&l);
+        self.true_peak.remove(&l);
+        self.drift.remove(&l);
+        self.latency.remove(&l);
         for side in ["input", "output"] {
             self.ring_fill.remove(&RingLabel { flow: flow.to_string(), side: side.into() });
         }

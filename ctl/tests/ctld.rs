@@ -278,6 +278,19 @@ fn metrics_pass_promtool() {
         metrics.contains("airlift_srt_connected{flow=\"srt\",link=\"airlift-srt-tx-out\"} 0"),
         "{metrics}"
     );
+    // Both daemons' CPU time and memory, and the health verdict.
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series}: {metrics}"))
+    };
+    for process in ["ctld", "engine"] {
+        assert!(value(&format!("airlift_process_cpu_seconds{{process=\"{process}\"}}")) > 0.0);
+        let rss = value(&format!("airlift_process_resident_memory_bytes{{process=\"{process}\"}}"));
+        assert!(rss > 1e6 && rss < 1e9, "{process} resident {rss}");
+    }
+    assert!(metrics.contains("airlift_health_reason{reason=\"engine_away\"} 0"), "{metrics}");
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
