@@ -102,6 +102,16 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
         orphans: Default::default(),
         health: std::sync::Mutex::new(config.health.clone()),
     });
+    // Alarms to webhooks (config check read the secrets once; read them
+    // again now, as the files may have changed).
+    let mut alert_targets = Vec::new();
+    for target in &config.alerts {
+        match crate::alert::check_target(target, &config.base_dir) {
+            Ok(secret) => alert_targets.push((target.clone(), secret)),
+            Err(e) => tracing::error!(alert = %target.name, "alert target off: {e}"),
+        }
+    }
+    crate::alert::start(alert_targets, config.node.name.to_string(), http_state.clone());
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http_task = tokio::spawn(http::serve(listener, http_state.clone(), security, async {
         let _ = http_stopped.await;

@@ -126,6 +126,9 @@ impl Verdict {
 pub struct Reason {
     /// One of [`REASON_CODES`].
     pub code: &'static str,
+    /// What it is about: a flow, `flow/link`, a pull job, a target, or
+    /// empty for the node.
+    pub subject: String,
     /// For people.
     pub message: String,
 }
@@ -133,41 +136,50 @@ pub struct Reason {
 /// Judges `inputs` by `bounds`.
 pub fn judge(inputs: &HealthInputs, bounds: &HealthSection) -> (Verdict, Vec<Reason>) {
     let mut reasons = Vec::new();
-    let mut reason = |code: &'static str, message: String| reasons.push(Reason { code, message });
+    let mut reason = |code: &'static str, subject: &str, message: String| {
+        reasons.push(Reason { code, subject: subject.into(), message })
+    };
     let mut unhealthy = false;
     if !inputs.engine_connected {
         unhealthy = true;
-        reason("engine_away", "the engine is not connected".into());
+        reason("engine_away", "", "the engine is not connected".into());
     }
     let wanted: Vec<_> = inputs.flows.iter().filter(|(_, s, _)| s != "stopped").collect();
     let failed = wanted.iter().filter(|(_, s, _)| s.starts_with("failed")).count();
     if inputs.engine_connected && !wanted.is_empty() && failed == wanted.len() {
         unhealthy = true;
-        reason("all_flows_failed", format!("every flow failed ({failed})"));
+        reason("all_flows_failed", "", format!("every flow failed ({failed})"));
     }
     for (name, state, silent) in &inputs.flows {
-        if state != "running" && state != "stopped" {
-            reason("flow_failed", format!("flow {name} is {state}; retrying"));
+        // A flow the engine has not reported yet (just started) is not a
+        // failure; one it reported failed is.
+        if state.starts_with("failed") {
+            reason("flow_failed", name, format!("flow {name} is {state}; retrying"));
         }
         if *silent {
-            reason("flow_silent", format!("flow {name} is silent"));
+            reason("flow_silent", name, format!("flow {name} is silent"));
         }
     }
     for (job, why) in &inputs.pulls_failing {
-        reason("pull_failed", format!("pull job {job}: {why}"));
+        reason("pull_failed", job, format!("pull job {job}: {why}"));
     }
     let link_limit = Duration::from_secs(bounds.link_down_seconds);
     for (flow, link, down) in &inputs.links_down {
         if *down >= link_limit {
-            reason("link_down", format!("SRT link {link} of flow {flow} down for {} s", down.as_secs()));
+            reason(
+                "link_down",
+                &format!("{flow}/{link}"),
+                format!("SRT link {link} of flow {flow} down for {} s", down.as_secs()),
+            );
         }
     }
     for target in &inputs.breakers_open {
-        reason("upload_breaker_open", format!("uploads to {target} paused: circuit breaker open"));
+        reason("upload_breaker_open", target, format!("uploads to {target} paused: circuit breaker open"));
     }
     if bounds.upload_failures > 0 && inputs.most_upload_attempts >= bounds.upload_failures {
         reason(
             "upload_failing",
+            "",
             format!("a segment failed to upload {} times in a row", inputs.most_upload_attempts),
         );
     }
@@ -176,6 +188,7 @@ pub fn judge(inputs: &HealthInputs, bounds: &HealthSection) -> (Verdict, Vec<Rea
     {
         reason(
             "upload_lag",
+            "",
             format!(
                 "the oldest segment has waited {} s for upload (bound {} s)",
                 lag.as_secs(),
@@ -184,20 +197,25 @@ pub fn judge(inputs: &HealthInputs, bounds: &HealthSection) -> (Verdict, Vec<Rea
         );
     }
     if inputs.orphans > 0 {
-        reason("orphan_segments", format!("{} segment(s) without a manifest in the spool", inputs.orphans));
+        reason(
+            "orphan_segments",
+            "",
+            format!("{} segment(s) without a manifest in the spool", inputs.orphans),
+        );
     }
     if inputs.spool_limit > 0 && inputs.spool_bytes.saturating_mul(10) > inputs.spool_limit.saturating_mul(8)
     {
         reason(
             "spool_high",
+            "",
             format!("the spool is {}% full", inputs.spool_bytes.saturating_mul(100) / inputs.spool_limit),
         );
     }
     if inputs.recording_stopped {
-        reason("recording_stopped", "recording stopped by the spool policy: the spool is full".into());
+        reason("recording_stopped", "", "recording stopped by the spool policy: the spool is full".into());
     }
     if let Some(message) = &inputs.state_rejected {
-        reason("state_rejected", format!("the engine refused the desired state: {message}"));
+        reason("state_rejected", "", format!("the engine refused the desired state: {message}"));
     }
     let verdict = if unhealthy {
         Verdict::Unhealthy

@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod alert;
 pub mod client;
 pub mod config;
 pub mod controller;

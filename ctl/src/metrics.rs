@@ -117,6 +117,7 @@ pub struct Metrics {
     silence: Family<FlowLabel, Gauge>,
     health_reasons: Family<ReasonLabel, Gauge>,
     true_peak: Family<FlowLabel, Gauge<f64, AtomicU64>>,
+    alerts: Family<AlertLabel, Counter>,
     drift: Family<FlowLabel, Gauge<f64, AtomicU64>>,
     latency: Family<FlowLabel, Gauge>,
     process_cpu: Family<ProcessLabel, Gauge<f64, AtomicU64>>,
@@ -199,6 +200,16 @@ pub struct JobLabel {
     pub job: String,
 }
 
+/// Labels of an alert delivery: the `[[alert]]` target and what happened
+/// (`sent`, `failed` after every retry, `dropped` for a full queue).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabel {
+    /// The target's name.
+    pub target: String,
+    /// The outcome.
+    pub outcome: String,
+}
+
 /// Labels naming an S3 target.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TargetLabel {
@@ -276,6 +287,7 @@ impl Metrics {
             silence: Family::default(),
             health_reasons: Family::default(),
             true_peak: Family::default(),
+            alerts: Family::default(),
             drift: Family::default(),
             latency: Family::default(),
             process_cpu: Family::default(),
@@ -376,6 +388,11 @@ impl Metrics {
         );
         registry.register("silence", "1 while a flow's silence detector reports silence", m.silence.clone());
         registry.register("true_peak_dbtp", "EBU R128 true peak of a flow's bus", m.true_peak.clone());
+        registry.register(
+            "alerts",
+            "Alert webhook deliveries by target and outcome (sent, failed, dropped)",
+            m.alerts.clone(),
+        );
         registry.register(
             "flow_drift_ppm",
             "Clock drift a flow's bridge input follows, in parts per million",
@@ -705,6 +722,11 @@ impl Metrics {
                 self.process_rss.remove(&label);
             }
         }
+    }
+
+    /// Counts one alert delivery outcome for `target`.
+    pub fn alert_outcome(&self, target: &str, outcome: &str) {
+        self.alerts.get_or_create(&AlertLabel { target: target.into(), outcome: outcome.into() }).inc();
     }
 
     /// Records the health verdict and how often each reason holds.

@@ -448,6 +448,8 @@ pub struct Config {
     pub dbus: DbusSection,
     /// `[health]`: when the node counts as degraded.
     pub health: crate::health::HealthSection,
+    /// `[[alert]]`: webhooks that receive alarms and their clearing.
+    pub alerts: Vec<crate::alert::AlertTarget>,
     /// `[[flow]]` and `[[pull]]`: the desired state sent to the engine.
     pub state: DesiredState,
 }
@@ -584,14 +586,14 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &Overrides) -> 
     for (key, value) in root {
         let name = key.get_ref().to_string();
         match name.as_str() {
-            "node" | "engine" | "http" | "srt" | "spool" | "limits" | "s3" | "upload" | "dbus" | "health" | "flow"
-            | "pull" => {
+            "node" | "engine" | "http" | "srt" | "spool" | "limits" | "s3" | "upload" | "dbus" | "health" | "alert"
+            | "flow" | "pull" => {
                 sections.insert(name, value);
             }
             other => cx.at(
                 key.span().start,
                 other,
-                "unknown section; expected node, engine, http, srt, spool, limits, s3, upload, dbus, health, flow or pull",
+                "unknown section; expected node, engine, http, srt, spool, limits, s3, upload, dbus, health, alert, flow or pull",
             ),
         }
     }
@@ -605,6 +607,12 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &Overrides) -> 
     let upload: Option<UploadSection> = cx.section(&mut sections, "upload");
     let dbus: Option<DbusSection> = cx.section(&mut sections, "dbus");
     let health: Option<crate::health::HealthSection> = cx.section(&mut sections, "health");
+    let alerts: Vec<(usize, crate::alert::AlertTarget)> = cx.array(&mut sections, "alert");
+    for (at, target) in &alerts {
+        if let Err(e) = crate::alert::check_target(target, base_dir) {
+            cx.at(*at, &format!("alert[{}]", target.name), e.to_string());
+        }
+    }
     let flows: Vec<(usize, FlowSpec)> = cx.array(&mut sections, "flow");
     let pulls: Vec<(usize, PullSpec)> = cx.array(&mut sections, "pull");
 
@@ -631,6 +639,7 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &Overrides) -> 
         upload: upload.unwrap_or_default(),
         dbus: dbus.unwrap_or_default(),
         health: health.unwrap_or_default(),
+        alerts: alerts.into_iter().map(|(_, t)| t).collect(),
         state: DesiredState {
             flows: flows.iter().map(|(_, f)| f.clone()).collect(),
             pulls: pulls.iter().map(|(_, p)| p.clone()).collect(),
