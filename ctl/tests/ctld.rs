@@ -30,6 +30,12 @@ struct Ctld {
 
 impl Ctld {
     fn start(tag: &str, config: &str) -> Self {
+        Self::start_with(tag, config, &[])
+    }
+
+    /// Starts ctld with extra environment variables (it passes them on to
+    /// the engine it spawns).
+    fn start_with(tag: &str, config: &str, env: &[(&str, String)]) -> Self {
         let dir = std::env::temp_dir().join(format!("airlift-ctld-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -41,6 +47,7 @@ impl Ctld {
             .args(["--http-listen", &format!("127.0.0.1:{port}")])
             .arg("--engine-binary")
             .arg(engine_bin())
+            .envs(env.iter().map(|(k, v)| (k.to_string(), v.clone())))
             .stdin(Stdio::null())
             .stderr(std::fs::File::create(dir.join("ctld.log")).unwrap())
             .spawn()
@@ -488,4 +495,60 @@ fn alarms_and_their_clearing_reach_a_signed_webhook() {
     assert!(metrics.contains("airlift_alerts_total{target=\"ops\",outcome=\"sent\"}"), "{metrics}");
     ctld.stop();
     let _ = std::fs::remove_dir_all(secret_dir);
+}
+
+/// ctld stopped (SIGSTOP) for 60 s: the engine records without a gap,
+/// keeps pinging the systemd watchdog (a notify socket of the test's), and
+/// ctld catches up after SIGCONT.
+#[test]
+fn a_stopped_ctld_never_stops_the_audio_or_the_watchdog() {
+    let notify_dir = std::env::temp_dir().join(format!("airlift-notify-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&notify_dir);
+    std::fs::create_dir_all(&notify_dir).unwrap();
+    let notify = notify_dir.join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    // Read every notification as systemd would (a full socket would block
+    // the senders): the times of the watchdog pings.
+    let pings_at = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (pings_at, done) = (pings_at.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 256];
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(n) = socket.recv(&mut buf)
+                    && String::from_utf8_lossy(&buf[..n]).contains("WATCHDOG=1")
+                {
+                    pings_at.lock().unwrap().push(Instant::now());
+                }
+            }
+        })
+    };
+    let env = [("NOTIFY_SOCKET", notify.display().to_string()), ("WATCHDOG_USEC", "2000000".to_string())];
+    let ctld = Ctld::start_with("sigstop", &tone_config(""), &env);
+    std::thread::sleep(Duration::from_millis(500));
+    ctld.signal("-STOP");
+    let stopped = Instant::now();
+    std::thread::sleep(Duration::from_secs(60));
+    // Only the engine can ping while ctld is stopped.
+    let pings =
+        pings_at.lock().unwrap().iter().filter(|t| **t > stopped + Duration::from_millis(100)).count();
+    ctld.signal("-CONT");
+    // The engine pings every WATCHDOG_USEC / 2 = 1 s.
+    assert!(pings >= 50, "{pings} watchdog pings in the 60 s ctld was stopped");
+    let h = ctld.wait_health("ctld caught up", |h| h.contains("\"status\": \"healthy\""));
+    assert!(h.contains("\"engine_restarts\": 0"), "{h}");
+    std::thread::sleep(Duration::from_millis(500));
+    let dir = ctld.stop();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = reader.join();
+    let (rate, a) = samples(&dir.join("a.wav"));
+    assert!(a.len() as f64 > f64::from(rate) * 60.0, "a recorded {} samples", a.len());
+    let amp = 10f64.powf(-6.0 / 20.0);
+    for (n, &s) in a.iter().enumerate() {
+        let want = amp * (std::f64::consts::TAU * 1000.0 * n as f64 / f64::from(rate)).sin();
+        assert!((f64::from(s) - want).abs() < 1e-4, "discontinuity at sample {n}: {s} vs {want}");
+    }
+    let _ = std::fs::remove_dir_all(notify_dir);
 }
