@@ -164,6 +164,9 @@ fn read_block(
     Ok(out.len() - before)
 }
 
+/// How often a WAV recorder updates its header and hands its bytes to the kernel.
+const WAV_CHECKPOINT: Duration = Duration::from_millis(250);
+
 /// A WAV recording being written.
 pub struct WavRecorder {
     writer: hound::WavWriter<BufWriter<File>>,
@@ -221,6 +224,7 @@ impl WavRecorder {
             let WavRecorder { mut writer, format, path } = self;
             let mut failed = false;
             let mut samples = 0u64;
+            let mut checkpoint = std::time::Instant::now();
             loop {
                 let stopping = ctx.stopping();
                 let n = ring.slots();
@@ -233,6 +237,17 @@ impl WavRecorder {
                         }
                         if !failed {
                             samples += (a.len() + b.len()) as u64;
+                            // Sizes in the header kept current a few times a
+                            // second (whole frames only): a killed engine
+                            // leaves a WAV any reader plays up to here.
+                            let whole_frames = samples % u64::from(writer.spec().channels.max(1)) == 0;
+                            if whole_frames && checkpoint.elapsed() >= WAV_CHECKPOINT {
+                                checkpoint = std::time::Instant::now();
+                                if let Err(e) = writer.flush() {
+                                    tracing::error!(file = %path.display(), "recording failed, audio is discarded: {e}");
+                                    failed = true;
+                                }
+                            }
                         }
                         chunk.commit_all();
                     }
