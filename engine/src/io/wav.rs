@@ -240,7 +240,8 @@ impl WavRecorder {
                             // Sizes in the header kept current a few times a
                             // second (whole frames only): a killed engine
                             // leaves a WAV any reader plays up to here.
-                            let whole_frames = samples % u64::from(writer.spec().channels.max(1)) == 0;
+                            let whole_frames =
+                                samples.is_multiple_of(u64::from(writer.spec().channels.max(1)));
                             if whole_frames && checkpoint.elapsed() >= WAV_CHECKPOINT {
                                 checkpoint = std::time::Instant::now();
                                 if let Err(e) = writer.flush() {
