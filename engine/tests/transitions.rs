@@ -166,6 +166,19 @@ fn a_bitrate_reload_closes_the_old_segment_and_the_flow_runs_on() {
     assert!(total > 4.0 && total < 5.6, "{total} s archived of a 5 s run");
     let before: Vec<_> = all.iter().filter(|m| m.sequence < marked[0]).collect();
     assert!(!before.is_empty());
+    // PTS go on across the encoder change: the new encoder starts where
+    // the flow's timeline is, not at 0 (within a frame and the old
+    // encoder's flushed tail).
+    for pair in all.windows(2) {
+        let expected = pair[0].first_pts + pair[0].duration_90k as i64;
+        let step = pair[1].first_pts - expected;
+        println!("segment {} starts {step} ticks after the end of {}", pair[1].sequence, pair[0].sequence);
+        assert!(
+            step.abs() < 90 * 100,
+            "PTS jump of {step} ticks (90 kHz) before segment {}",
+            pair[1].sequence
+        );
+    }
     for m in &all {
         let path = spool.join(&m.path);
         let probe = ffprobe_flat(&path, "stream=codec_name");

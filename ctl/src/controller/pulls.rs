@@ -48,10 +48,12 @@ impl Controller {
                 .find(|n| clash(n).is_none())
                 .ok_or_else(|| ControlError::Failed("no free job name".into()))?,
         };
+        // Paused jobs count: each comes back when resumed, on its own port.
         let max = config.limits.max_pull_jobs;
-        if current.pulls.len() >= max as usize {
+        if holding.pulls.len() >= max as usize {
             return Err(ControlError::LimitReached(format!(
-                "{} pull jobs run; [limits] max_pull_jobs is {max}",
+                "{} pull jobs are configured or started ({} running); [limits] max_pull_jobs is {max}",
+                holding.pulls.len(),
                 current.pulls.len()
             )));
         }

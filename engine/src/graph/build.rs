@@ -325,6 +325,7 @@ pub fn build_replacing(
     let ring_len = ring_frames(frames, rate);
     let cadence = Duration::from_secs_f64(ring_len as f64 / f64::from(rate) / 4.0);
     let counters = Arc::new(FlowCounters::default());
+    let started_at = Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
 
     let mut built = BuiltFlow {
         graph: Box::new(RtGraph::new(
@@ -577,7 +578,7 @@ pub fn build_replacing(
                     let notice = notice(mux.path());
                     let name = format!("airlift-rec-{}", output.name);
                     ring_sink(&flow, ring_len * bus_channels, &mut sinks, &mut built, |rx| {
-                        spawn_encoder(options, name, cadence, rx, encoder, mux, notice)
+                        spawn_encoder(options, name, cadence, rx, encoder, mux, notice, None)
                     })?;
                 }
                 ConsumerSpec::Encoded(enc) => {
@@ -633,7 +634,18 @@ pub fn build_replacing(
                     let mux = TsMuxer::new(ts_out, &encoder, &metadata, chunk).map_err(media)?;
                     let name = format!("airlift-enc-{}", output.name);
                     ring_sink(&flow, ring_len * bus_channels, &mut sinks, &mut built, |rx| {
-                        spawn_encoder(options, name, cadence, rx, encoder, mux, ts_notice)
+                        // TS outputs continue the flow's timeline across
+                        // a rebuild (a recording file starts at 0).
+                        spawn_encoder(
+                            options,
+                            name,
+                            cadence,
+                            rx,
+                            encoder,
+                            mux,
+                            ts_notice,
+                            Some(started_at.clone()),
+                        )
                     })?;
                     // The encoder finishes (and flushes into the sender) first.
                     built.workers.extend(sender);
@@ -664,6 +676,7 @@ pub fn build_replacing(
                 sinks,
                 counters,
             ));
+            built.graph.set_start_marker(started_at);
             built.created.clear();
             Ok(built)
         }
@@ -690,6 +703,7 @@ struct DuplexLatency {
 /// Starts an encoder worker: in an offline render, AAC and MP2 are coded in
 /// chunks on [`BuildOptions::encode_threads`] threads ([`ChunkedEncoder`]);
 /// otherwise by `encoder` alone.
+#[allow(clippy::too_many_arguments)]
 fn spawn_encoder(
     options: &BuildOptions,
     name: String,
@@ -698,14 +712,15 @@ fn spawn_encoder(
     encoder: Encoder,
     mux: impl Muxer + 'static,
     notice: Option<RecordingNotice>,
+    start: Option<Arc<std::sync::atomic::AtomicU64>>,
 ) -> std::io::Result<Worker> {
     let chunked = match options.pacing {
         Pacing::Offline => ChunkedEncoder::new(&encoder, options.encode_threads(), options.length_hint),
         Pacing::Realtime => None,
     };
     match chunked {
-        Some(chunked) => encoded::spawn_encoder(name, cadence, rx, chunked, mux, notice),
-        None => encoded::spawn_encoder(name, cadence, rx, encoder, mux, notice),
+        Some(chunked) => encoded::spawn_encoder(name, cadence, rx, chunked, mux, notice, start),
+        None => encoded::spawn_encoder(name, cadence, rx, encoder, mux, notice, start),
     }
 }
 

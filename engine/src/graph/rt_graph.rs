@@ -149,6 +149,10 @@ pub struct RtGraph {
     processors: Vec<Box<dyn Processor>>,
     sinks: Vec<Sink>,
     counters: Arc<FlowCounters>,
+    /// The flow's frame count at this graph's first period (`u64::MAX`
+    /// until then): where its new encoders' timestamps start, so a rebuilt
+    /// flow's TS continues the old one's timeline.
+    started_at: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for RtGraph {
@@ -225,6 +229,7 @@ impl RtGraph {
             processors,
             sinks,
             counters,
+            started_at: Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
         };
         for bc in 0..bus_channels {
             for (r, t) in graph.routes[bc].iter().zip(graph.terms[bc].iter_mut()) {
@@ -265,6 +270,17 @@ impl RtGraph {
                 std::mem::swap(&mut self.sinks[i], slot);
             }
         }
+    }
+
+    /// Makes `marker` this graph's start marker (see [`RtGraph::started_at`]).
+    /// Control thread only, before the graph runs.
+    pub fn set_start_marker(&mut self, marker: Arc<std::sync::atomic::AtomicU64>) {
+        self.started_at = marker;
+    }
+
+    /// The flow's frame count at this graph's first period, once it ran.
+    pub fn started_at(&self) -> Option<u64> {
+        Some(self.started_at.load(std::sync::atomic::Ordering::Acquire)).filter(|f| *f != u64::MAX)
     }
 
     /// Calls [`Processor::finish`] on every processor. Control thread only,
@@ -357,6 +373,11 @@ impl RtGraph {
     /// [`Pacing::Realtime`].
     pub fn process_frames(&mut self, frames: usize) -> PeriodReport {
         let frames = frames.min(self.frames);
+        if self.started_at.load(std::sync::atomic::Ordering::Relaxed) == u64::MAX {
+            // Published before any sample of this graph reaches a ring.
+            let at = self.counters.frames.load(std::sync::atomic::Ordering::Relaxed);
+            self.started_at.store(at, std::sync::atomic::Ordering::Release);
+        }
         let mut report = PeriodReport { sources_ended: true, ..Default::default() };
         let (stride, pacing) = (self.stride, self.pacing);
         for input in &mut self.inputs {

@@ -30,6 +30,7 @@ pub fn spawn_encoder(
     mut encoder: impl AudioEncoder + 'static,
     mut mux: impl Muxer + 'static,
     notice: Option<RecordingNotice>,
+    mut start: Option<Arc<std::sync::atomic::AtomicU64>>,
 ) -> std::io::Result<Worker> {
     Worker::spawn(name, cadence, move |ctx: WorkerContext| {
         let mut failed: Option<MediaError> = None;
@@ -41,6 +42,14 @@ pub fn spawn_encoder(
             if n > 0 {
                 if let Ok(chunk) = ring.read_chunk(n) {
                     let (a, b) = chunk.as_slices();
+                    // The first samples: the graph published where they
+                    // sit on the flow's timeline before pushing them.
+                    if let Some(marker) = start.take() {
+                        let at = marker.load(std::sync::atomic::Ordering::Acquire);
+                        if at != u64::MAX {
+                            encoder.start_at(i64::try_from(at).unwrap_or(0));
+                        }
+                    }
                     if failed.is_none() {
                         samples += (a.len() + b.len()) as u64;
                         let r = encoder.encode(a, &mut mux).and_then(|()| encoder.encode(b, &mut mux));

@@ -35,6 +35,11 @@ pub trait AudioEncoder: sealed::Sealed + Send {
     fn finish(&mut self, mux: &mut impl Muxer) -> Result<(), MediaError>;
     /// FFmpeg's encoder name, for logs.
     fn name(&self) -> &'static str;
+    /// Starts the timestamps at `pts` (in samples) instead of 0, before
+    /// anything was encoded; ignored afterwards.
+    fn start_at(&mut self, pts: i64) {
+        let _ = pts;
+    }
 }
 
 mod sealed {
@@ -50,6 +55,10 @@ impl AudioEncoder for Encoder {
 
     fn finish(&mut self, mux: &mut impl Muxer) -> Result<(), MediaError> {
         Encoder::finish(self, mux)
+    }
+
+    fn start_at(&mut self, pts: i64) {
+        Encoder::start_at(self, pts);
     }
 
     fn name(&self) -> &'static str {

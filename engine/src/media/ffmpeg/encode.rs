@@ -299,6 +299,14 @@ impl Encoder {
         self.ctx.0
     }
 
+    /// Starts the timestamps at `pts` (in samples) instead of 0; only before
+    /// the first frame is sent. Worker thread.
+    pub fn start_at(&mut self, pts: i64) {
+        if self.pts == 0 && self.pending.is_empty() {
+            self.pts = pts;
+        }
+    }
+
     /// Encodes interleaved samples, writing finished packets to `mux`.
     pub fn encode(&mut self, interleaved: &[f32], mux: &mut impl super::Muxer) -> Result<(), MediaError> {
         self.pending.extend_from_slice(interleaved);
