@@ -51,6 +51,9 @@ pub struct PullStatus {
     pub cc_errors: AtomicU64,
     /// Packets that did not parse.
     pub garbage: AtomicU64,
+    /// Bytes that did not parse as TS (outside packets or in packets that
+    /// did not parse).
+    pub junk_bytes: AtomicU64,
     /// Largest PCR jitter, microseconds.
     pub pcr_jitter_us: AtomicU64,
     /// Segments closed.
@@ -236,6 +239,7 @@ fn publish(segmenter: &Segmenter, status: &PullStatus) {
     status.packets.store(r.packets, Ordering::Relaxed);
     status.cc_errors.store(r.cc_errors, Ordering::Relaxed);
     status.garbage.store(r.garbage, Ordering::Relaxed);
+    status.junk_bytes.store(segmenter.junk_bytes(), Ordering::Relaxed);
     status.pcr_jitter_us.store(r.pcr_jitter_us, Ordering::Relaxed);
     status.forced_cuts.store(segmenter.cutter().forced_cuts(), Ordering::Relaxed);
     status.segments.store(segmenter.closed(), Ordering::Relaxed);
