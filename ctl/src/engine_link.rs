@@ -480,6 +480,7 @@ fn handle_event(session: &mut Session, shared: &Arc<Shared>, msg: EngineToCtl) {
             let periods = shared.periods.lock().map(|p| p.clone()).unwrap_or_default();
             shared.metrics.record_stats(&stats.flows, &periods);
             shared.metrics.record_pulls(&stats.pulls);
+            shared.metrics.record_segment_jobs(&stats.segment_jobs);
         }
         EngineToCtl::Hello { engine_version, pid, .. } => {
             tracing::info!(%engine_version, pid, "engine said hello");
