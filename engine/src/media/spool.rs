@@ -516,14 +516,18 @@ impl JobSpool {
         self.publish(&w.partial, manifest).map_err(|e| Box::new((e, w)))
     }
 
-    /// Renames `from` to the manifest's place and writes the manifest beside
-    /// it. (A crash between the two leaves a segment without a manifest;
-    /// [`Spool::open_job`] writes the missing manifest.) Repeatable: a
+    /// Renames `from` to the manifest's place and puts the manifest beside
+    /// it. The manifest is written (to a temp file, fsynced) before the
+    /// segment moves, so a full disk stops this before anything is renamed
+    /// and the `.ts` is never left without its manifest by a running
+    /// engine; only a crash between the two renames can leave one, and
+    /// [`Spool::open_job`] writes the missing manifest. Repeatable: a
     /// rename already done is not done again.
     fn publish(&self, from: &Path, manifest: SegmentManifest) -> Result<SegmentManifest, SpoolError> {
         let dest = self.root.join(&manifest.path);
         let dir = dest.parent().map(Path::to_path_buf).unwrap_or_else(|| self.root.clone());
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let tmp = self.manifest_tmp(&dest, &manifest)?;
         let renamed = !from.exists() && dest.exists();
         if from != dest && !renamed {
             fs::rename(from, &dest).map_err(io_err(&dest))?;
@@ -532,23 +536,33 @@ impl JobSpool {
                 sync_dir(partial_dir)?;
             }
         }
-        self.write_manifest(&dest, &manifest)?;
+        self.commit_manifest(&tmp, &dest)?;
         Ok(manifest)
     }
 
     fn write_manifest(&self, dest: &Path, manifest: &SegmentManifest) -> Result<(), SpoolError> {
+        let tmp = self.manifest_tmp(dest, manifest)?;
+        self.commit_manifest(&tmp, dest)
+    }
+
+    /// Writes the manifest of segment `dest` to a fsynced temp file beside it.
+    fn manifest_tmp(&self, dest: &Path, manifest: &SegmentManifest) -> Result<PathBuf, SpoolError> {
         let seq = manifest.sequence;
         let dir = dest.parent().map(Path::to_path_buf).unwrap_or_else(|| self.root.clone());
         let json = serde_json::to_vec_pretty(manifest)
             .map_err(|e| SpoolError::Io { path: dest.to_path_buf(), source: std::io::Error::other(e) })?;
-        let json_path = dest.with_extension("json");
         let tmp = dir.join(format!(".{}-{seq:08}.json.tmp", self.job));
-        {
-            let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-            f.write_all(&json).map_err(io_err(&tmp))?;
-            f.sync_all().map_err(io_err(&tmp))?;
-        }
-        fs::rename(&tmp, &json_path).map_err(io_err(&json_path))?;
+        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(&json).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+        Ok(tmp)
+    }
+
+    /// Moves a manifest temp file to its place beside segment `dest`.
+    fn commit_manifest(&self, tmp: &Path, dest: &Path) -> Result<(), SpoolError> {
+        let json_path = dest.with_extension("json");
+        fs::rename(tmp, &json_path).map_err(io_err(&json_path))?;
+        let dir = dest.parent().map(Path::to_path_buf).unwrap_or_else(|| self.root.clone());
         sync_dir(&dir)
     }
 
