@@ -330,15 +330,28 @@ fn job_stats(node: &Node, job: &str) -> SegmentJobStats {
 }
 
 #[test]
-fn a_spool_filled_for_5_s_keeps_the_flow_running_and_loses_no_audio() {
-    let dir = TempDir::new("segments-tmpfs");
+fn a_spool_filled_below_its_floor_for_5_s_keeps_the_flow_running_and_loses_no_audio() {
+    fill_for_5_s("segments-tmpfs-floor", 4 * 1024 * 1024);
+}
+
+/// Without a floor every write meets ENOSPC itself.
+#[test]
+fn a_spool_out_of_space_for_5_s_keeps_the_flow_running_and_loses_no_audio() {
+    fill_for_5_s("segments-tmpfs-enospc", 0);
+}
+
+/// A flow (tone → AAC, 1 s segments) records on a 20 MiB tmpfs with a free
+/// space floor of `floor` bytes; after 3 s the file system is filled to
+/// the last byte for 5 s, then freed; the flow runs 4 s more.
+fn fill_for_5_s(tag: &str, floor: u64) {
+    let dir = TempDir::new(tag);
     let spool = dir.path("spool");
     let Some(_tmpfs) = Tmpfs::mount(&spool, "20M") else {
         eprintln!("skipped: cannot mount a tmpfs (not root)");
         return;
     };
     let mut root = Spool::new(&spool);
-    root.min_free_bytes = 4 * 1024 * 1024;
+    root.min_free_bytes = floor;
     let options = BuildOptions { spool: root, base_dir: dir.0.clone(), ..BuildOptions::default() };
     let mut node = Node::new(options, RealtimeRequest::default());
     let state: DesiredState = toml::from_str(&segment_flow(1)).unwrap();

@@ -438,23 +438,8 @@ impl Segmenter {
         let mut splitter = std::mem::take(&mut self.splitter);
         let mut result = Ok(());
         splitter.push(data, |piece| {
-            if result.is_err() {
-                return;
-            }
-            let bytes = match piece {
-                Ok(b) | Err(b) => b,
-            };
-            if self.stall.is_some() {
-                self.waiting.extend_from_slice(bytes);
-                return;
-            }
-            if let Err((e, consumed)) = self.piece(piece, arrival_us, wall) {
-                if matches!(e, SpoolError::Full { .. }) {
-                    self.enter_stall(&e);
-                    self.waiting.extend_from_slice(&bytes[consumed..]);
-                } else {
-                    result = Err(e);
-                }
+            if result.is_ok() {
+                result = self.take_piece(piece, arrival_us, wall);
             }
         });
         if self.stall.is_some() {
@@ -476,6 +461,33 @@ impl Segmenter {
             self.failed = Some(e.to_string());
         }
         result
+    }
+
+    /// One piece: written, or held when the spool refuses writes (then
+    /// what the piece did not get to write is held, in order). Only errors
+    /// other than a refusal come back.
+    fn take_piece(
+        &mut self,
+        piece: Result<&[u8], &[u8]>,
+        arrival_us: u64,
+        wall: bool,
+    ) -> Result<(), SpoolError> {
+        let bytes = match piece {
+            Ok(b) | Err(b) => b,
+        };
+        if self.stall.is_some() {
+            self.waiting.extend_from_slice(bytes);
+            return Ok(());
+        }
+        match self.piece(piece, arrival_us, wall) {
+            Ok(()) => Ok(()),
+            Err((e, consumed)) if matches!(e, SpoolError::Full { .. }) => {
+                self.enter_stall(&e);
+                self.waiting.extend_from_slice(&bytes[consumed..]);
+                Ok(())
+            }
+            Err((e, _)) => Err(e),
+        }
     }
 
     fn spool_dir(&self) -> std::path::PathBuf {
@@ -583,23 +595,29 @@ impl Segmenter {
 
     /// Closes the open segment (if any) with `timing`.
     fn cut(&mut self, timing: SegmentTiming, truncated: bool) -> Result<(), SpoolError> {
+        let timing = self.with_wall(timing);
         match self.current.take() {
             Some(w) => self.close_writer(w, timing, truncated),
             None => Ok(()),
         }
     }
 
+    /// The open segment's timing; without PTS in it, its duration is the
+    /// time it took to arrive.
+    fn with_wall(&self, mut timing: SegmentTiming) -> SegmentTiming {
+        if timing == SegmentTiming::default() {
+            timing.duration_90k = self.segment_started.elapsed().as_millis() as u64 * 90;
+        }
+        timing
+    }
+
     /// Closes `w` and announces it; on a refusal it is kept to close again.
     fn close_writer(
         &mut self,
         mut w: SegmentWriter,
-        mut timing: SegmentTiming,
+        timing: SegmentTiming,
         truncated: bool,
     ) -> Result<(), SpoolError> {
-        if timing == SegmentTiming::default() {
-            // No PTS in it: its duration is the time it took to arrive.
-            timing.duration_90k = self.segment_started.elapsed().as_millis() as u64 * 90;
-        }
         if let Some(gap) = &self.gap
             && gap.seq == Some(w.sequence())
         {
@@ -687,8 +705,8 @@ impl Segmenter {
                 }
             }
         }
-        if self.stall.is_some() {
-            let deadline = Instant::now() + FINISH_WAIT;
+        let deadline = Instant::now() + FINISH_WAIT;
+        loop {
             while self.stall.is_some() {
                 let wait = self.stall.as_ref().map_or(RETRY_FIRST, |s| s.backoff).min(RETRY_MAX);
                 if Instant::now() + wait > deadline {
@@ -700,18 +718,22 @@ impl Segmenter {
                 std::thread::sleep(wait);
                 self.resume(0)?;
             }
-        }
-        let rest = self.splitter.rest().to_vec();
-        self.splitter = PacketSplitter::new();
-        if !rest.is_empty() && self.failed.is_none() {
-            self.junk(&rest).map_err(|(e, _)| e)?;
-        }
-        if let Some(w) = self.current.take() {
-            let timing = self.cutter.timing(None);
-            if let Err(e) = self.close_writer(w, timing, truncated) {
-                self.abandon();
-                return Err(e);
+            let rest = self.splitter.rest().to_vec();
+            self.splitter = PacketSplitter::new();
+            if !rest.is_empty() && self.failed.is_none() {
+                self.take_piece(Err(&rest), 0, false)?;
+                if self.stall.is_some() {
+                    continue;
+                }
             }
+            if let Some(w) = self.current.take() {
+                let timing = self.with_wall(self.cutter.timing(None));
+                if let Err(e) = self.close_writer(w, timing, truncated) {
+                    self.retry_later(e)?;
+                    continue;
+                }
+            }
+            break;
         }
         self.cutter.restart();
         Ok(())
