@@ -130,6 +130,9 @@ pub struct Segmenter {
     bytes_in: u64,
     junk: u64,
     hold_limit: Option<usize>,
+    /// Partial segments given up on, closed as truncated once the spool
+    /// takes writes again.
+    abandoned: Vec<SegmentWriter>,
 }
 
 impl Segmenter {
@@ -164,6 +167,7 @@ impl Segmenter {
             bytes_in: 0,
             junk: 0,
             hold_limit: None,
+            abandoned: Vec::new(),
         };
         match segmenter.try_hold() {
             Ok(_) => Ok(segmenter),
@@ -660,11 +664,23 @@ impl Segmenter {
     }
 
     /// Begins the next segment, marking the first one after a restart or
-    /// a gap.
+    /// a gap. Partials given up on earlier are closed first.
     fn begin(&mut self) -> Result<SegmentWriter, SpoolError> {
         let job = self.job.to_string();
         let spool =
             self.spool.as_mut().ok_or_else(|| SpoolError::Locked { job, path: std::path::PathBuf::new() })?;
+        while !self.abandoned.is_empty() {
+            let old = self.abandoned.remove(0);
+            match spool.close_abandoned(old) {
+                Ok(Some(m)) => self.events.push(EngineToCtl::SegmentClosed(m)),
+                Ok(None) => {}
+                Err(failed) => {
+                    let (e, old) = *failed;
+                    self.abandoned.insert(0, old);
+                    return Err(e);
+                }
+            }
+        }
         let mut w = spool.begin()?;
         if std::mem::take(&mut self.discontinuity) {
             w.mark_discontinuity(0);
@@ -682,8 +698,9 @@ impl Segmenter {
     /// the stream broke off rather than ended). A segmenter still waiting
     /// for its job waits up to 5 s more for it, and one whose spool refuses
     /// writes retries for up to 5 s; then what it held is reported lost
-    /// (a partial already on disk stays, and is closed as truncated when
-    /// the job is next opened).
+    /// (recorded as a gap on the next segment; a partial already on disk is
+    /// closed as truncated before the next segment begins, or when the job
+    /// is next opened).
     pub fn finish(&mut self, truncated: bool) -> Result<(), SpoolError> {
         if self.spool.is_none() && !self.waiting.is_empty() {
             let deadline = Instant::now() + FINISH_WAIT;
@@ -741,12 +758,19 @@ impl Segmenter {
 
     /// Gives up what is held: the partial files stay on disk (recovered as
     /// truncated segments when the job is next opened).
+    /// The lost bytes are recorded as a gap (estimated from the stream's
+    /// rate) on the next segment, if there is one.
     fn abandon(&mut self) {
+        let lost = self.held() as u64;
+        if lost > 0 {
+            self.gap = Some(GapMark { end_pts: None, bytes: lost, rate: self.rate(), seq: None });
+        }
+        self.discontinuity = true;
         self.stall = None;
         self.waiting.clear();
         self.carry = None;
-        self.closing = None;
-        self.current = None;
+        self.abandoned.extend(self.closing.take().map(|(w, ..)| w));
+        self.abandoned.extend(self.current.take());
         self.splitter = PacketSplitter::new();
         self.counters.held_bytes.store(0, Relaxed);
         self.cutter.restart();
@@ -943,6 +967,41 @@ mod tests {
         let c = events.job_counters("prog").snapshot("prog");
         assert_eq!((c.gaps, c.gap_90k), (1, gapped[0].gap_90k), "{c:?}");
         assert!(c.dropped_bytes > 0 && c.dropped_bytes % 188 == 0, "{c:?}");
+        drop(seg);
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn a_stream_that_ends_while_full_is_closed_truncated_once_there_is_room() {
+        let (root, spool, spec) = setup("abandon");
+        let events = SpoolEvents::default();
+        let mut seg = Segmenter::open(&spool, &spec, events.clone()).unwrap();
+        seg.push(&stream(0, 25), 0).unwrap();
+        seg.set_min_free_bytes(u64::MAX);
+        seg.gate = FreeSpaceGate::new(Duration::ZERO, 0);
+        seg.push(&stream(25, 10), 0).unwrap();
+        assert!(seg.stalled());
+        // The source leaves while the spool is full: 5 s of retries, then lost.
+        assert!(matches!(seg.finish(true), Err(SpoolError::Full { .. })));
+        assert!(!seg.stalled());
+        seg.set_min_free_bytes(0);
+        // The next connection.
+        seg.push(&stream(100, 15), 0).unwrap();
+        seg.finish(false).unwrap();
+        let got = manifests(&events);
+        let seqs: Vec<u64> = got.iter().map(|m| m.sequence).collect();
+        assert_eq!(seqs, vec![0, 1, 2, 3, 4], "{got:?}");
+        assert!(got[2].truncated, "the partial of the full spool is closed as truncated: {got:?}");
+        assert_eq!(got[2].duration_90k, 5 * 9000, "with what reached its file");
+        assert!(got[3].discontinuity && got[3].gap_90k > 0, "the loss is recorded: {got:?}");
+        let c = events.job_counters("prog").snapshot("prog");
+        assert_eq!((c.gaps, c.gap_90k), (1, got[3].gap_90k));
+        let partials = std::fs::read_dir(root.join("prog"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+            .count();
+        assert_eq!(partials, 0);
         drop(seg);
         let _ = std::fs::remove_dir_all(root);
     }

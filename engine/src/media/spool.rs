@@ -566,6 +566,25 @@ impl JobSpool {
         sync_dir(&dir)
     }
 
+    /// Closes a segment given up on (the spool refused its writes too long)
+    /// as a truncated segment of what reached its file, as if a crash had
+    /// left it; bytes still pending are dropped. On failure the writer
+    /// comes back, to try again later.
+    pub fn close_abandoned(
+        &mut self,
+        w: SegmentWriter,
+    ) -> Result<Option<SegmentManifest>, Box<(SpoolError, SegmentWriter)>> {
+        if let Err(e) = w.file.sync_all() {
+            return Err(Box::new((io_err(&w.partial)(e), w)));
+        }
+        let (seq, path) = (w.seq, w.partial.clone());
+        if !path.exists() {
+            // Already closed by an earlier attempt.
+            return Ok(None);
+        }
+        self.recover(seq, &path).map_err(|e| Box::new((e, w)))
+    }
+
     /// Closes a partial left by a crash as a truncated segment (cut to whole
     /// packets), or quarantines it when it holds no whole packet. The file
     /// is streamed (hashed and parsed as it is read), never held in memory.
