@@ -339,7 +339,8 @@ impl Segmenter {
                 st.dropped += n as u64;
             }
         }
-        let held = self.held() as u64;
+        // Outside a stall the writer's own buffer is not a hold.
+        let held = if self.stall.is_some() { self.held() as u64 } else { 0 };
         self.counters.held_bytes.store(held, Relaxed);
         self.counters.held_bytes_max.fetch_max(held, Relaxed);
     }
