@@ -743,6 +743,7 @@ mod tests {
         let total: u64 = got.iter().map(|m| m.duration_90k + m.gap_90k).sum();
         assert_eq!(total, 85 * 9000, "audio written plus the gap is the whole stream: {got:?}");
         let c = events.job_counters("prog").snapshot("prog");
+        println!("gap {:.3} s, {c:?}", gapped[0].gap_90k as f64 / 90_000.0);
         assert_eq!((c.gaps, c.gap_90k), (1, gapped[0].gap_90k), "{c:?}");
         assert!(c.dropped_bytes > 0 && c.dropped_bytes % 188 == 0, "{c:?}");
         drop(seg);
@@ -773,6 +774,7 @@ mod tests {
         assert_eq!(got[2].duration_90k, 5 * 9000, "with what reached its file");
         assert!(got[3].discontinuity && got[3].gap_90k > 0, "the loss is recorded: {got:?}");
         let c = events.job_counters("prog").snapshot("prog");
+        println!("estimated gap {:.3} s, {c:?}", got[3].gap_90k as f64 / 90_000.0);
         assert_eq!((c.gaps, c.gap_90k), (1, got[3].gap_90k));
         let partials = std::fs::read_dir(root.join("prog"))
             .unwrap()
