@@ -418,7 +418,7 @@ impl NodeService {
         sha256: &str,
     ) -> zbus::Result<()>;
 
-    /// Something needs attention: kind is `silence`, `xrun`, `engine`, `spool_full`, `upload_failing`, `quarantine`, `upload_conflict`, `srt_down` or `state_file`.
+    /// Something needs attention: kind is `silence`, `xrun`, `engine`, `spool_full`, `upload_failing`, `quarantine`, `upload_conflict`, `srt_down`, `segment_gap` or `state_file`.
     #[zbus(signal)]
     async fn alarm(emitter: &SignalEmitter<'_>, kind: &str, flow: &str, message: &str) -> zbus::Result<()>;
 
@@ -646,6 +646,15 @@ async fn forward_events(
                         NodeService::recording_closed(&emitter, r.flow.as_str(), r.output.as_str(), &r.path, r.duration_ms, r.bytes, &r.sha256).await
                     }
                     EngineToCtl::SegmentClosed(m) => {
+                        if m.gap_90k > 0 {
+                            let message = format!(
+                                "{:.3} s of audio lost before segment {} ({}): the spool refused writes for longer than the memory hold",
+                                m.gap_90k as f64 / 90_000.0,
+                                m.sequence,
+                                m.path
+                            );
+                            let _ = NodeService::alarm(&emitter, "segment_gap", m.job.as_str(), &message).await;
+                        }
                         NodeService::segment_closed(&emitter, m.job.as_str(), m.sequence, &m.path, m.bytes, &m.sha256).await
                     }
                     EngineToCtl::Meters { flow, channels, loudness } if !channels.is_empty() => {

@@ -497,6 +497,7 @@ fn handle_event(session: &mut Session, shared: &Arc<Shared>, msg: EngineToCtl) {
             let periods = shared.periods.lock().map(|p| p.clone()).unwrap_or_default();
             shared.metrics.record_stats(&stats.flows, &periods);
             shared.metrics.record_pulls(&stats.pulls);
+            shared.metrics.record_segment_jobs(&stats.segment_jobs);
         }
         EngineToCtl::Hello { engine_version, pid, .. } => {
             tracing::info!(%engine_version, pid, "engine said hello");
@@ -508,6 +509,12 @@ fn handle_event(session: &mut Session, shared: &Arc<Shared>, msg: EngineToCtl) {
         }
         EngineToCtl::SegmentClosed(m) => {
             tracing::info!(job = %m.job, sequence = m.sequence, bytes = m.bytes, "segment closed");
+            if m.gap_90k > 0 {
+                tracing::warn!(
+                    job = %m.job, sequence = m.sequence, lost_s = m.gap_90k as f64 / 90_000.0,
+                    "audio lost before this segment (recorded in its manifest)"
+                );
+            }
             let label = crate::metrics::JobLabel { job: m.job.to_string() };
             shared.metrics.segments.get_or_create(&label).inc();
             shared.metrics.segment_bytes.get_or_create(&label).inc_by(m.bytes);

@@ -15,7 +15,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
-use airlift_ipc::message::{ChannelMeter, FlowStats, Loudness, PROCESS_LOAD_BUCKETS, PullStats};
+use airlift_ipc::message::{
+    ChannelMeter, FlowStats, Loudness, PROCESS_LOAD_BUCKETS, PullStats, SegmentJobStats,
+};
 
 /// Labels naming a flow.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -151,6 +153,12 @@ pub struct Metrics {
     pub segments: Family<JobLabel, Counter>,
     /// Bytes of closed segments, per job.
     pub segment_bytes: Family<JobLabel, Counter>,
+    segment_stalls: Family<JobLabel, Counter>,
+    segment_held: Family<JobLabel, Gauge>,
+    segment_dropped: Family<JobLabel, Counter>,
+    segment_gaps: Family<JobLabel, Counter>,
+    segment_gap_seconds: Family<JobLabel, Counter<f64, AtomicU64>>,
+    pull_junk: Family<JobLabel, Counter>,
     pull_connects: Family<JobLabel, Counter>,
     pull_bytes: Family<JobLabel, Counter>,
     pull_packets: Family<JobLabel, Counter>,
@@ -312,6 +320,12 @@ impl Metrics {
             srt_retransmits: Family::default(),
             srt_bytes: Family::default(),
             segment_bytes: Family::default(),
+            segment_stalls: Family::default(),
+            segment_held: Family::default(),
+            segment_dropped: Family::default(),
+            segment_gaps: Family::default(),
+            segment_gap_seconds: Family::default(),
+            pull_junk: Family::default(),
             pull_connects: Family::default(),
             pull_bytes: Family::default(),
             pull_packets: Family::default(),
@@ -469,6 +483,36 @@ impl Metrics {
             m.srt_bytes.clone(),
         );
         registry.register("segment_bytes", "Bytes of segments closed in the spool", m.segment_bytes.clone());
+        registry.register(
+            "segment_stalls",
+            "Times the spool refused a segment job's writes (full, or below its free-space floor)",
+            m.segment_stalls.clone(),
+        );
+        registry.register(
+            "segment_held_bytes",
+            "Bytes a segment job holds in memory while the spool refuses writes",
+            m.segment_held.clone(),
+        );
+        registry.register(
+            "segment_dropped_bytes",
+            "Bytes a segment job dropped (oldest first) because its memory hold was full",
+            m.segment_dropped.clone(),
+        );
+        registry.register(
+            "segment_gaps",
+            "Gaps recorded in a segment job's manifests",
+            m.segment_gaps.clone(),
+        );
+        registry.register(
+            "segment_gap_seconds",
+            "Audio lost in gaps recorded in a segment job's manifests",
+            m.segment_gap_seconds.clone(),
+        );
+        registry.register(
+            "pull_junk_bytes",
+            "Bytes of a pulled stream that did not parse as TS (they count towards the segment size)",
+            m.pull_junk.clone(),
+        );
         registry.register("pull_connects", "Connections a pull job made", m.pull_connects.clone());
         registry.register("pull_received_bytes", "Bytes a pull job received", m.pull_bytes.clone());
         registry.register("pull_packets", "TS packets a pull job read", m.pull_packets.clone());
@@ -568,12 +612,31 @@ impl Metrics {
         counter.inc_by(if now >= prev { now - prev } else { now });
     }
 
+    /// Folds the segment jobs of one engine stats report in (spool
+    /// stalls, memory hold, drops and gaps).
+    pub fn record_segment_jobs(&self, jobs: &[SegmentJobStats]) {
+        for j in jobs {
+            let l = JobLabel { job: j.job.clone() };
+            let key = format!("segments/{}", j.job);
+            self.grow(&self.segment_stalls.get_or_create(&l), &key, "stalls", j.stalls);
+            self.grow(&self.segment_dropped.get_or_create(&l), &key, "dropped", j.dropped_bytes);
+            self.grow(&self.segment_gaps.get_or_create(&l), &key, "gaps", j.gaps);
+            let Ok(mut last) = self.last.lock() else { continue };
+            let prev = last.insert((key, "gap_90k"), j.gap_90k).unwrap_or(0);
+            drop(last);
+            let delta = if j.gap_90k >= prev { j.gap_90k - prev } else { j.gap_90k };
+            self.segment_gap_seconds.get_or_create(&l).inc_by(delta as f64 / 90_000.0);
+            self.segment_held.get_or_create(&l).set(i64::try_from(j.held_bytes).unwrap_or(i64::MAX));
+        }
+    }
+
     /// Folds the pull jobs of one engine stats report in; series of jobs
     /// no longer reported are dropped.
     pub fn record_pulls(&self, pulls: &[PullStats]) {
         for p in pulls {
             let l = JobLabel { job: p.job.clone() };
             let key = format!("pull/{}", p.job);
+            self.grow(&self.pull_junk.get_or_create(&l), &key, "junk", p.junk_bytes);
             self.grow(&self.pull_connects.get_or_create(&l), &key, "connects", p.connects);
             self.grow(&self.pull_bytes.get_or_create(&l), &key, "bytes", p.bytes);
             self.grow(&self.pull_packets.get_or_create(&l), &key, "packets", p.packets);
@@ -610,6 +673,7 @@ impl Metrics {
                 &self.pull_cc_errors,
                 &self.pull_unparsable,
                 &self.pull_forced_cuts,
+                &self.pull_junk,
             ] {
                 fam.remove(&l);
             }
@@ -816,4 +880,38 @@ fn to_prometheus_text(open_metrics: &str) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_gaps_and_pull_junk_are_exported_as_counters() {
+        let m = Metrics::new();
+        let job = |gap_90k, gaps| SegmentJobStats {
+            job: "main".into(),
+            stalls: 1,
+            held_bytes: 4096,
+            held_bytes_max: 8192,
+            dropped_bytes: 376,
+            gaps,
+            gap_90k,
+            junk_bytes: 0,
+        };
+        m.record_segment_jobs(&[job(90_000, 1)]);
+        m.record_segment_jobs(&[job(225_000, 2)]);
+        m.record_pulls(&[PullStats { job: "cam".into(), junk_bytes: 1316, ..Default::default() }]);
+        let text = m.encode();
+        for line in [
+            "airlift_segment_gap_seconds_total{job=\"main\"} 2.5",
+            "airlift_segment_gaps_total{job=\"main\"} 2",
+            "airlift_segment_stalls_total{job=\"main\"} 1",
+            "airlift_segment_dropped_bytes_total{job=\"main\"} 376",
+            "airlift_segment_held_bytes{job=\"main\"} 4096",
+            "airlift_pull_junk_bytes_total{job=\"cam\"} 1316",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
+        }
+    }
 }

@@ -94,7 +94,7 @@ struct LimitArgs {
     #[arg(long)]
     max_pulls: Option<usize>,
     /// Free MiB the spool's file system must keep; below it segment jobs
-    /// stop as failed (default 64).
+    /// hold their stream in memory and wait (default 64).
     #[arg(long)]
     spool_min_free_mb: Option<u64>,
 }
@@ -254,7 +254,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .find(|(n, _)| n.as_str() == p.job)
                     .map_or_else(|| "Stopped".to_owned(), |(_, j)| format!("{:?}", j.status().state()));
                 println!(
-                    "pull {}: {}, {} connects, {} bytes, {} packets, {:.2} Mbit/s, {} CC errors, {} unparsable packets, PCR jitter {} us, {} segments ({} cut at the size limit), last key frame {:?} ms ago",
+                    "pull {}: {}, {} connects, {} bytes, {} packets, {:.2} Mbit/s, {} CC errors, {} unparsable packets, {} junk bytes, PCR jitter {} us, {} segments ({} cut at the size limit), last key frame {:?} ms ago",
                     p.job,
                     state,
                     p.connects,
@@ -263,10 +263,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     p.bitrate_bps as f64 / 1e6,
                     p.cc_errors,
                     p.unparsable_packets,
+                    p.junk_bytes,
                     p.pcr_jitter_us,
                     p.segments,
                     p.forced_cuts,
                     p.since_key_frame_ms
+                );
+            }
+            for j in node.stats().segment_jobs {
+                println!(
+                    "segments {}: {} stalls, {} bytes held at most, {} bytes dropped, {} gaps, {:.3} s lost, {} junk bytes",
+                    j.job,
+                    j.stalls,
+                    j.held_bytes_max,
+                    j.dropped_bytes,
+                    j.gaps,
+                    j.gap_90k as f64 / 90_000.0,
+                    j.junk_bytes
                 );
             }
             node.shutdown(&mut events);

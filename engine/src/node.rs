@@ -486,10 +486,15 @@ impl Node {
                     segments: get(&s.segments),
                     forced_cuts: get(&s.forced_cuts),
                     since_key_frame_ms: s.since_key_ms(),
+                    junk_bytes: get(&s.junk_bytes),
                 }
             })
             .collect();
-        EngineStats { flows: self.running.values().map(RunningFlow::stats).collect(), pulls }
+        EngineStats {
+            flows: self.running.values().map(RunningFlow::stats).collect(),
+            pulls,
+            segment_jobs: self.options.spool_events.job_stats(),
+        }
     }
 
     /// State and statistics of every SRT link, by flow. Control thread only.

@@ -2,7 +2,8 @@
 //! every segment probes clean, the concatenation is the continuous stream
 //! (sample count, phase-continuous sine), manifests match the files,
 //! sequence numbers continue across runs, crash leftovers are recovered
-//! or quarantined, and SIGKILL mid-segment loses nothing reported.
+//! or quarantined, SIGKILL mid-segment loses nothing reported, and a spool
+//! on a small tmpfs that fills up for seconds costs no audio and no flow.
 
 mod common;
 
@@ -10,7 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use airlift_ipc::message::SegmentManifest;
+use airlift_engine::graph::BuildOptions;
+use airlift_engine::media::spool::Spool;
+use airlift_engine::node::Node;
+use airlift_engine::rt::thread::RealtimeRequest;
+use airlift_ipc::message::{EngineToCtl, FlowState, SegmentJobStats, SegmentManifest};
+use airlift_ipc::spec::DesiredState;
 use common::{TempDir, decode_errors, ffprobe, render, run_engine, wait_for};
 use sha2::{Digest, Sha256};
 
@@ -232,8 +238,10 @@ fn sigkill_mid_segment_loses_no_reported_segment_and_the_partial_is_recovered() 
     assert_eq!(seqs.len(), all.len());
 }
 
+/// A spool that never has room: the flow holds its stream while it runs,
+/// and at the end (5 s more of retries) reports what was lost.
 #[test]
-fn a_full_spool_stops_the_segments_with_a_clear_error_and_leaves_nothing_half_done() {
+fn a_spool_that_never_has_room_reports_the_loss_and_leaves_nothing_half_done() {
     let dir = TempDir::new("segments-full");
     let file = dir.path("flows.toml");
     std::fs::write(&file, segment_flow(2)).unwrap();
@@ -248,4 +256,174 @@ fn a_full_spool_stops_the_segments_with_a_clear_error_and_leaves_nothing_half_do
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("segments stop") && log.contains("is full"), "{log}");
     assert!(manifests(&dir.path("spool"), "prog").is_empty());
+}
+
+/// A tmpfs mounted for a test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (e.g. `20M`) on `dir`; `None` when this
+    /// process may not mount (not root).
+    fn mount(dir: &Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Self(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fills the file system of `path` to the last byte with a file there;
+/// returns its size.
+fn fill(path: &Path) -> u64 {
+    use std::io::Write as _;
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 1 << 16];
+    let mut total = 0;
+    while let Ok(n) = f.write(&chunk) {
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+    }
+    let _ = f.sync_all();
+    total
+}
+
+/// Closed segments (`.ts` in the dated folders) without a manifest.
+fn orphans(spool: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![spool.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "ts") && !p.with_extension("json").exists() {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn poll_for(node: &mut Node, d: Duration, events: &mut Vec<EngineToCtl>) {
+    let end = std::time::Instant::now() + d;
+    while std::time::Instant::now() < end {
+        node.poll(events);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    node.poll(events);
+}
+
+fn job_stats(node: &Node, job: &str) -> SegmentJobStats {
+    node.stats().segment_jobs.into_iter().find(|j| j.job == job).unwrap_or_default()
+}
+
+#[test]
+fn a_spool_filled_below_its_floor_for_5_s_keeps_the_flow_running_and_loses_no_audio() {
+    fill_for_5_s("segments-tmpfs-floor", 4 * 1024 * 1024);
+}
+
+/// Without a floor every write meets ENOSPC itself.
+#[test]
+fn a_spool_out_of_space_for_5_s_keeps_the_flow_running_and_loses_no_audio() {
+    fill_for_5_s("segments-tmpfs-enospc", 0);
+}
+
+/// A flow (tone → AAC, 1 s segments) records on a 20 MiB tmpfs with a free
+/// space floor of `floor` bytes; after 3 s the file system is filled to
+/// the last byte for 5 s, then freed; the flow runs 4 s more.
+fn fill_for_5_s(tag: &str, floor: u64) {
+    let dir = TempDir::new(tag);
+    let spool = dir.path("spool");
+    let Some(_tmpfs) = Tmpfs::mount(&spool, "20M") else {
+        eprintln!("skipped: cannot mount a tmpfs (not root)");
+        return;
+    };
+    let mut root = Spool::new(&spool);
+    root.min_free_bytes = floor;
+    let options = BuildOptions { spool: root, base_dir: dir.0.clone(), ..BuildOptions::default() };
+    let mut node = Node::new(options, RealtimeRequest::default());
+    let state: DesiredState = toml::from_str(&segment_flow(1)).unwrap();
+    let mut events = Vec::new();
+    node.apply_state(&state, &mut events).unwrap();
+    poll_for(&mut node, Duration::from_secs(3), &mut events);
+    let before = manifests(&spool, "prog");
+    assert!(before.len() >= 2, "{before:?}");
+
+    // Fill the file system to the last byte (ENOSPC, and far below the floor) for 5 s.
+    let filler = spool.join("filler");
+    let filled = fill(&filler);
+    let mut held_max = 0;
+    for _ in 0..10 {
+        poll_for(&mut node, Duration::from_millis(500), &mut events);
+        assert!(orphans(&spool).is_empty(), "a segment without a manifest: {:?}", orphans(&spool));
+        held_max = held_max.max(job_stats(&node, "prog").held_bytes);
+    }
+    let during = job_stats(&node, "prog");
+    let closed_during = manifests(&spool, "prog").len() - before.len();
+    std::fs::remove_file(&filler).unwrap();
+    poll_for(&mut node, Duration::from_secs(4), &mut events);
+    assert!(node.flow("seg").is_some(), "the flow stopped");
+    let after = job_stats(&node, "prog");
+    node.shutdown(&mut events);
+
+    let failed: Vec<_> = events
+        .iter()
+        .filter(|e| matches!(e, EngineToCtl::FlowState { state: FlowState::Failed { .. }, .. }))
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    println!(
+        "filled {filled} bytes; during: {during:?} ({closed_during} segments closed), held at most {held_max} bytes; after: {after:?}"
+    );
+    assert!(during.stalls >= 1 && held_max > 0, "the segmenter saw the full spool: {during:?}");
+    assert_eq!(after.held_bytes, 0, "everything held was written");
+    assert!(orphans(&spool).is_empty(), "{:?}", orphans(&spool));
+    let partials: Vec<_> = std::fs::read_dir(spool.join("prog"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".partial"))
+        .collect();
+    assert!(partials.is_empty(), "{partials:?}");
+
+    let all = manifests(&spool, "prog");
+    let seqs: Vec<u64> = all.iter().map(|m| m.sequence).collect();
+    assert_eq!(seqs, (0..all.len() as u64).collect::<Vec<_>>(), "numbers continue, none reused");
+    let gaps: u64 = all.iter().map(|m| m.gap_90k).sum();
+    assert_eq!(gaps, after.gap_90k, "the manifests and the counter agree on the gap");
+    assert_eq!(all.iter().filter(|m| m.gap_90k > 0).count() as u64, after.gaps);
+    let total: u64 = all.iter().map(|m| m.duration_90k + m.gap_90k).sum();
+    println!(
+        "{} segments, {:.3} s archived, gap {:.3} s",
+        all.len(),
+        total as f64 / 90_000.0,
+        gaps as f64 / 90_000.0
+    );
+    assert!((11.0..13.5).contains(&(total as f64 / 90_000.0)), "a 12 s run: {total}");
+    let mut concat = Vec::new();
+    for m in &all {
+        assert!(!m.truncated, "{m:?}");
+        concat.extend_from_slice(&std::fs::read(check_manifest(&spool, m)).unwrap());
+    }
+    let whole = dir.path("all.ts");
+    std::fs::write(&whole, &concat).unwrap();
+    if gaps == 0 {
+        // Nothing lost: the stream held in memory went out whole.
+        let samples = decode(&whole);
+        let body = &samples[4096..samples.len() - 4096];
+        let (r, at) = worst_residual(body, 1000.0, 48_000.0);
+        println!("worst sine residual {r:.5} at sample {at}");
+        assert!(r < 0.004, "discontinuity of {r} at {}", at + 4096);
+    }
 }

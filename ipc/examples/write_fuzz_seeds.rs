@@ -39,6 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         EngineToCtl::Stats(EngineStats {
             flows: vec![FlowStats { flow: "main".into(), ..Default::default() }],
             pulls: vec![PullStats { job: "cam".into(), ..Default::default() }],
+            segment_jobs: vec![SegmentJobStats { job: "cam".into(), ..Default::default() }],
         }),
         EngineToCtl::RecordingClosed(RecordingClosed {
             flow: name.clone(),

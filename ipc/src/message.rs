@@ -306,6 +306,33 @@ pub struct EngineStats {
     /// Per pull job statistics.
     #[serde(default)]
     pub pulls: Vec<PullStats>,
+    /// Per segment job (flow segments outputs and pull jobs) writing
+    /// statistics: spool stalls, held and dropped bytes, gaps.
+    #[serde(default)]
+    pub segment_jobs: Vec<SegmentJobStats>,
+}
+
+/// How one segment job's writing went: a full spool (or one below its
+/// free-space floor) stalls it; it holds what arrives in memory, drops the
+/// oldest when the hold is full, and records the lost audio as a gap.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SegmentJobStats {
+    /// The job.
+    pub job: String,
+    /// Times the spool refused writes.
+    pub stalls: u64,
+    /// Bytes held in memory now (0 unless stalled).
+    pub held_bytes: u64,
+    /// Most bytes held at once.
+    pub held_bytes_max: u64,
+    /// Bytes dropped because the hold was full.
+    pub dropped_bytes: u64,
+    /// Gaps recorded in manifests.
+    pub gaps: u64,
+    /// Audio lost in those gaps, in 90 kHz ticks.
+    pub gap_90k: u64,
+    /// Bytes that did not parse as TS.
+    pub junk_bytes: u64,
 }
 
 /// Statistics of one pull job.
@@ -333,6 +360,10 @@ pub struct PullStats {
     pub forced_cuts: u64,
     /// Milliseconds since the last key frame, if one was seen.
     pub since_key_frame_ms: Option<u64>,
+    /// Bytes that did not parse as TS (outside any packet, or in packets
+    /// that did not parse); they count towards the segment size.
+    #[serde(default)]
+    pub junk_bytes: u64,
 }
 
 /// Statistics of one flow.

@@ -3,6 +3,9 @@
 //! (audio-only: at an audio PES). Each job runs on its own thread
 //! (`airlift-pull-<job>`) that connects (caller with backoff, or listener),
 //! reads, cuts and writes; a no-data watchdog drops a silent connection.
+//! A full spool does not stop a job (the segmenter holds the stream, see
+//! [`crate::media::segment`]); junk input is counted and bounded by the
+//! segment size and the wall-clock limit.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,7 +18,7 @@ use airlift_ipc::units::Name;
 use crate::io::worker::{Worker, WorkerContext};
 use crate::media::link::{self as srt_link, Backoff, SrtEndpoint, log_failure, pause};
 use crate::media::segment::Segmenter;
-use crate::media::spool::{Spool, SpoolEvents};
+use crate::media::spool::{Spool, SpoolError, SpoolEvents};
 use crate::media::srt::{SRT_PAYLOAD, SrtError, SrtSocket};
 
 /// A pull job that cannot start.
@@ -51,6 +54,9 @@ pub struct PullStatus {
     pub cc_errors: AtomicU64,
     /// Packets that did not parse.
     pub garbage: AtomicU64,
+    /// Bytes that did not parse as TS (outside packets or in packets that
+    /// did not parse).
+    pub junk_bytes: AtomicU64,
     /// Largest PCR jitter, microseconds.
     pub pcr_jitter_us: AtomicU64,
     /// Segments closed.
@@ -196,6 +202,9 @@ fn run(
         publish(&segmenter, status);
         let failure = match (&outcome, closed) {
             (Outcome::Failed(reason), _) => Some(reason.clone()),
+            // A spool that still refuses writes cost what was held (logged
+            // and counted); the job goes on with the next connection.
+            (_, Err(SpoolError::Full { .. })) => None,
             (_, Err(e)) => Some(e.to_string()),
             _ => None,
         };
@@ -236,6 +245,7 @@ fn publish(segmenter: &Segmenter, status: &PullStatus) {
     status.packets.store(r.packets, Ordering::Relaxed);
     status.cc_errors.store(r.cc_errors, Ordering::Relaxed);
     status.garbage.store(r.garbage, Ordering::Relaxed);
+    status.junk_bytes.store(segmenter.junk_bytes(), Ordering::Relaxed);
     status.pcr_jitter_us.store(r.pcr_jitter_us, Ordering::Relaxed);
     status.forced_cuts.store(segmenter.cutter().forced_cuts(), Ordering::Relaxed);
     status.segments.store(segmenter.closed(), Ordering::Relaxed);

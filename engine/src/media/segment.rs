@@ -9,19 +9,52 @@
 //! segment: until the old one lets go, the new one keeps what arrives in
 //! memory (at most [`MAX_WAITING`] bytes), then continues with the next
 //! sequence number, its first segment marked as a discontinuity.
+//!
+//! A full spool is a pause, not a failure. When a write is refused (ENOSPC,
+//! EDQUOT) or the file system has less free space than the spool's floor
+//! (looked at with `statvfs` every 250 ms or 1 MiB, see [`FreeSpaceGate`]),
+//! the segmenter keeps what it accepted (byte-exact, in the open segment's
+//! writer) and holds what arrives in memory, up to [`HOLD_SECONDS`] of the
+//! stream; it tries again after 100 ms, doubling to 2 s, on the pushes that
+//! follow (it never sleeps on the worker). When the spool takes writes
+//! again it writes everything in order: nothing lost, the segment in
+//! progress closed normally. If the hold overflowed, the oldest bytes
+//! (whole packets) were dropped: the segment in progress is closed where
+//! the written audio ends, and the next one is marked `discontinuity` with
+//! the lost audio as `gap_90k` (from PTS, else from bytes and the stream's
+//! rate), counted in the job's [`SegmentJobCounters`] and logged. Only a
+//! refusal lasting [`STALL_FAILS_AFTER`] fails the job.
+//!
+//! Hostile input is bounded: bytes that are not TS packets are written as
+//! they came but count towards the segment's `max_bytes` and the job's
+//! junk counter, and a segment is cut at the wall-clock limit
+//! ([`wall_limit`], three times the target) whatever arrives.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
 
 use airlift_ipc::message::{EngineToCtl, FlowState};
 use airlift_ipc::spec::SegmentSpec;
 use airlift_ipc::units::Name;
 
 use crate::media::ffmpeg::TsOutput;
-use crate::media::spool::{JobSpool, SegmentWriter, Spool, SpoolError, SpoolEvents};
-use crate::media::ts::{Cut, Cutter, PAT_PID, PacketSplitter, TS_PACKET};
+use crate::media::spool::{
+    FreeSpaceGate, JobSpool, SegmentJobCounters, SegmentWriter, Spool, SpoolError, SpoolEvents,
+};
+use crate::media::ts::{Cut, Cutter, PAT_PID, PacketSplitter, SegmentTiming, TS_PACKET, wall_limit};
 
-/// TS bytes a segmenter keeps while another writer still holds its job.
+mod hold;
+
+use hold::{GapMark, RETRY_FIRST, RETRY_MAX, Stall};
+pub use hold::{HOLD_MIN, HOLD_SECONDS, STALL_FAILS_AFTER};
+
+/// TS bytes a segmenter keeps while another writer still holds its job,
+/// and at most while the spool refuses writes.
 pub const MAX_WAITING: usize = 32 * 1024 * 1024;
-/// How long [`Segmenter::finish`] waits for the job's lock before giving up.
-const FINISH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long [`Segmenter::finish`] waits for the job's lock (or for the
+/// spool to take what is held) before giving up.
+const FINISH_WAIT: Duration = Duration::from_secs(5);
 
 /// Cuts one job's TS into segments.
 #[derive(Debug)]
@@ -31,16 +64,36 @@ pub struct Segmenter {
     root: Spool,
     /// The job, once this segmenter holds it.
     spool: Option<JobSpool>,
-    /// What arrived before the job was held.
+    /// What arrived before the job was held, or while the spool refuses
+    /// writes (not yet read by the cutter).
     waiting: Vec<u8>,
     /// The next segment begins a new stream after earlier segments of the job.
     discontinuity: bool,
     cutter: Cutter,
     splitter: PacketSplitter,
     current: Option<SegmentWriter>,
+    /// A cut segment the spool refused to close (retried first).
+    closing: Option<(SegmentWriter, SegmentTiming, bool)>,
+    /// A piece the cutter read but no segment took (the spool refused to
+    /// begin one); with whether its segment starts with PAT and PMT.
+    carry: Option<(Vec<u8>, bool)>,
+    stall: Option<Stall>,
+    gap: Option<GapMark>,
+    gate: FreeSpaceGate,
     events: SpoolEvents,
+    counters: Arc<SegmentJobCounters>,
     failed: Option<String>,
     closed: u64,
+    opened: Instant,
+    /// When the open segment began (for the wall-clock limit).
+    segment_started: Instant,
+    wall_limit: Duration,
+    bytes_in: u64,
+    junk: u64,
+    hold_limit: Option<usize>,
+    /// Partial segments given up on, closed as truncated once the spool
+    /// takes writes again.
+    abandoned: Vec<SegmentWriter>,
 }
 
 impl Segmenter {
@@ -49,18 +102,33 @@ impl Segmenter {
     /// When another writer still holds the job, the segmenter waits for
     /// it (see the module docs); other spool errors are returned.
     pub fn open(spool: &Spool, spec: &SegmentSpec, events: SpoolEvents) -> Result<Self, SpoolError> {
+        let target_90k = u64::from(u32::from(spec.target_seconds)) * 90_000;
+        let now = Instant::now();
         let mut segmenter = Self {
             job: spec.job.clone(),
             root: spool.clone(),
             spool: None,
             waiting: Vec::new(),
             discontinuity: false,
-            cutter: Cutter::new(u64::from(u32::from(spec.target_seconds)) * 90_000, spec.max_bytes),
+            cutter: Cutter::new(target_90k, spec.max_bytes),
             splitter: PacketSplitter::new(),
             current: None,
+            closing: None,
+            carry: None,
+            stall: None,
+            gap: None,
+            gate: FreeSpaceGate::default(),
+            counters: events.job_counters(spec.job.as_str()),
             events,
             failed: None,
             closed: 0,
+            opened: now,
+            segment_started: now,
+            wall_limit: wall_limit(target_90k),
+            bytes_in: 0,
+            junk: 0,
+            hold_limit: None,
+            abandoned: Vec::new(),
         };
         match segmenter.try_hold() {
             Ok(_) => Ok(segmenter),
@@ -94,6 +162,11 @@ impl Segmenter {
         self.spool.is_some()
     }
 
+    /// Whether the spool refuses writes now (what arrives is held in memory).
+    pub fn stalled(&self) -> bool {
+        self.stall.is_some()
+    }
+
     /// The cutter (reader statistics, forced cuts).
     pub fn cutter(&self) -> &Cutter {
         &self.cutter
@@ -109,17 +182,42 @@ impl Segmenter {
         self.current.as_ref().map_or(0, SegmentWriter::bytes)
     }
 
+    /// Bytes that did not parse as TS so far (outside any packet, or in a
+    /// packet that did not parse).
+    pub fn junk_bytes(&self) -> u64 {
+        self.junk
+    }
+
+    /// Holds at most `bytes` while the spool refuses writes instead of
+    /// [`HOLD_SECONDS`] of the stream (tests, small machines).
+    pub fn set_hold_limit(&mut self, bytes: usize) {
+        self.hold_limit = Some(bytes);
+    }
+
+    /// Changes the job's free-space floor (tests).
+    pub fn set_min_free_bytes(&mut self, bytes: u64) {
+        self.root.min_free_bytes = bytes;
+        if let Some(s) = &mut self.spool {
+            s.set_min_free_bytes(bytes);
+        }
+    }
+
     /// Takes the next bytes of the stream (`arrival_us`: arrival clock for
-    /// PCR jitter). After an error the segmenter refuses everything.
+    /// PCR jitter). While the spool refuses writes they are held in memory
+    /// and written (or, past the hold, the oldest dropped and recorded as
+    /// a gap) when it takes them again: `Ok` all the same. An error (other
+    /// I/O errors; a refusal longer than [`STALL_FAILS_AFTER`]) is final:
+    /// after it the segmenter refuses everything.
     pub fn push(&mut self, data: &[u8], arrival_us: u64) -> Result<(), SpoolError> {
         if let Some(reason) = &self.failed {
             return Err(SpoolError::Full { path: self.spool_dir(), reason: reason.clone() });
         }
+        self.bytes_in += data.len() as u64;
         if self.spool.is_none() {
             match self.try_hold() {
                 Ok(_) => {
                     let waiting = std::mem::take(&mut self.waiting);
-                    self.feed(&waiting, arrival_us)?;
+                    self.feed(&waiting, arrival_us, false)?;
                 }
                 Err(SpoolError::Locked { .. }) if self.waiting.len() + data.len() <= MAX_WAITING => {
                     self.waiting.extend_from_slice(data);
@@ -131,25 +229,57 @@ impl Segmenter {
                 }
             }
         }
-        self.feed(data, arrival_us)
+        let now = Instant::now();
+        if self.stall.is_none()
+            && self.gate.due(data.len() as u64, now)
+            && let Some(spool) = &self.spool
+            && let Err(e) = spool.check_free(&self.spool_dir())
+        {
+            self.enter_stall(&e);
+        }
+        if self.stall.is_some() {
+            self.hold(data);
+            if self.stall.as_ref().is_some_and(|s| now >= s.next_retry) {
+                self.resume(arrival_us)?;
+            }
+            if let Some(st) = &self.stall
+                && st.since.elapsed() >= STALL_FAILS_AFTER
+            {
+                let reason =
+                    format!("the spool refused writes for {} s: {}", st.since.elapsed().as_secs(), st.reason);
+                self.failed = Some(reason.clone());
+                return Err(SpoolError::Full { path: self.spool_dir(), reason });
+            }
+            return Ok(());
+        }
+        self.feed(data, arrival_us, true)
     }
 
-    fn feed(&mut self, data: &[u8], arrival_us: u64) -> Result<(), SpoolError> {
+    /// Runs `data` through the splitter and cutter into segments. While the
+    /// spool refuses writes, what is left goes to the hold, in order.
+    /// `wall`: apply the wall-clock limit (not when replaying held bytes).
+    fn feed(&mut self, data: &[u8], arrival_us: u64, wall: bool) -> Result<(), SpoolError> {
         let mut splitter = std::mem::take(&mut self.splitter);
         let mut result = Ok(());
         splitter.push(data, |piece| {
             if result.is_ok() {
-                result = match piece {
-                    Ok(packet) => self.packet(packet, arrival_us),
-                    Err(junk) => self.write(junk),
-                };
+                result = self.take_piece(piece, arrival_us, wall);
             }
         });
+        if self.stall.is_some() {
+            self.waiting.extend_from_slice(splitter.rest());
+            splitter = PacketSplitter::new();
+        }
         self.splitter = splitter;
         if result.is_ok()
+            && self.stall.is_none()
             && let Some(w) = &mut self.current
+            && let Err(e) = w.flush()
         {
-            result = w.flush();
+            result = self.retry_later(e);
+        }
+        if self.stall.is_some() {
+            self.trim_hold();
         }
         if let Err(e) = &result {
             self.failed = Some(e.to_string());
@@ -157,61 +287,206 @@ impl Segmenter {
         result
     }
 
+    /// One piece: written, or held when the spool refuses writes (then
+    /// what the piece did not get to write is held, in order). Only errors
+    /// other than a refusal come back.
+    fn take_piece(
+        &mut self,
+        piece: Result<&[u8], &[u8]>,
+        arrival_us: u64,
+        wall: bool,
+    ) -> Result<(), SpoolError> {
+        let bytes = match piece {
+            Ok(b) | Err(b) => b,
+        };
+        if self.stall.is_some() {
+            self.waiting.extend_from_slice(bytes);
+            return Ok(());
+        }
+        match self.piece(piece, arrival_us, wall) {
+            Ok(()) => Ok(()),
+            Err((e, consumed)) if matches!(e, SpoolError::Full { .. }) => {
+                self.enter_stall(&e);
+                self.waiting.extend_from_slice(&bytes[consumed..]);
+                Ok(())
+            }
+            Err((e, _)) => Err(e),
+        }
+    }
+
     fn spool_dir(&self) -> std::path::PathBuf {
         std::path::PathBuf::from(self.job.as_str())
     }
 
-    fn packet(&mut self, packet: &[u8], arrival_us: u64) -> Result<(), SpoolError> {
-        let (info, cut) = self.cutter.push(packet, arrival_us);
-        if let Some((why, timing)) = cut
-            && let Some(w) = self.current.take()
-        {
-            let m = self.held()?.close(w, timing.first_pts, timing.duration_90k, false)?;
-            if why == Cut::MaxSize {
-                tracing::warn!(job = %self.job, sequence = m.sequence, "segment cut at its maximum size, not at a key frame");
-            }
-            self.closed += 1;
-            self.events.push(EngineToCtl::SegmentClosed(m));
+    /// One piece of the stream: a packet (`Ok`) or bytes that are not one
+    /// (`Err`, junk: kept, counted, and counted towards the size limit).
+    /// On an error, how many of its bytes were taken (written, or kept as
+    /// the carry); the rest is to be fed again.
+    fn piece(
+        &mut self,
+        piece: Result<&[u8], &[u8]>,
+        arrival_us: u64,
+        wall: bool,
+    ) -> Result<(), (SpoolError, usize)> {
+        if wall && self.current.is_some() && self.segment_started.elapsed() >= self.wall_limit {
+            let timing = self.cutter.cut_now(Cut::WallClock);
+            tracing::warn!(job = %self.job, limit_s = self.wall_limit.as_secs(), "segment cut at the wall-clock limit: nothing to cut at arrived in time");
+            self.cut(timing, false).map_err(|e| (e, 0))?;
         }
-        if self.current.is_none() {
-            let mut w = self.begin()?;
-            // Start with PAT and PMT unless the stream does so itself. (The
-            // first segment of a stream starts as the stream does: FFmpeg
-            // writes its SDT before them.)
-            if info.pid != PAT_PID {
-                let (pat, pmt) = self.cutter.reader.psi();
-                let (pat, pmt) = (pat.copied(), pmt.copied());
-                for psi in [pat, pmt].into_iter().flatten() {
-                    w.write(&psi)?;
-                    self.cutter.add_bytes(TS_PACKET as u64);
-                }
-            }
-            self.current = Some(w);
+        match piece {
+            Ok(packet) => self.packet(packet, arrival_us),
+            Err(junk) => self.junk(junk),
         }
-        self.write(packet)
     }
 
-    fn write(&mut self, data: &[u8]) -> Result<(), SpoolError> {
+    fn packet(&mut self, packet: &[u8], arrival_us: u64) -> Result<(), (SpoolError, usize)> {
+        let (info, cut) = self.cutter.push(packet, arrival_us);
+        if info.garbage {
+            self.junk += TS_PACKET as u64;
+            self.counters.junk_bytes.fetch_add(TS_PACKET as u64, Relaxed);
+        }
+        let psi = info.pid != PAT_PID;
+        let carry = |e| (e, TS_PACKET);
+        if let Some((why, timing)) = cut {
+            if why == Cut::MaxSize {
+                tracing::warn!(job = %self.job, "segment cut at its maximum size, not at a key frame");
+            }
+            if let Err(e) = self.cut(timing, false) {
+                self.carry = Some((packet.to_vec(), psi));
+                return Err(carry(e));
+            }
+        }
+        if let Err(e) = self.ensure_open(psi) {
+            self.carry = Some((packet.to_vec(), psi));
+            return Err(carry(e));
+        }
         match &mut self.current {
-            Some(w) => w.write(data),
-            None => {
-                let mut w = self.begin()?;
-                w.write(data)?;
-                self.current = Some(w);
+            Some(w) => w.write(packet).map_err(carry),
+            None => Ok(()),
+        }
+    }
+
+    /// Bytes that are not a packet: written as they came, cutting the
+    /// segment where they would take it past its size limit.
+    fn junk(&mut self, junk: &[u8]) -> Result<(), (SpoolError, usize)> {
+        let mut done = 0;
+        while done < junk.len() {
+            let rest = (junk.len() - done) as u64;
+            if self.current.is_some()
+                && self.cutter.bytes() > 0
+                && self.cutter.bytes() + rest > self.cutter.max_bytes()
+            {
+                let timing = self.cutter.cut_now(Cut::MaxSize);
+                self.cut(timing, false).map_err(|e| (e, done))?;
+            }
+            self.ensure_open(true).map_err(|e| (e, done))?;
+            let room = self.cutter.max_bytes().saturating_sub(self.cutter.bytes()).max(TS_PACKET as u64);
+            let n = rest.min(room) as usize;
+            self.cutter.add_bytes(n as u64);
+            self.junk += n as u64;
+            self.counters.junk_bytes.fetch_add(n as u64, Relaxed);
+            let written = match &mut self.current {
+                Some(w) => w.write(&junk[done..done + n]),
+                None => Ok(()),
+            };
+            done += n;
+            written.map_err(|e| (e, done))?;
+        }
+        Ok(())
+    }
+
+    /// Begins a segment if none is open, starting it with the last PAT and
+    /// PMT when `psi` (unless the stream does so itself: the first segment
+    /// of a stream starts as the stream does).
+    fn ensure_open(&mut self, psi: bool) -> Result<(), SpoolError> {
+        if self.current.is_some() {
+            return Ok(());
+        }
+        let mut w = self.begin()?;
+        if psi {
+            let (pat, pmt) = self.cutter.reader.psi();
+            let (pat, pmt) = (pat.copied(), pmt.copied());
+            for psi in [pat, pmt].into_iter().flatten() {
+                // Accepted even if the disk refuses it (kept pending).
+                let _ = w.write(&psi);
+                self.cutter.add_bytes(TS_PACKET as u64);
+            }
+        }
+        self.segment_started = Instant::now();
+        self.current = Some(w);
+        Ok(())
+    }
+
+    /// Closes the open segment (if any) with `timing`.
+    fn cut(&mut self, timing: SegmentTiming, truncated: bool) -> Result<(), SpoolError> {
+        let timing = self.with_wall(timing);
+        match self.current.take() {
+            Some(w) => self.close_writer(w, timing, truncated),
+            None => Ok(()),
+        }
+    }
+
+    /// The open segment's timing; without PTS in it, its duration is the
+    /// time it took to arrive.
+    fn with_wall(&self, mut timing: SegmentTiming) -> SegmentTiming {
+        if timing == SegmentTiming::default() {
+            timing.duration_90k = self.segment_started.elapsed().as_millis() as u64 * 90;
+        }
+        timing
+    }
+
+    /// Closes `w` and announces it; on a refusal it is kept to close again.
+    fn close_writer(
+        &mut self,
+        mut w: SegmentWriter,
+        timing: SegmentTiming,
+        truncated: bool,
+    ) -> Result<(), SpoolError> {
+        self.apply_gap(&mut w, timing);
+        let Some(spool) = self.spool.as_ref() else {
+            self.closing = Some((w, timing, truncated));
+            return Err(SpoolError::Locked { job: self.job.to_string(), path: std::path::PathBuf::new() });
+        };
+        match spool.close(w, timing.first_pts, timing.duration_90k, truncated) {
+            Ok(m) => {
+                self.closed += 1;
+                self.events.push(EngineToCtl::SegmentClosed(m));
                 Ok(())
             }
+            Err(failed) => {
+                let (e, w) = *failed;
+                self.closing = Some((w, timing, truncated));
+                Err(e)
+            }
         }
     }
 
-    fn held(&mut self) -> Result<&mut JobSpool, SpoolError> {
-        let job = self.job.to_string();
-        self.spool.as_mut().ok_or_else(|| SpoolError::Locked { job, path: std::path::PathBuf::new() })
-    }
-
-    /// Begins the next segment, marking the first one after a restart.
+    /// Begins the next segment, marking the first one after a restart or
+    /// a gap. Partials given up on earlier are closed first.
     fn begin(&mut self) -> Result<SegmentWriter, SpoolError> {
-        let mut w = self.held()?.begin()?;
+        let job = self.job.to_string();
+        let spool =
+            self.spool.as_mut().ok_or_else(|| SpoolError::Locked { job, path: std::path::PathBuf::new() })?;
+        while !self.abandoned.is_empty() {
+            let old = self.abandoned.remove(0);
+            match spool.close_abandoned(old) {
+                Ok(Some(m)) => self.events.push(EngineToCtl::SegmentClosed(m)),
+                Ok(None) => {}
+                Err(failed) => {
+                    let (e, old) = *failed;
+                    self.abandoned.insert(0, old);
+                    return Err(e);
+                }
+            }
+        }
+        let mut w = spool.begin()?;
         if std::mem::take(&mut self.discontinuity) {
+            w.mark_discontinuity(0);
+        }
+        if let Some(gap) = &mut self.gap
+            && gap.seq.is_none()
+        {
+            gap.seq = Some(w.sequence());
             w.mark_discontinuity(0);
         }
         Ok(w)
@@ -219,20 +494,23 @@ impl Segmenter {
 
     /// Closes the open segment at the end of the stream (`truncated` when
     /// the stream broke off rather than ended). A segmenter still waiting
-    /// for its job waits up to 5 s more for it, then reports what it held
-    /// as lost.
+    /// for its job waits up to 5 s more for it, and one whose spool refuses
+    /// writes retries for up to 5 s; then what it held is reported lost
+    /// (recorded as a gap on the next segment; a partial already on disk is
+    /// closed as truncated before the next segment begins, or when the job
+    /// is next opened).
     pub fn finish(&mut self, truncated: bool) -> Result<(), SpoolError> {
         if self.spool.is_none() && !self.waiting.is_empty() {
-            let deadline = std::time::Instant::now() + FINISH_WAIT;
+            let deadline = Instant::now() + FINISH_WAIT;
             loop {
                 match self.try_hold() {
                     Ok(_) => {
                         let waiting = std::mem::take(&mut self.waiting);
-                        self.feed(&waiting, 0)?;
+                        self.feed(&waiting, 0, false)?;
                         break;
                     }
-                    Err(SpoolError::Locked { .. }) if std::time::Instant::now() < deadline => {
-                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    Err(SpoolError::Locked { .. }) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(20));
                     }
                     Err(e) => {
                         tracing::error!(job = %self.job, bytes = self.waiting.len(), "the job never became free: its last bytes are lost: {e}");
@@ -242,16 +520,35 @@ impl Segmenter {
                 }
             }
         }
-        let rest = self.splitter.rest().to_vec();
-        if !rest.is_empty() && self.failed.is_none() {
-            self.write(&rest)?;
+        let deadline = Instant::now() + FINISH_WAIT;
+        loop {
+            while self.stall.is_some() {
+                let wait = self.stall.as_ref().map_or(RETRY_FIRST, |s| s.backoff).min(RETRY_MAX);
+                if Instant::now() + wait > deadline {
+                    let reason = self.stall.as_ref().map(|s| s.reason.clone()).unwrap_or_default();
+                    tracing::error!(job = %self.job, held_bytes = self.held(), "the spool still refuses writes at the end of the stream: what was held is lost ({reason})");
+                    self.abandon();
+                    return Err(SpoolError::Full { path: self.spool_dir(), reason });
+                }
+                std::thread::sleep(wait);
+                self.resume(0)?;
+            }
+            let rest = self.splitter.rest().to_vec();
             self.splitter = PacketSplitter::new();
-        }
-        if let Some(w) = self.current.take() {
-            let timing = self.cutter.timing(None);
-            let m = self.held()?.close(w, timing.first_pts, timing.duration_90k, truncated)?;
-            self.closed += 1;
-            self.events.push(EngineToCtl::SegmentClosed(m));
+            if !rest.is_empty() && self.failed.is_none() {
+                self.take_piece(Err(&rest), 0, false)?;
+                if self.stall.is_some() {
+                    continue;
+                }
+            }
+            if let Some(w) = self.current.take() {
+                let timing = self.with_wall(self.cutter.timing(None));
+                if let Err(e) = self.close_writer(w, timing, truncated) {
+                    self.retry_later(e)?;
+                    continue;
+                }
+            }
+            break;
         }
         self.cutter.restart();
         Ok(())
@@ -260,7 +557,7 @@ impl Segmenter {
 
 impl Drop for Segmenter {
     fn drop(&mut self) {
-        if self.current.is_some()
+        if (self.current.is_some() || self.stall.is_some() || self.closing.is_some())
             && let Err(e) = self.finish(true)
         {
             tracing::error!(job = %self.job, "cannot close the last segment: {e}");
@@ -269,7 +566,10 @@ impl Drop for Segmenter {
 }
 
 /// A flow encoder's TS output into segments. Runs on the encoder worker.
-/// When the spool fails (disk full, I/O error) the segments stop and the
+/// A spool that refuses writes for a while (full disk, below its floor)
+/// does not stop the flow: the segmenter holds the stream and records any
+/// loss as a gap. When the spool fails for good (another I/O error, or
+/// refusals longer than [`STALL_FAILS_AFTER`]) the segments stop and the
 /// flow is reported as failed once, with the reason.
 #[derive(Debug)]
 pub struct SegmentTsOutput {
@@ -311,27 +611,198 @@ impl TsOutput for SegmentTsOutput {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_full_spool_fails_the_flow_once_with_the_reason() {
-        let root = std::env::temp_dir().join(format!("airlift-seg-unit-{}", std::process::id()));
+    /// A tiny audio-only TS: PAT, PMT (one AAC stream on PID 0x100) and
+    /// one PES packet every 1/10 s (`pts` counted in tenths).
+    fn pat() -> [u8; TS_PACKET] {
+        let mut p = [0xffu8; TS_PACKET];
+        p[..4].copy_from_slice(&[0x47, 0x40, 0x00, 0x10]);
+        p[4..21].copy_from_slice(&[0, 0x00, 0xb0, 0x0d, 0, 1, 0xc1, 0, 0, 0, 1, 0xf0, 0x00, 0, 0, 0, 0]);
+        p
+    }
+
+    fn pmt() -> [u8; TS_PACKET] {
+        let mut p = [0xffu8; TS_PACKET];
+        p[..4].copy_from_slice(&[0x47, 0x50, 0x00, 0x10]);
+        p[4..26].copy_from_slice(&[
+            0, 0x02, 0xb0, 0x12, 0, 1, 0xc1, 0, 0, 0xe1, 0x00, 0xf0, 0x00, 0x0f, 0xe1, 0x00, 0xf0, 0x00, 0,
+            0, 0, 0,
+        ]);
+        p
+    }
+
+    fn pes(tenth: u64, cc: u8) -> [u8; TS_PACKET] {
+        let pts = tenth * 9000;
+        let mut p = [0xffu8; TS_PACKET];
+        p[..4].copy_from_slice(&[0x47, 0x41, 0x00, 0x10 | (cc & 0x0f)]);
+        p[4..18].copy_from_slice(&[
+            0,
+            0,
+            1,
+            0xc0,
+            0,
+            0,
+            0x80,
+            0x80,
+            5,
+            0x21 | ((pts >> 29) as u8 & 0x0e),
+            (pts >> 22) as u8,
+            ((pts >> 14) as u8) | 1,
+            (pts >> 7) as u8,
+            ((pts << 1) as u8) | 1,
+        ]);
+        p
+    }
+
+    /// `tenths` tenths of a second of the stream, from `from`.
+    fn stream(from: u64, tenths: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        for t in from..from + tenths {
+            if t % 10 == 0 {
+                out.extend_from_slice(&pat());
+                out.extend_from_slice(&pmt());
+            }
+            out.extend_from_slice(&pes(t, t as u8));
+        }
+        out
+    }
+
+    fn manifests(events: &SpoolEvents) -> Vec<airlift_ipc::message::SegmentManifest> {
+        let mut got = Vec::new();
+        events.drain_into(&mut got);
+        got.into_iter()
+            .filter_map(|e| match e {
+                EngineToCtl::SegmentClosed(m) => Some(m),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn setup(name: &str) -> (std::path::PathBuf, Spool, SegmentSpec) {
+        let root = std::env::temp_dir().join(format!("airlift-seg-unit-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
         let mut spool = Spool::new(&root);
-        spool.min_free_bytes = u64::MAX;
-        let spec: SegmentSpec = toml::from_str("job = \"prog\"\ntarget_seconds = 2").unwrap();
+        spool.min_free_bytes = 0;
+        let spec: SegmentSpec = toml::from_str("job = \"prog\"\ntarget_seconds = 1").unwrap();
+        (root, spool, spec)
+    }
+
+    #[test]
+    fn a_spool_below_its_floor_holds_the_stream_and_loses_nothing() {
+        let (root, spool, spec) = setup("hold");
         let events = SpoolEvents::default();
         let segmenter = Segmenter::open(&spool, &spec, events.clone()).unwrap();
         let mut out = SegmentTsOutput::new(segmenter, Name::new("main").unwrap());
-        let mut packet = [0xffu8; TS_PACKET];
-        packet[..4].copy_from_slice(&[0x47, 0x41, 0x00, 0x10]);
-        assert!(out.write_ts(&packet).is_err());
-        assert!(out.write_ts(&packet).is_err());
-        let mut got = Vec::new();
-        events.drain_into(&mut got);
-        assert_eq!(got.len(), 1, "{got:?}");
-        assert!(
-            matches!(&got[0], EngineToCtl::FlowState { state: FlowState::Failed { reason }, .. } if reason.contains("is full")),
-            "{got:?}"
-        );
+        out.write_ts(&stream(0, 25)).unwrap();
+        out.segmenter.set_min_free_bytes(u64::MAX);
+        out.segmenter.gate = FreeSpaceGate::new(Duration::ZERO, 0);
+        for t in 0..30 {
+            out.write_ts(&stream(25 + t, 1)).unwrap();
+        }
+        assert!(out.segmenter.stalled());
+        out.segmenter.set_min_free_bytes(0);
+        std::thread::sleep(Duration::from_millis(250));
+        out.write_ts(&stream(55, 20)).unwrap();
+        assert!(!out.segmenter.stalled());
+        out.flush_ts().unwrap();
+        let got = manifests(&events);
+        let seqs: Vec<u64> = got.iter().map(|m| m.sequence).collect();
+        assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>(), "{got:?}");
+        let total: u64 = got.iter().map(|m| m.duration_90k).sum();
+        assert_eq!(total, 75 * 9000, "all 7.5 s written: {got:?}");
+        assert!(got.iter().all(|m| !m.discontinuity && m.gap_90k == 0), "{got:?}");
+        let c = events.job_counters("prog").snapshot("prog");
+        assert_eq!((c.stalls, c.gaps, c.dropped_bytes, c.held_bytes), (1, 0, 0, 0), "{c:?}");
+        assert!(c.held_bytes_max >= 30 * 188, "{c:?}");
         drop(out);
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn an_overflowing_hold_drops_the_oldest_and_records_the_gap() {
+        let (root, spool, spec) = setup("gap");
+        let events = SpoolEvents::default();
+        let mut seg = Segmenter::open(&spool, &spec, events.clone()).unwrap();
+        seg.set_hold_limit(20 * TS_PACKET);
+        seg.push(&stream(0, 25), 0).unwrap();
+        seg.set_min_free_bytes(u64::MAX);
+        seg.gate = FreeSpaceGate::new(Duration::ZERO, 0);
+        // 4 s while full: 40 PES + 8 PAT/PMT pairs; the hold keeps ~20 packets.
+        for t in 0..40 {
+            seg.push(&stream(25 + t, 1), 0).unwrap();
+        }
+        seg.set_min_free_bytes(0);
+        std::thread::sleep(Duration::from_millis(250));
+        seg.push(&stream(65, 20), 0).unwrap();
+        seg.finish(false).unwrap();
+        let got = manifests(&events);
+        let seqs: Vec<u64> = got.iter().map(|m| m.sequence).collect();
+        assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>(), "{got:?}");
+        let gapped: Vec<_> = got.iter().filter(|m| m.gap_90k > 0).collect();
+        assert_eq!(gapped.len(), 1, "{got:?}");
+        assert!(gapped[0].discontinuity);
+        let total: u64 = got.iter().map(|m| m.duration_90k + m.gap_90k).sum();
+        assert_eq!(total, 85 * 9000, "audio written plus the gap is the whole stream: {got:?}");
+        let c = events.job_counters("prog").snapshot("prog");
+        println!("gap {:.3} s, {c:?}", gapped[0].gap_90k as f64 / 90_000.0);
+        assert_eq!((c.gaps, c.gap_90k), (1, gapped[0].gap_90k), "{c:?}");
+        assert!(c.dropped_bytes > 0 && c.dropped_bytes % 188 == 0, "{c:?}");
+        drop(seg);
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn a_stream_that_ends_while_full_is_closed_truncated_once_there_is_room() {
+        let (root, spool, spec) = setup("abandon");
+        let events = SpoolEvents::default();
+        let mut seg = Segmenter::open(&spool, &spec, events.clone()).unwrap();
+        seg.push(&stream(0, 25), 0).unwrap();
+        seg.set_min_free_bytes(u64::MAX);
+        seg.gate = FreeSpaceGate::new(Duration::ZERO, 0);
+        seg.push(&stream(25, 10), 0).unwrap();
+        assert!(seg.stalled());
+        // The source leaves while the spool is full: 5 s of retries, then lost.
+        assert!(matches!(seg.finish(true), Err(SpoolError::Full { .. })));
+        assert!(!seg.stalled());
+        seg.set_min_free_bytes(0);
+        // The next connection.
+        seg.push(&stream(100, 15), 0).unwrap();
+        seg.finish(false).unwrap();
+        let got = manifests(&events);
+        let seqs: Vec<u64> = got.iter().map(|m| m.sequence).collect();
+        assert_eq!(seqs, vec![0, 1, 2, 3, 4], "{got:?}");
+        assert!(got[2].truncated, "the partial of the full spool is closed as truncated: {got:?}");
+        assert_eq!(got[2].duration_90k, 5 * 9000, "with what reached its file");
+        assert!(got[3].discontinuity && got[3].gap_90k > 0, "the loss is recorded: {got:?}");
+        let c = events.job_counters("prog").snapshot("prog");
+        println!("estimated gap {:.3} s, {c:?}", got[3].gap_90k as f64 / 90_000.0);
+        assert_eq!((c.gaps, c.gap_90k), (1, got[3].gap_90k));
+        let partials = std::fs::read_dir(root.join("prog"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+            .count();
+        assert_eq!(partials, 0);
+        drop(seg);
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn junk_counts_towards_the_size_limit() {
+        let (root, spool, _) = setup("junk");
+        let spec: SegmentSpec =
+            toml::from_str("job = \"prog\"\ntarget_seconds = 1\nmax_bytes = 10000").unwrap();
+        let events = SpoolEvents::default();
+        let mut seg = Segmenter::open(&spool, &spec, events.clone()).unwrap();
+        for _ in 0..100 {
+            seg.push(&[0u8; 1316], 0).unwrap();
+        }
+        seg.finish(false).unwrap();
+        let got = manifests(&events);
+        assert!(got.len() >= 13, "{}", got.len());
+        assert!(got.iter().all(|m| m.bytes <= 10000), "{got:?}");
+        assert_eq!(got.iter().map(|m| m.bytes).sum::<u64>(), 131_600);
+        assert_eq!(seg.junk_bytes(), 131_600);
+        drop(seg);
         let _ = std::fs::remove_dir_all(root);
     }
 }

@@ -22,13 +22,15 @@
 //!
 //! Control thread or segmenter thread only (blocking file I/O).
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{BufWriter, Read as _, Write};
+use std::io::{Read as _, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use airlift_ipc::message::{EngineToCtl, SegmentManifest};
+use airlift_ipc::message::{EngineToCtl, SegmentJobStats, SegmentManifest};
 use airlift_ipc::units::Name;
 use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest, Sha256};
@@ -97,11 +99,62 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
 }
 
 /// Where closed segments are announced: the node drains these into its
-/// events. Cloned into every segmenter.
+/// events. Cloned into every segmenter. It also holds each job's
+/// [`SegmentJobCounters`], which outlive the job's segmenters (a rebuilt
+/// flow keeps counting).
 #[derive(Debug, Clone, Default)]
-pub struct SpoolEvents(Arc<Mutex<Vec<EngineToCtl>>>);
+pub struct SpoolEvents(Arc<Mutex<Vec<EngineToCtl>>>, Arc<Mutex<BTreeMap<String, Arc<SegmentJobCounters>>>>);
+
+/// Counters of one segment job's writing, shared by its segmenters and read
+/// by the node's statistics.
+#[derive(Debug, Default)]
+pub struct SegmentJobCounters {
+    /// Times the spool refused writes (full, or below its free-space floor).
+    pub stalls: AtomicU64,
+    /// Bytes held in memory now while the spool refuses writes.
+    pub held_bytes: AtomicU64,
+    /// Most bytes held at once.
+    pub held_bytes_max: AtomicU64,
+    /// Bytes dropped (oldest first, whole packets) because the hold was full.
+    pub dropped_bytes: AtomicU64,
+    /// Gaps written into manifests (segments marked with a `gap_90k`).
+    pub gaps: AtomicU64,
+    /// Audio lost in those gaps, 90 kHz ticks.
+    pub gap_90k: AtomicU64,
+    /// Bytes that did not parse as TS (pull input).
+    pub junk_bytes: AtomicU64,
+}
+
+impl SegmentJobCounters {
+    /// A snapshot for IPC.
+    pub fn snapshot(&self, job: &str) -> SegmentJobStats {
+        SegmentJobStats {
+            job: job.to_owned(),
+            stalls: self.stalls.load(Relaxed),
+            held_bytes: self.held_bytes.load(Relaxed),
+            held_bytes_max: self.held_bytes_max.load(Relaxed),
+            dropped_bytes: self.dropped_bytes.load(Relaxed),
+            gaps: self.gaps.load(Relaxed),
+            gap_90k: self.gap_90k.load(Relaxed),
+            junk_bytes: self.junk_bytes.load(Relaxed),
+        }
+    }
+}
 
 impl SpoolEvents {
+    /// The counters of `job` (created on first use). Not realtime-safe.
+    pub fn job_counters(&self, job: &str) -> Arc<SegmentJobCounters> {
+        match self.1.lock() {
+            Ok(mut jobs) => jobs.entry(job.to_owned()).or_default().clone(),
+            Err(_) => Arc::default(),
+        }
+    }
+
+    /// Snapshots of every job's counters. Control thread only.
+    pub fn job_stats(&self) -> Vec<SegmentJobStats> {
+        self.1.lock().map(|jobs| jobs.iter().map(|(job, c)| c.snapshot(job)).collect()).unwrap_or_default()
+    }
+
     /// Queues an event. Not realtime-safe (locks, allocates).
     pub fn push(&self, event: EngineToCtl) {
         if let Ok(mut q) = self.0.lock() {
@@ -370,7 +423,14 @@ impl JobSpool {
             .join(format!("{}-{seq:08}.ts", self.job))
     }
 
-    fn check_free(&self, path: &Path) -> Result<(), SpoolError> {
+    /// Changes the free-space floor (tests; a reload).
+    pub fn set_min_free_bytes(&mut self, bytes: u64) {
+        self.min_free_bytes = bytes;
+    }
+
+    /// [`SpoolError::Full`] when the file system has less than the floor
+    /// free (one `statvfs`).
+    pub fn check_free(&self, path: &Path) -> Result<(), SpoolError> {
         if self.min_free_bytes == 0 {
             return Ok(());
         }
@@ -414,7 +474,8 @@ impl JobSpool {
         let file = File::create_new(&path).map_err(io_err(&path))?;
         self.next_seq = next;
         Ok(SegmentWriter {
-            file: BufWriter::with_capacity(1 << 16, file),
+            file,
+            pending: Vec::with_capacity(WRITE_CHUNK),
             hasher: Sha256::new(),
             bytes: 0,
             seq,
@@ -426,66 +487,102 @@ impl JobSpool {
     }
 
     /// Closes `w` into its final place and writes its manifest; returns the
-    /// manifest to report.
+    /// manifest to report. On failure (a full disk) the writer comes back
+    /// with the error, nothing it accepted lost: closing it again later
+    /// continues where this attempt stopped (every step is repeatable).
     pub fn close(
         &self,
-        w: SegmentWriter,
+        mut w: SegmentWriter,
         first_pts: i64,
         duration_90k: u64,
         truncated: bool,
-    ) -> Result<SegmentManifest, SpoolError> {
-        let SegmentWriter { file, hasher, bytes, seq, partial, utc_start_ms, discontinuity, gap_90k } = w;
-        let file = file.into_inner().map_err(|e| io_err(&partial)(e.into_error()))?;
-        file.sync_all().map_err(io_err(&partial))?;
-        drop(file);
+    ) -> Result<SegmentManifest, Box<(SpoolError, SegmentWriter)>> {
+        if let Err(e) = w.sync() {
+            return Err(Box::new((e, w)));
+        }
         let manifest = SegmentManifest {
             job: self.job.clone(),
-            sequence: seq,
-            path: self.final_rel(seq, utc_start_ms).to_string_lossy().into_owned(),
-            utc_start_ms,
+            sequence: w.seq,
+            path: self.final_rel(w.seq, w.utc_start_ms).to_string_lossy().into_owned(),
+            utc_start_ms: w.utc_start_ms,
             first_pts,
             duration_90k,
-            bytes,
-            sha256: hex(&hasher.finalize()),
+            bytes: w.bytes,
+            sha256: hex(&w.hasher.clone().finalize()),
             truncated,
-            discontinuity: discontinuity || truncated || gap_90k > 0,
-            gap_90k,
+            discontinuity: w.discontinuity || truncated || w.gap_90k > 0,
+            gap_90k: w.gap_90k,
         };
-        self.publish(&partial, manifest)
+        self.publish(&w.partial, manifest).map_err(|e| Box::new((e, w)))
     }
 
-    /// Renames `from` to the manifest's place and writes the manifest beside
-    /// it. (A crash between the two leaves a segment without a manifest;
-    /// [`Spool::open_job`] writes the missing manifest.)
+    /// Renames `from` to the manifest's place and puts the manifest beside
+    /// it. The manifest is written (to a temp file, fsynced) before the
+    /// segment moves, so a full disk stops this before anything is renamed
+    /// and the `.ts` is never left without its manifest by a running
+    /// engine; only a crash between the two renames can leave one, and
+    /// [`Spool::open_job`] writes the missing manifest. Repeatable: a
+    /// rename already done is not done again.
     fn publish(&self, from: &Path, manifest: SegmentManifest) -> Result<SegmentManifest, SpoolError> {
         let dest = self.root.join(&manifest.path);
         let dir = dest.parent().map(Path::to_path_buf).unwrap_or_else(|| self.root.clone());
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        if from != dest {
+        let tmp = self.manifest_tmp(&dest, &manifest)?;
+        let renamed = !from.exists() && dest.exists();
+        if from != dest && !renamed {
             fs::rename(from, &dest).map_err(io_err(&dest))?;
             sync_dir(&dir)?;
             if let Some(partial_dir) = from.parent() {
                 sync_dir(partial_dir)?;
             }
         }
-        self.write_manifest(&dest, &manifest)?;
+        self.commit_manifest(&tmp, &dest)?;
         Ok(manifest)
     }
 
     fn write_manifest(&self, dest: &Path, manifest: &SegmentManifest) -> Result<(), SpoolError> {
+        let tmp = self.manifest_tmp(dest, manifest)?;
+        self.commit_manifest(&tmp, dest)
+    }
+
+    /// Writes the manifest of segment `dest` to a fsynced temp file beside it.
+    fn manifest_tmp(&self, dest: &Path, manifest: &SegmentManifest) -> Result<PathBuf, SpoolError> {
         let seq = manifest.sequence;
         let dir = dest.parent().map(Path::to_path_buf).unwrap_or_else(|| self.root.clone());
         let json = serde_json::to_vec_pretty(manifest)
             .map_err(|e| SpoolError::Io { path: dest.to_path_buf(), source: std::io::Error::other(e) })?;
-        let json_path = dest.with_extension("json");
         let tmp = dir.join(format!(".{}-{seq:08}.json.tmp", self.job));
-        {
-            let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-            f.write_all(&json).map_err(io_err(&tmp))?;
-            f.sync_all().map_err(io_err(&tmp))?;
-        }
-        fs::rename(&tmp, &json_path).map_err(io_err(&json_path))?;
+        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(&json).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+        Ok(tmp)
+    }
+
+    /// Moves a manifest temp file to its place beside segment `dest`.
+    fn commit_manifest(&self, tmp: &Path, dest: &Path) -> Result<(), SpoolError> {
+        let json_path = dest.with_extension("json");
+        fs::rename(tmp, &json_path).map_err(io_err(&json_path))?;
+        let dir = dest.parent().map(Path::to_path_buf).unwrap_or_else(|| self.root.clone());
         sync_dir(&dir)
+    }
+
+    /// Closes a segment given up on (the spool refused its writes too long)
+    /// as a truncated segment of what reached its file, as if a crash had
+    /// left it; bytes still pending are dropped. On failure the writer
+    /// comes back, to try again later.
+    pub fn close_abandoned(
+        &mut self,
+        w: SegmentWriter,
+    ) -> Result<Option<SegmentManifest>, Box<(SpoolError, SegmentWriter)>> {
+        if let Err(e) = w.file.sync_all() {
+            return Err(Box::new((io_err(&w.partial)(e), w)));
+        }
+        let (seq, path) = (w.seq, w.partial.clone());
+        if !path.exists() {
+            // Already closed by an earlier attempt.
+            return Ok(None);
+        }
+        self.recover(seq, &path).map_err(|e| Box::new((e, w)))
     }
 
     /// Closes a partial left by a crash as a truncated segment (cut to whole
@@ -548,6 +645,44 @@ impl JobSpool {
         self.write_manifest(path, &manifest)?;
         tracing::warn!(job = %self.job, sequence = seq, path = %manifest.path, "segment without a manifest found; manifest written");
         Ok(manifest)
+    }
+}
+
+/// Decides when a writer looks at the file system's free space again: at
+/// most every `every`, and at least every `bytes` written, so that a
+/// check costs one `statvfs` now and then, not one per write. Pure.
+#[derive(Debug, Clone)]
+pub struct FreeSpaceGate {
+    every: Duration,
+    bytes: u64,
+    last: Option<Instant>,
+    since: u64,
+}
+
+impl FreeSpaceGate {
+    /// Checks at most every `every` unless `bytes` were written since.
+    pub fn new(every: Duration, bytes: u64) -> Self {
+        Self { every, bytes, last: None, since: 0 }
+    }
+
+    /// Notes `n` bytes about to be written at `now`; true when the free
+    /// space must be looked at before writing them.
+    pub fn due(&mut self, n: u64, now: Instant) -> bool {
+        self.since = self.since.saturating_add(n);
+        let due = self.last.is_none_or(|t| now.saturating_duration_since(t) >= self.every)
+            || self.since >= self.bytes;
+        if due {
+            self.last = Some(now);
+            self.since = 0;
+        }
+        due
+    }
+}
+
+impl Default for FreeSpaceGate {
+    /// Every 250 ms or 1 MiB.
+    fn default() -> Self {
+        Self::new(Duration::from_millis(250), 1 << 20)
     }
 }
 
@@ -653,10 +788,18 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// A segment being written.
+/// Bytes a [`SegmentWriter`] collects before it writes them to its file.
+const WRITE_CHUNK: usize = 1 << 16;
+
+/// A segment being written. What it accepts it keeps until the file took
+/// it: a write the disk refuses (full) stays in memory, byte-exact, and
+/// goes out with the next flush, so the partial file is never left with a
+/// hole or a torn packet in the middle.
 #[derive(Debug)]
 pub struct SegmentWriter {
-    file: BufWriter<File>,
+    file: File,
+    /// Accepted bytes not yet written to `file`.
+    pending: Vec<u8>,
     hasher: Sha256,
     bytes: u64,
     seq: u64,
@@ -675,18 +818,45 @@ impl SegmentWriter {
         self.gap_90k = self.gap_90k.saturating_add(gap_90k);
     }
 
-    /// Appends bytes.
+    /// Appends bytes. They are accepted even when the error says the disk
+    /// refused them: they wait in memory ([`SegmentWriter::pending_bytes`])
+    /// for the next [`SegmentWriter::flush`].
     pub fn write(&mut self, data: &[u8]) -> Result<(), SpoolError> {
-        self.file.write_all(data).map_err(io_err(&self.partial))?;
+        self.pending.extend_from_slice(data);
         self.hasher.update(data);
         self.bytes += data.len() as u64;
-        Ok(())
+        if self.pending.len() >= WRITE_CHUNK { self.flush() } else { Ok(()) }
     }
 
-    /// Hands buffered bytes to the kernel (no fsync): a killed engine
-    /// leaves them in the partial file for recovery.
+    /// Hands the accepted bytes to the kernel (no fsync): a killed engine
+    /// leaves them in the partial file for recovery. What the kernel does
+    /// not take (a full disk) stays pending.
     pub fn flush(&mut self) -> Result<(), SpoolError> {
-        self.file.flush().map_err(io_err(&self.partial))
+        let mut done = 0;
+        let result = loop {
+            if done == self.pending.len() {
+                break Ok(());
+            }
+            match self.file.write(&self.pending[done..]) {
+                Ok(0) => break Err(io_err(&self.partial)(std::io::ErrorKind::WriteZero.into())),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(io_err(&self.partial)(e)),
+            }
+        };
+        self.pending.drain(..done);
+        result
+    }
+
+    /// Flushes and fsyncs.
+    fn sync(&mut self) -> Result<(), SpoolError> {
+        self.flush()?;
+        self.file.sync_all().map_err(io_err(&self.partial))
+    }
+
+    /// Accepted bytes not yet on disk.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending.len()
     }
 
     /// Bytes written so far.
@@ -710,6 +880,39 @@ mod tests {
         // 2024-02-29T12:00:00Z
         assert_eq!(civil(1_709_208_000_000), (2024, 2, 29));
         assert_eq!(civil(1_798_761_599_000), (2026, 12, 31));
+    }
+
+    #[test]
+    fn the_free_space_gate_checks_by_time_or_bytes() {
+        let t0 = Instant::now();
+        let mut gate = FreeSpaceGate::new(Duration::from_millis(100), 1000);
+        assert!(gate.due(10, t0), "the first write is checked");
+        assert!(!gate.due(10, t0 + Duration::from_millis(50)));
+        assert!(gate.due(10, t0 + Duration::from_millis(100)), "after the interval");
+        assert!(!gate.due(500, t0 + Duration::from_millis(110)));
+        assert!(gate.due(500, t0 + Duration::from_millis(120)), "after the bytes");
+        assert!(!gate.due(0, t0 + Duration::from_millis(130)));
+    }
+
+    #[test]
+    fn a_refused_write_stays_pending_and_a_close_can_be_repeated() {
+        let root = std::env::temp_dir().join(format!("airlift-spool-unit-{}", std::process::id()));
+        let spool = Spool { root: root.clone(), min_free_bytes: 0 };
+        let job = Name::new("unit").unwrap();
+        let (mut js, _) = spool.open_job(&job).unwrap();
+        let mut w = js.begin().unwrap();
+        w.write(&[0x47; 188]).unwrap();
+        assert_eq!(w.pending_bytes(), 188);
+        w.write(&[0x47; 188]).unwrap();
+        w.flush().unwrap();
+        assert_eq!(w.pending_bytes(), 0);
+        let m = js.close(w, 0, 0, false).unwrap();
+        assert_eq!(m.bytes, 376);
+        assert!(root.join(&m.path).with_extension("json").exists());
+        // Publishing again after the rename (a retried close) is harmless.
+        let again = js.publish(&root.join("unit/.unit-00000000.ts.partial"), m.clone()).unwrap();
+        assert_eq!(again, m);
+        let _ = fs::remove_dir_all(root);
     }
 
     #[test]

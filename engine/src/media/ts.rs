@@ -397,6 +397,18 @@ pub enum Cut {
     Target,
     /// Forced by the maximum segment size.
     MaxSize,
+    /// Forced by the wall-clock limit ([`wall_limit`]): nothing to cut at
+    /// arrived in time (no PTS, no key frame).
+    WallClock,
+    /// Before a gap: what arrived while the spool refused writes did not
+    /// all fit in memory, and the oldest part was dropped.
+    Gap,
+}
+
+/// The wall-clock time after which a segment of `target_90k` is cut
+/// whatever arrives: three times the target (at least one second).
+pub fn wall_limit(target_90k: u64) -> std::time::Duration {
+    std::time::Duration::from_millis(target_90k.saturating_mul(3) / 90).max(std::time::Duration::from_secs(1))
 }
 
 /// Decides where to cut a TS into segments: before the first PES start on
@@ -510,9 +522,34 @@ impl Cutter {
         self.started = false;
     }
 
-    /// Counts bytes written outside [`Cutter::push`] (inserted PAT/PMT).
+    /// Counts bytes written outside [`Cutter::push`] (inserted PAT/PMT,
+    /// junk that is not a packet).
     pub fn add_bytes(&mut self, n: u64) {
         self.bytes += n;
+    }
+
+    /// Bytes in the open segment.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Ends the open segment here (a cut that no packet decided: size
+    /// limit reached by junk, wall-clock limit, a gap): returns its timing
+    /// and starts the next segment, keeping PSI and continuity state.
+    /// `why` is counted when it is [`Cut::MaxSize`].
+    pub fn cut_now(&mut self, why: Cut) -> SegmentTiming {
+        if why == Cut::MaxSize {
+            self.forced += 1;
+        }
+        let timing = self.timing(None);
+        self.bytes = 0;
+        self.first_pts = None;
+        timing
+    }
+
+    /// The PTS just after the last PES seen (its PTS plus one PES step).
+    pub fn end_pts(&self) -> Option<u64> {
+        self.last_pts.map(|last| last.wrapping_add(self.last_step) & PTS_MASK)
     }
 
     /// Timing of the open segment as it ends at `next_pts` (or at the end of
@@ -658,6 +695,30 @@ mod tests {
         }
         // 70 packets, at most 20 a segment.
         assert!(cutter.forced_cuts() >= 3, "{}", cutter.forced_cuts());
+    }
+
+    #[test]
+    fn a_cut_now_ends_the_segment_and_keeps_the_psi() {
+        let data = seed("h264_aac.ts");
+        let mut cutter = Cutter::new(90_000 * 60, u64::MAX / 4);
+        let packets: Vec<&[u8]> = data.chunks_exact(TS_PACKET).collect();
+        for p in &packets[..40] {
+            cutter.push(p, 0);
+        }
+        let t = cutter.cut_now(Cut::MaxSize);
+        assert!(t.duration_90k > 0, "{t:?}");
+        assert_eq!((cutter.bytes(), cutter.forced_cuts()), (0, 1));
+        assert!(cutter.reader.psi().0.is_some() && cutter.reader.psi().1.is_some());
+        assert!(cutter.end_pts().is_some());
+        assert_eq!(cutter.cut_now(Cut::WallClock), SegmentTiming::default(), "nothing since the cut");
+        assert_eq!(cutter.forced_cuts(), 1);
+    }
+
+    #[test]
+    fn the_wall_clock_limit_is_three_targets() {
+        assert_eq!(wall_limit(90_000), std::time::Duration::from_secs(3));
+        assert_eq!(wall_limit(10 * 90_000), std::time::Duration::from_secs(30));
+        assert_eq!(wall_limit(0), std::time::Duration::from_secs(1));
     }
 
     #[test]

@@ -367,8 +367,16 @@ pub fn engine_to_ctl() -> impl Strategy<Value = EngineToCtl> {
             total
         }),
         (name(), any::<bool>()).prop_map(|(flow, silent)| EngineToCtl::Silence { flow, silent }),
-        (prop::collection::vec(flow_stats, 0..3), prop::collection::vec(pull_stats(), 0..3))
-            .prop_map(|(flows, pulls)| EngineToCtl::Stats(EngineStats { flows, pulls })),
+        (
+            prop::collection::vec(flow_stats, 0..3),
+            prop::collection::vec(pull_stats(), 0..3),
+            prop::collection::vec(segment_job_stats(), 0..3)
+        )
+            .prop_map(|(flows, pulls, segment_jobs)| EngineToCtl::Stats(EngineStats {
+                flows,
+                pulls,
+                segment_jobs
+            })),
         (
             name(),
             "[a-z0-9-]{1,24}",
@@ -409,6 +417,20 @@ fn pull_stats() -> impl Strategy<Value = PullStats> {
             segments: v[7],
             forced_cuts: v[0] / 7,
             since_key_frame_ms,
+            junk_bytes: v[1] / 3,
         },
     )
+}
+
+fn segment_job_stats() -> impl Strategy<Value = SegmentJobStats> {
+    ("[a-z0-9-]{1,16}", prop::array::uniform7(any::<u64>())).prop_map(|(job, v)| SegmentJobStats {
+        job,
+        stalls: v[0],
+        held_bytes: v[1],
+        held_bytes_max: v[2],
+        dropped_bytes: v[3],
+        gaps: v[4],
+        gap_90k: v[5],
+        junk_bytes: v[6],
+    })
 }
