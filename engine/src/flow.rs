@@ -392,6 +392,11 @@ impl RunningFlow {
         &self.injectors
     }
 
+    /// The flow's live counters (atomics: any thread may read them).
+    pub fn counters(&self) -> Arc<FlowCounters> {
+        self.counters.clone()
+    }
+
     /// Statistics.
     pub fn stats(&self) -> FlowStats {
         let mut stats = self.counters.snapshot(self.spec.name.as_str(), self.realtime.clone());

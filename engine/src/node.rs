@@ -466,6 +466,12 @@ impl Node {
         self.running.iter().map(|(n, f)| (n.clone(), f.stats().periods)).collect()
     }
 
+    /// The live counters of every running flow, for a watchdog thread that
+    /// reads their period counts without the control thread.
+    pub fn period_counters(&self) -> Vec<(Name, std::sync::Arc<crate::rt::stats::FlowCounters>)> {
+        self.running.iter().map(|(n, f)| (n.clone(), f.counters())).collect()
+    }
+
     /// Statistics of every running flow.
     pub fn stats(&self) -> EngineStats {
         let pulls = self

@@ -26,6 +26,7 @@ use airlift_ipc::frame::{self, FrameError};
 use airlift_ipc::message::{Command, CommandId, CtlToEngine, EngineToCtl, RejectKind, Rejection};
 
 use crate::node::Node;
+use crate::rt::stats::FlowCounters;
 
 /// A peer that accepts nothing for this long is disconnected.
 pub const STALL_LIMIT: Duration = Duration::from_secs(5);
@@ -212,25 +213,20 @@ pub fn serve(
     let mut events = Vec::new();
     let mut last_stats = Instant::now();
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    let watchdog = sd_notify::watchdog_enabled();
-    let mut last_ping = Instant::now();
-    let mut last_periods = node.periods();
+    let watched = Arc::new(Mutex::new(node.period_counters()));
+    if let Some(interval) = sd_notify::watchdog_enabled() {
+        let watched = watched.clone();
+        std::thread::Builder::new()
+            .name("airlift-watchdog".into())
+            .spawn(move || watchdog_loop(interval, &watched))?;
+    }
     loop {
-        // Ping systemd's watchdog only while every running flow's audio
-        // thread keeps counting periods.
-        if let Some(interval) = watchdog
-            && last_ping.elapsed() >= interval / 2
-        {
-            let periods = node.periods();
-            let alive =
-                periods.iter().all(|(flow, n)| last_periods.get(flow).is_none_or(|before| n > before));
-            if alive {
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-            } else {
-                tracing::error!("an audio thread stopped counting periods; withholding the watchdog ping");
+        // The watchdog thread follows the running flows.
+        if let Ok(mut w) = watched.lock() {
+            let now = node.period_counters();
+            if w.iter().map(|(n, _)| n).ne(now.iter().map(|(n, _)| n)) {
+                *w = now;
             }
-            last_periods = periods;
-            last_ping = Instant::now();
         }
         if stop.load(Ordering::Acquire) {
             tracing::info!("stopping on a signal: closing every flow");
@@ -286,6 +282,36 @@ pub fn serve(
             events.push(EngineToCtl::Stats(node.stats()));
         }
         flush(&mut conn, &mut events);
+    }
+}
+
+/// Pings systemd's watchdog every `interval / 2` while every running flow's
+/// audio thread keeps counting periods; withholds it when one stopped.
+/// Runs on its own thread, so a control thread busy with a slow command (a
+/// graph build, a worker that takes its time to stop) never gets the
+/// engine killed while its audio runs.
+fn watchdog_loop(interval: Duration, watched: &Mutex<Vec<(airlift_ipc::units::Name, Arc<FlowCounters>)>>) {
+    let periods = || -> Vec<(airlift_ipc::units::Name, u64)> {
+        watched
+            .lock()
+            .map(|w| w.iter().map(|(n, c)| (n.clone(), c.periods.load(Ordering::Relaxed))).collect())
+            .unwrap_or_default()
+    };
+    let mut last = periods();
+    loop {
+        std::thread::sleep(interval / 2);
+        let now = periods();
+        let stalled: Vec<&airlift_ipc::units::Name> = now
+            .iter()
+            .filter(|(flow, n)| last.iter().find(|(f, _)| f == flow).is_some_and(|(_, before)| n <= before))
+            .map(|(flow, _)| flow)
+            .collect();
+        if stalled.is_empty() {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+        } else {
+            tracing::error!(flows = ?stalled, "an audio thread stopped counting periods; withholding the watchdog ping");
+        }
+        last = now;
     }
 }
 
