@@ -355,7 +355,12 @@ async fn guard(
 }
 
 /// Serves until `shutdown` completes: plain HTTP, or HTTPS when `security`
-/// has TLS; the token and rate limit apply either way.
+/// has TLS; the token and rate limit apply either way. Untrusted clients
+/// cannot exhaust ctld: at most [`MAX_CONNECTIONS`] connections at once and
+/// [`MAX_PER_ADDRESS`] from one address (more are closed at once), a
+/// connection that sends nothing for 5 s or takes longer than 5 s for a
+/// request head is closed, request heads are capped at 16 KiB, and no
+/// connection lives past 60 s.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<HttpState>,
@@ -374,41 +379,123 @@ pub async fn serve(
         .route("/metrics", get(get_metrics))
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(guard_state, guard));
-    let Some(tls) = security.tls else {
-        return axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await;
-    };
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let acceptor = security.tls.map(tokio_rustls::TlsAcceptor::from);
+    let limits = Arc::new(ConnLimits::default());
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
+                    // EMFILE and friends: wait a moment instead of spinning.
                     tracing::warn!("accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 }
             },
             () = &mut shutdown => return Ok(()),
         };
+        // Over a cap the connection is closed at once: it costs no
+        // descriptor beyond this moment, and clients elsewhere still get in.
+        let Some(slot) = limits.admit(peer.ip()) else {
+            drop(tcp);
+            continue;
+        };
         let acceptor = acceptor.clone();
         let app = app.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer)));
         tokio::spawn(async move {
-            let stream =
-                match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, "TLS handshake failed: {e}");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-            let service = hyper_util::service::TowerToHyperService::new(app);
-            let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            if let Err(e) = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await {
-                tracing::debug!(%peer, "HTTPS connection: {e}");
+            let _slot = slot;
+            // A connection that sends nothing is closed after FIRST_BYTE.
+            if tokio::time::timeout(FIRST_BYTE, tcp.readable()).await.is_err() {
+                return;
             }
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let mut builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            builder
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ)
+                .max_buf_size(MAX_REQUEST_HEAD);
+            let served = async {
+                match &acceptor {
+                    Some(acceptor) => {
+                        let stream = match tokio::time::timeout(HEADER_READ, acceptor.accept(tcp)).await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, "TLS handshake failed: {e}");
+                                return;
+                            }
+                            Err(_) => return,
+                        };
+                        let io = hyper_util::rt::TokioIo::new(stream);
+                        if let Err(e) = builder.serve_connection(io, service).await {
+                            tracing::debug!(%peer, "HTTPS connection: {e}");
+                        }
+                    }
+                    None => {
+                        let io = hyper_util::rt::TokioIo::new(tcp);
+                        if let Err(e) = builder.serve_connection(io, service).await {
+                            tracing::debug!(%peer, "HTTP connection: {e}");
+                        }
+                    }
+                }
+            };
+            // No connection lives longer than CONNECTION_MAX (a scraper
+            // simply connects again).
+            let _ = tokio::time::timeout(CONNECTION_MAX, served).await;
         });
+    }
+}
+
+/// Connections served at once, in all.
+pub const MAX_CONNECTIONS: usize = 512;
+/// Connections served at once from one address.
+pub const MAX_PER_ADDRESS: usize = 32;
+/// How long a new connection may stay silent.
+const FIRST_BYTE: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a request's head (or a TLS handshake) may take.
+const HEADER_READ: std::time::Duration = std::time::Duration::from_secs(5);
+/// The longest a connection is kept.
+const CONNECTION_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+/// Largest request head read.
+const MAX_REQUEST_HEAD: usize = 16 * 1024;
+
+/// Counts open connections, in all and per address.
+#[derive(Debug, Default)]
+struct ConnLimits {
+    open: std::sync::Mutex<(usize, std::collections::HashMap<std::net::IpAddr, usize>)>,
+}
+
+/// A connection's place under the caps, given back when it drops.
+struct Slot {
+    limits: Arc<ConnLimits>,
+    ip: std::net::IpAddr,
+}
+
+impl ConnLimits {
+    fn admit(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<Slot> {
+        let mut open = self.open.lock().ok()?;
+        let per = open.1.get(&ip).copied().unwrap_or(0);
+        if open.0 >= MAX_CONNECTIONS || per >= MAX_PER_ADDRESS {
+            return None;
+        }
+        open.0 += 1;
+        open.1.insert(ip, per + 1);
+        Some(Slot { limits: self.clone(), ip })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.limits.open.lock() {
+            open.0 = open.0.saturating_sub(1);
+            if let Some(n) = open.1.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    open.1.remove(&self.ip);
+                }
+            }
+        }
     }
 }
