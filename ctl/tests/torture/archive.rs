@@ -276,13 +276,16 @@ pub fn pts_span(path: &Path) -> Option<(i64, i64)> {
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let rows: Vec<(i64, i64)> = text
+    // Every packet needs its PTS and duration, or the span is unknown.
+    let rows: Option<Vec<(i64, i64)>> = text
         .lines()
-        .filter_map(|l| {
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
             let mut f = l.split(',');
             Some((f.next()?.trim().parse().ok()?, f.next()?.trim().parse().ok()?))
         })
         .collect();
+    let rows = rows?;
     let first = rows.iter().map(|r| r.0).min()?;
     let end = rows.iter().map(|r| r.0 + r.1).max()?;
     Some((first, end))
