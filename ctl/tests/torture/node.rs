@@ -125,10 +125,6 @@ impl Node {
         self.dir.join("airlift.toml")
     }
 
-    pub fn running(&self) -> bool {
-        self.ctld.is_some()
-    }
-
     /// Starts ctld; waits until D-Bus answers and, when `engine`, until
     /// the engine is connected.
     pub fn start(&mut self, engine: bool) -> Result<(), String> {
