@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
 
-.PHONY: deps demo test test-rust lint fuzz-check fuzz bench stress doc clean deb test-package
+.PHONY: deps demo test test-rust lint fuzz-check fuzz bench stress chaos doc clean deb test-package
 
 deps:
 	scripts/install-deps
@@ -43,6 +43,13 @@ bench: deps
 STRESS_SECONDS ?= 600
 stress: deps
 	scripts/rt-stress $(STRESS_SECONDS)
+
+## The transition torture test with more steps than CI's 60: reloads, kills,
+## restarts, stop/start, pulls and S3 outages against the real daemons
+## (ctl/tests/torture). CHAOS_SEED=N replays a sequence; the seed is printed.
+CHAOS_STEPS ?= 300
+chaos:
+	CHAOS_STEPS=$(CHAOS_STEPS) $(CARGO) test -p airlift-ctl --test torture -- --nocapture
 
 ## Build target/debian/airlift_*.deb.
 deb: deps

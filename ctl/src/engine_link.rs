@@ -176,6 +176,9 @@ async fn supervise(
     let mut gap_started: Option<(Instant, std::time::SystemTime)> = None;
     let mut first = true;
     loop {
+        if config.spawn.is_some() {
+            retire_leftover(&config.socket).await;
+        }
         let mut child = match &config.spawn {
             Some(binary) => match spawn_engine(binary, &config.socket, &config.args) {
                 Ok(c) => Some(c),
@@ -287,6 +290,39 @@ async fn wait_or_serve(rx: &mut mpsc::Receiver<Request>, state: &mut DesiredStat
                 }
                 None => return,
             },
+        }
+    }
+}
+
+/// An engine started by an earlier ctld that died without its clean
+/// shutdown (`kill -9`, OOM) keeps its flows running, holds the spool and
+/// serves the socket. Starting a second one would unlink that socket and
+/// fail on the spool, leaving the first running out of reach. Such an
+/// engine is asked to shut down cleanly (its segments and recordings
+/// closed), and waited for (at most 10 s), before a new one is started.
+async fn retire_leftover(socket: &Path) {
+    if !socket.exists() {
+        return;
+    }
+    let Ok(mut session) = connect(socket, Duration::ZERO).await else { return };
+    tracing::warn!(socket = %socket.display(), "an engine left by an earlier ctld serves the socket; shutting it down");
+    let hello = CtlToEngine::Hello {
+        protocol: airlift_ipc::PROTOCOL_VERSION,
+        client: format!("airlift-ctld {}", crate::VERSION),
+    };
+    if session.send(&hello).await.is_err() || session.command(Command::Shutdown, None).await.is_err() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        match tokio::time::timeout_at(deadline, session.stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(_)) => {}
+            Err(_) => {
+                tracing::error!(socket = %socket.display(), "the leftover engine did not shut down within 10 s");
+                return;
+            }
         }
     }
 }

@@ -134,6 +134,14 @@ impl Node {
         wait(10, "the engine to exit with ctld", || self.engine_pids().is_empty().then_some(()));
     }
 
+    /// `kill -9` of ctld: no clean shutdown reaches the engine it spawned.
+    fn kill9(&mut self) {
+        if let Some(mut ctld) = self.ctld.take() {
+            let _ = ctld.kill();
+            let _ = ctld.wait();
+        }
+    }
+
     fn log(&self) -> String {
         (1..=self.starts)
             .map(|i| std::fs::read_to_string(self.dir.join(format!("ctld-{i}.log"))).unwrap_or_default())
@@ -575,4 +583,30 @@ consumer = { encoded = { codec = "mp2", bitrate = 64000, sink = { segments = { j
     wait(20, "recording to resume", || (node.flow_state("rec") == "running").then_some(()));
     let status = text(&node.call("Status", "", &[]));
     assert!(status.contains("\"recording_stopped_by_policy\" b false"), "{status}");
+}
+
+/// ctld killed with `kill -9` leaves its engine running (flows keep going
+/// without ctl). The restarted ctld shuts that engine down cleanly and
+/// starts its own: one engine, reachable, the stopped flow still stopped.
+#[test]
+fn a_ctld_killed_with_9_leaves_no_engine_out_of_reach() {
+    let config = format!("{TONE}{OTHER}");
+    let mut node = Node::new("kill9", &config);
+    assert!(node.airliftctl(&["flows", "stop", "main"]).status.success());
+    wait(10, "main stopped", || (node.flow_state("main") == "stopped").then_some(()));
+    let before = node.engine_pids();
+    assert_eq!(before.len(), 1, "{before:?}");
+    node.kill9();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(node.engine_pids(), before, "the engine outlives a killed ctld");
+    node.start();
+    let now = node.engine_pids();
+    assert_eq!(now.len(), 1, "one engine after the restart: {now:?}\n{}", node.log());
+    assert_ne!(now, before, "the leftover engine was replaced");
+    assert!(node.log().contains("left by an earlier ctld"), "{}", node.log());
+    wait(10, "the other flow running", || (node.flow_state("other") == "running").then_some(()));
+    assert_eq!(node.flow_state("main"), "stopped");
+    // The new engine answers: a command reaches it.
+    assert!(node.airliftctl(&["flows", "start", "main"]).status.success());
+    wait(10, "main running", || (node.flow_state("main") == "running").then_some(()));
 }
