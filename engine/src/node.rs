@@ -107,6 +107,9 @@ pub struct Node {
     /// Pull jobs of the desired state that could not start, with when to
     /// try again.
     pulls_failed: BTreeMap<Name, (PullSpec, Reopen)>,
+    /// The last failure of each flow (`.0`) and pull job (`.1`) that waits
+    /// for a retry, to tell a new ctl connection.
+    reasons: (Reasons, Reasons),
     /// Each SRT link's state and connect/refusal counts at the last look,
     /// by flow and link, to send changes as events.
     links_seen: BTreeMap<(Name, String), (LinkState, u64, u64)>,
@@ -124,6 +127,9 @@ struct Reopen {
     delay: Duration,
 }
 
+/// Why flows and pull jobs waiting for a retry failed last, by name.
+type Reasons = BTreeMap<Name, String>;
+
 impl Node {
     /// An empty node building flows with `options` and asking `rt` for each
     /// audio thread.
@@ -140,6 +146,7 @@ impl Node {
             links_seen: BTreeMap::new(),
             pulls: BTreeMap::new(),
             pulls_failed: BTreeMap::new(),
+            reasons: (Reasons::new(), Reasons::new()),
         }
     }
 
@@ -466,6 +473,33 @@ impl Node {
         self.running.iter().map(|(n, f)| (n.clone(), f.stats().periods)).collect()
     }
 
+    /// The state of every flow and pull job of the desired state, as
+    /// events: what a newly connected ctl is told (it may have restarted
+    /// while the engine ran on). Control thread only.
+    pub fn current_states(&self) -> Vec<EngineToCtl> {
+        let mut out = Vec::new();
+        for name in self.desired.keys() {
+            let state = if self.running.contains_key(name) {
+                FlowState::Running
+            } else if self.failed.contains_key(name) {
+                let reason =
+                    self.reasons.0.get(name).cloned().unwrap_or_else(|| "waiting to be rebuilt".into());
+                FlowState::Failed { reason }
+            } else {
+                FlowState::Stopped
+            };
+            out.push(EngineToCtl::FlowState { flow: name.clone(), state });
+        }
+        for (name, job) in &self.pulls {
+            out.push(EngineToCtl::PullState { job: name.clone(), state: job.status().state() });
+        }
+        for name in self.pulls_failed.keys() {
+            let reason = self.reasons.1.get(name).cloned().unwrap_or_else(|| "waiting to start".into());
+            out.push(EngineToCtl::PullState { job: name.clone(), state: FlowState::Failed { reason } });
+        }
+        out
+    }
+
     /// The live counters of every running flow, for a watchdog thread that
     /// reads their period counts without the control thread.
     pub fn period_counters(&self) -> Vec<(Name, std::sync::Arc<crate::rt::stats::FlowCounters>)> {
@@ -579,6 +613,7 @@ impl Node {
     /// after a reopen, at most 30 s.
     fn fail_for_retry(&mut self, name: &Name, reason: String, events: &mut Vec<EngineToCtl>) {
         tracing::warn!(flow = %name, %reason, "flow failed; retrying with backoff");
+        self.reasons.0.insert(name.clone(), reason.clone());
         events.push(EngineToCtl::FlowState { flow: name.clone(), state: FlowState::Failed { reason } });
         let delay = match (self.reopened.remove(name), self.failed.get(name)) {
             (_, Some(pending)) => (pending.delay * 2).min(REOPEN_MAX),
@@ -676,6 +711,7 @@ impl Node {
     /// Reports pull job `spec` failed and schedules a retry after `delay`.
     fn fail_pull(&mut self, spec: &PullSpec, reason: String, delay: Duration, events: &mut Vec<EngineToCtl>) {
         tracing::warn!(job = %spec.name, %reason, retry_in = ?delay, "pull job cannot start; retrying with backoff");
+        self.reasons.1.insert(spec.name.clone(), reason.clone());
         events.push(EngineToCtl::PullState { job: spec.name.clone(), state: FlowState::Failed { reason } });
         self.pulls_failed
             .insert(spec.name.clone(), (spec.clone(), Reopen { at: Instant::now() + delay, delay }));

@@ -252,6 +252,9 @@ pub fn serve(
                     engine_version: crate::VERSION.into(),
                     pid: std::process::id(),
                 });
+                // A ctl that restarted while the engine ran on learns where
+                // every flow and pull job stands.
+                events.extend(node.current_states());
             }
             Ok(Inbound::Message(CtlToEngine::Hello { protocol, client })) => {
                 tracing::info!(%client, protocol, "ctl said hello");

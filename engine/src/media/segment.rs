@@ -551,6 +551,9 @@ impl Segmenter {
             break;
         }
         self.cutter.restart();
+        // Whatever comes next (a pull job's next connection) is a new
+        // stream: its timestamps and continuity counters start afresh.
+        self.discontinuity = true;
         Ok(())
     }
 }

@@ -624,7 +624,8 @@ impl JobSpool {
 
     /// Writes the manifest of a closed segment that has none (the engine
     /// died between renaming the segment and writing its manifest). The
-    /// segment was complete and fsynced before its rename.
+    /// segment was complete and fsynced before its rename. It is marked a
+    /// discontinuity: whether it began a new run cannot be told any more.
     fn adopt_orphan(&mut self, seq: u64, path: &Path) -> Result<SegmentManifest, SpoolError> {
         let scanned = scan_ts(path, Some(path))?;
         let rel = path.strip_prefix(&self.root).map(Path::to_path_buf).unwrap_or_else(|_| path.to_path_buf());
@@ -639,7 +640,7 @@ impl JobSpool {
             bytes: scanned.len,
             sha256: scanned.sha256,
             truncated: false,
-            discontinuity: false,
+            discontinuity: true,
             gap_90k: 0,
         };
         self.write_manifest(path, &manifest)?;
