@@ -169,7 +169,17 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
             _ = tick.tick() => {
                 let survey = crate::upload::spool::survey(&spool, std::time::Duration::from_secs(10));
                 http_state.spool_bytes.store(survey.bytes, Relaxed);
-                http_state.orphans.store(survey.orphans, Relaxed);
+                let before = http_state.orphans.swap(survey.orphans, Relaxed);
+                if survey.orphans > before {
+                    // More segments without a manifest than at the last look.
+                    let message = format!("{} segment(s) without a manifest in the spool", survey.orphans);
+                    tracing::warn!("{message}");
+                    let _ = http_state.uploads.events.send(crate::upload::UploadEvent::Alarm {
+                        kind: "orphan_segments",
+                        job: String::new(),
+                        message,
+                    });
+                }
             }
             Some(action) = spool_actions.recv() => recording(&controller, action).await,
         }

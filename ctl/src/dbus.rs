@@ -418,7 +418,7 @@ impl NodeService {
         sha256: &str,
     ) -> zbus::Result<()>;
 
-    /// Something needs attention: kind is `silence`, `xrun`, `engine`, `spool_full`, `upload_failing`, `quarantine`, `upload_conflict`, `srt_down`, `segment_gap` or `state_file`.
+    /// Something needs attention: kind is `silence`, `xrun`, `engine`, `spool_full`, `upload_failing`, `quarantine`, `upload_conflict`, `srt_down`, `segment_gap`, `orphan_segments` or `state_file`.
     #[zbus(signal)]
     async fn alarm(emitter: &SignalEmitter<'_>, kind: &str, flow: &str, message: &str) -> zbus::Result<()>;
 

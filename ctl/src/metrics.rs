@@ -149,6 +149,8 @@ pub struct Metrics {
     srt_lost: Family<LinkLabel, Gauge>,
     srt_retransmits: Family<LinkLabel, Gauge>,
     srt_bytes: Family<LinkLabel, Gauge>,
+    input_dropped: Family<LinkLabel, Counter>,
+    input_inserted: Family<LinkLabel, Counter>,
     /// Segments closed in the spool, per job.
     pub segments: Family<JobLabel, Counter>,
     /// Bytes of closed segments, per job.
@@ -319,6 +321,8 @@ impl Metrics {
             srt_lost: Family::default(),
             srt_retransmits: Family::default(),
             srt_bytes: Family::default(),
+            input_dropped: Family::default(),
+            input_inserted: Family::default(),
             segment_bytes: Family::default(),
             segment_stalls: Family::default(),
             segment_held: Family::default(),
@@ -481,6 +485,16 @@ impl Metrics {
             "srt_connection_bytes",
             "Bytes carried by the current SRT connection",
             m.srt_bytes.clone(),
+        );
+        registry.register(
+            "input_dropped_frames",
+            "Frames an SRT input dropped because its sender ran ahead of the flow's clock",
+            m.input_dropped.clone(),
+        );
+        registry.register(
+            "input_inserted_frames",
+            "Frames of silence an SRT input played while it buffered again after running dry",
+            m.input_inserted.clone(),
         );
         registry.register("segment_bytes", "Bytes of segments closed in the spool", m.segment_bytes.clone());
         registry.register(
@@ -750,6 +764,12 @@ impl Metrics {
                     .get_or_create(&ll)
                     .set(i64::try_from(link.retransmits).unwrap_or(i64::MAX));
                 self.srt_bytes.get_or_create(&ll).set(i64::try_from(link.bytes).unwrap_or(i64::MAX));
+                if link.name.starts_with("airlift-srt-rx-") {
+                    let dropped = &self.input_dropped.get_or_create(&ll);
+                    self.grow(dropped, &key, "input_dropped", link.dropped_frames);
+                    let inserted = &self.input_inserted.get_or_create(&ll);
+                    self.grow(inserted, &key, "input_inserted", link.inserted_frames);
+                }
             }
         }
         self.flows_running.set(flows.len() as i64);

@@ -413,6 +413,8 @@ impl RunningFlow {
                 lost: l.lost,
                 retransmits: l.retransmits,
                 bytes: l.bytes,
+                dropped_frames: l.dropped_frames,
+                inserted_frames: l.inserted_frames,
             })
             .collect();
         stats

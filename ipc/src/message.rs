@@ -443,6 +443,14 @@ pub struct SrtLinkStats {
     pub retransmits: u64,
     /// Bytes carried by the current (or last) connection.
     pub bytes: u64,
+    /// An input's frames dropped because the sender ran ahead of the flow's
+    /// clock (0 for outputs).
+    #[serde(default)]
+    pub dropped_frames: u64,
+    /// An input's frames of silence while it buffered again after running
+    /// dry (0 for outputs).
+    #[serde(default)]
+    pub inserted_frames: u64,
 }
 
 /// Upper bounds of the processing-load histogram buckets, as a fraction of the

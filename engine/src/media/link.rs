@@ -147,6 +147,8 @@ pub struct SrtLinkStatus {
     lost: AtomicU64,
     retransmits: AtomicU64,
     bytes: AtomicU64,
+    dropped_frames: AtomicU64,
+    inserted_frames: AtomicU64,
 }
 
 /// A copy of [`SrtLinkStatus`] at one moment.
@@ -170,6 +172,10 @@ pub struct SrtLinkSnapshot {
     pub retransmits: u64,
     /// Bytes carried by the current (or last) connection.
     pub bytes: u64,
+    /// An input's frames dropped because the sender ran ahead of the flow's clock.
+    pub dropped_frames: u64,
+    /// An input's frames of silence while it buffered again after running dry.
+    pub inserted_frames: u64,
 }
 
 impl SrtLinkStatus {
@@ -185,6 +191,8 @@ impl SrtLinkStatus {
             lost: AtomicU64::new(0),
             retransmits: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            dropped_frames: AtomicU64::new(0),
+            inserted_frames: AtomicU64::new(0),
         })
     }
 
@@ -204,7 +212,16 @@ impl SrtLinkStatus {
             lost: self.lost.load(Ordering::Relaxed),
             retransmits: self.retransmits.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
+            dropped_frames: self.dropped_frames.load(Ordering::Relaxed),
+            inserted_frames: self.inserted_frames.load(Ordering::Relaxed),
         }
+    }
+
+    /// Counts an input's frames dropped (sender ahead) and inserted
+    /// (silence while it buffered again). Worker thread.
+    pub(crate) fn jitter(&self, dropped: u64, inserted: u64) {
+        self.dropped_frames.fetch_add(dropped, Ordering::Relaxed);
+        self.inserted_frames.fetch_add(inserted, Ordering::Relaxed);
     }
 
     pub(crate) fn connected(&self) {

@@ -101,6 +101,7 @@ impl SrtInput {
         let link = name.clone();
         Worker::spawn(name, cadence, move |ctx: WorkerContext| {
             let mut feed = JitterFeed::new(ring, self.jitter_frames * self.channels);
+            feed.report_to(self.status.clone(), self.channels);
             let mut backoff = Backoff::default();
             while !ctx.stopping() {
                 let socket = match self.endpoint.connect(&self.options, Duration::from_millis(200)) {
@@ -168,18 +169,29 @@ struct JitterFeed {
     held: Vec<f32>,
     primed: bool,
     dropped: u64,
+    /// Where dropped and inserted frames are counted, and the channels.
+    report: Option<(Arc<SrtLinkStatus>, usize)>,
 }
 
 impl JitterFeed {
     fn new(ring: rtrb::Producer<f32>, jitter: usize) -> Self {
-        Self { ring, jitter, held: Vec::with_capacity(jitter * 2), primed: false, dropped: 0 }
+        Self { ring, jitter, held: Vec::with_capacity(jitter * 2), primed: false, dropped: 0, report: None }
+    }
+
+    fn report_to(&mut self, status: Arc<SrtLinkStatus>, channels: usize) {
+        self.report = Some((status, channels.max(1)));
     }
 
     fn push(&mut self, samples: &[f32]) {
         let capacity = self.ring.buffer().capacity();
         if self.primed && self.ring.slots() == capacity {
-            // The audio thread ran dry: buffer again before resuming.
+            // The audio thread ran dry: buffer again before resuming. The
+            // flow plays silence for this input until then: about the
+            // jitter depth.
             self.primed = false;
+            if let Some((status, channels)) = &self.report {
+                status.jitter(0, (self.jitter / channels) as u64);
+            }
         }
         self.held.extend_from_slice(samples);
         if !self.primed {
@@ -192,6 +204,9 @@ impl JitterFeed {
         let n = pushed.len();
         if n < self.held.len() {
             self.dropped += (self.held.len() - n) as u64;
+            if let Some((status, channels)) = &self.report {
+                status.jitter(((self.held.len() - n) / channels) as u64, 0);
+            }
             tracing::debug!(dropped = self.dropped, "SRT input ahead of the flow clock: samples dropped");
         }
         self.held.clear();
@@ -223,6 +238,8 @@ mod tests {
     fn an_underrun_buffers_again_and_overflow_is_dropped() {
         let (tx, mut rx) = rtrb::RingBuffer::new(100);
         let mut feed = JitterFeed::new(tx, 40);
+        let status = SrtLinkStatus::new("airlift-srt-rx-test");
+        feed.report_to(status.clone(), 2);
         feed.push(&[1.0; 40]);
         let mut out = [0.0; 40];
         rx.pop_entire_slice(&mut out).unwrap();
@@ -232,6 +249,10 @@ mod tests {
         feed.push(&[2.0; 200]);
         assert_eq!(rx.slots(), 100, "what does not fit is dropped, not queued");
         assert_eq!(feed.dropped, 110);
+        // Counted in frames of the 2-channel stream: 110 samples dropped,
+        // one re-buffer of the 40-sample jitter depth.
+        let snap = status.snapshot();
+        assert_eq!((snap.dropped_frames, snap.inserted_frames), (55, 20));
         feed.reset();
         assert!(feed.held.is_empty());
     }

@@ -344,6 +344,8 @@ pub fn engine_to_ctl() -> impl Strategy<Value = EngineToCtl> {
                         lost: periods % 17,
                         retransmits: periods % 13,
                         bytes: frames,
+                        dropped_frames: periods % 7,
+                        inserted_frames: frames % 5,
                     })
                     .collect(),
             },
