@@ -451,9 +451,65 @@ impl RunningFlow {
         for workers in self.retired.drain(..) {
             drop(workers);
         }
-        for w in self.workers.drain(..) {
+        let workers = std::mem::take(&mut self.workers);
+        stop_workers(self.spec.name.as_str(), workers, &self.output_workers, WORKERS_STOP_DEADLINE);
+    }
+}
+
+/// How long a stopping flow waits for its workers (recorders closing
+/// their files, encoders flushing) before it leaves the rest to finish on
+/// their own.
+pub const WORKERS_STOP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Stops a flow's workers concurrently, one thread per output (an output's
+/// own workers in order: its encoder flushes into its sender before the
+/// sender stops) and per input worker, and waits for them up to
+/// `deadline`. Workers still busy then are left to finish detached, logged.
+/// Control thread only.
+fn stop_workers(
+    flow: &str,
+    workers: Vec<Worker>,
+    output_workers: &[(usize, std::ops::Range<usize>)],
+    deadline: std::time::Duration,
+) {
+    let mut groups: Vec<Vec<Worker>> = Vec::new();
+    let mut slots: Vec<Option<Worker>> = workers.into_iter().map(Some).collect();
+    for (_, range) in output_workers {
+        let group: Vec<Worker> = range.clone().filter_map(|k| slots.get_mut(k).and_then(Option::take)).collect();
+        if !group.is_empty() {
+            groups.push(group);
+        }
+    }
+    groups.extend(slots.into_iter().flatten().map(|w| vec![w]));
+    if groups.len() <= 1 {
+        for w in groups.into_iter().flatten() {
             w.finish();
         }
+        return;
+    }
+    let handles: Vec<_> = groups
+        .into_iter()
+        .filter_map(|group| {
+            std::thread::Builder::new()
+                .name("airlift-stop".into())
+                .spawn(move || {
+                    for w in group {
+                        w.finish();
+                    }
+                })
+                .ok()
+        })
+        .collect();
+    let until = std::time::Instant::now() + deadline;
+    while handles.iter().any(|h| !h.is_finished()) && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let busy = handles.iter().filter(|h| !h.is_finished()).count();
+    if busy > 0 {
+        tracing::error!(flow, busy, ?deadline, "workers still stopping after the deadline; left to finish on their own");
+    }
+    for h in handles.into_iter().filter(|h| h.is_finished()) {
+        let _ = h.join();
     }
 }
 
@@ -529,4 +585,41 @@ pub fn render(
     let stats = built.counters.snapshot(spec.name.as_str(), RealtimeReport::default());
     built.finish();
     Ok(RenderSummary { stats, loudness, wall_seconds })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// A worker that takes `linger` to stop once asked.
+    fn slow_worker(linger: Duration) -> Worker {
+        Worker::spawn("test-slow".into(), Duration::from_millis(5), move |ctx| {
+            while !ctx.stopping() {
+                ctx.wait();
+            }
+            std::thread::sleep(linger);
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn outputs_stop_at_once_and_in_order_within_one() {
+        let workers: Vec<Worker> = (0..4).map(|_| slow_worker(Duration::from_millis(300))).collect();
+        // Outputs 0 and 1 own two workers each: 2 × 300 ms each, side by side.
+        let spans = [(0, 0..2), (1, 2..4)];
+        let t = Instant::now();
+        stop_workers("test", workers, &spans, Duration::from_secs(10));
+        let took = t.elapsed();
+        assert!(took >= Duration::from_millis(600), "an output's workers stopped out of order: {took:?}");
+        assert!(took < Duration::from_millis(1100), "outputs stopped one after another: {took:?}");
+    }
+
+    #[test]
+    fn a_worker_that_will_not_stop_is_left_after_the_deadline() {
+        let workers = vec![slow_worker(Duration::from_secs(3)), slow_worker(Duration::from_millis(10))];
+        let t = Instant::now();
+        stop_workers("test", workers, &[], Duration::from_millis(200));
+        assert!(t.elapsed() < Duration::from_millis(1000), "waited {:?}", t.elapsed());
+    }
 }

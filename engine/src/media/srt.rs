@@ -383,11 +383,36 @@ fn sockaddr(addr: SocketAddrV4) -> sys::sockaddr_in {
     }
 }
 
+/// How long a caller waits for its peer's name to resolve.
+pub const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `host:port` as an IPv4 address: a literal at once, a name through the
+/// system resolver on a thread of its own, given up after
+/// [`RESOLVE_TIMEOUT`] (a hung resolver never holds the caller longer).
 fn resolve(host: &str, port: u16) -> Result<SocketAddrV4, SrtError> {
-    let addrs = (host, port)
-        .to_socket_addrs()
+    if let Ok(ip) = host.parse::<std::net::Ipv4Addr>() {
+        return Ok(SocketAddrV4::new(ip, port));
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let name = host.to_owned();
+    std::thread::Builder::new()
+        .name("airlift-dns".into())
+        .spawn(move || {
+            let _ = tx.send((name.as_str(), port).to_socket_addrs().map(|a| a.collect::<Vec<_>>()));
+        })
         .map_err(|e| SrtError::Resolve { host: host.into(), message: e.to_string() })?;
+    let addrs = match rx.recv_timeout(RESOLVE_TIMEOUT) {
+        Ok(Ok(addrs)) => addrs,
+        Ok(Err(e)) => return Err(SrtError::Resolve { host: host.into(), message: e.to_string() }),
+        Err(_) => {
+            return Err(SrtError::Resolve {
+                host: host.into(),
+                message: format!("no answer within {} s", RESOLVE_TIMEOUT.as_secs()),
+            });
+        }
+    };
     addrs
+        .into_iter()
         .filter_map(|a| match a {
             SocketAddr::V4(v4) => Some(v4),
             SocketAddr::V6(_) => None,
@@ -703,5 +728,19 @@ impl SrtListener {
         self.gate.busy.serving.store(true, Ordering::Release);
         let busy = Some(BusyGuard(self.gate.busy.clone()));
         Ok(Some(SrtSocket { epoll: Epoll::watch(&handle)?, handle, peer, busy }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_resolve_on_their_own_thread_and_never_hang_the_caller() {
+        assert_eq!(resolve("127.0.0.1", 9).unwrap(), "127.0.0.1:9".parse().unwrap());
+        assert_eq!(resolve("localhost", 9).unwrap().ip(), &std::net::Ipv4Addr::LOCALHOST);
+        let t = std::time::Instant::now();
+        assert!(matches!(resolve("no-such-host.invalid", 9), Err(SrtError::Resolve { .. })));
+        assert!(t.elapsed() < RESOLVE_TIMEOUT + std::time::Duration::from_secs(1));
     }
 }
