@@ -345,6 +345,21 @@ fn rows() -> Vec<Row> {
             tidy: |_| {},
         },
         Row {
+            cause: "failed pull job, then removed by a reload",
+            expect: &[("pull_failed", "gone", "pull job gone")],
+            provoke: |w| {
+                let port = w.ports[2];
+                w.hold(port);
+                w.add(format!(
+                    "[[pull]]\nname = \"gone\"\nsource = {{ mode = {{ listener = {{ port = {port} }} }} }}\n\
+                     segments = {{ job = \"gone\", target_seconds = 2 }}\n"
+                ));
+            },
+            // The job goes while it still cannot start: its failure goes with it.
+            clear: |w| w.remove("name = \"gone\""),
+            tidy: |w| w.held.clear(),
+        },
+        Row {
             cause: "a segment without its manifest",
             expect: &[("orphan_segments", "", "without a manifest")],
             provoke: |w| {
@@ -442,12 +457,12 @@ consumer = {{ encoded = {{ codec = "mp2", bitrate = 64000, sink = {{ segments = 
     )
 }
 
-/// Two UDP ports free now inside a range of 20 of this process's own.
+/// Three UDP ports free now inside a range of 20 of this process's own.
 fn srt_range() -> ((u16, u16), Vec<u16>) {
     let lo = 31_100 + (std::process::id() % 40) as u16 * 20;
     let hi = lo + 19;
-    let free: Vec<u16> = (lo..=hi).filter(|p| UdpSocket::bind(("0.0.0.0", *p)).is_ok()).take(2).collect();
-    assert_eq!(free.len(), 2, "two free UDP ports in {lo}-{hi}");
+    let free: Vec<u16> = (lo..=hi).filter(|p| UdpSocket::bind(("0.0.0.0", *p)).is_ok()).take(3).collect();
+    assert_eq!(free.len(), 3, "three free UDP ports in {lo}-{hi}");
     ((lo, hi), free)
 }
 
