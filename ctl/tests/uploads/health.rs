@@ -466,6 +466,14 @@ fn srt_range() -> ((u16, u16), Vec<u16>) {
     ((lo, hi), free)
 }
 
+/// Whether alarm `e` is about `subject`: the node's own alarms have an
+/// empty subject (the uploader's one-shot `upload_failing` names a job).
+fn about(e: &serde_json::Value, subject: &str) -> bool {
+    e["subject"]
+        .as_str()
+        .is_some_and(|s| if subject.is_empty() { s.is_empty() } else { s.starts_with(subject) })
+}
+
 /// Where each side stands for one reason.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 struct Seen {
@@ -505,13 +513,8 @@ fn await_sides(
         for (i, (code, subject, text)) in expect.iter().enumerate() {
             let metric = w.node.metric(&format!("airlift_health_reason{{reason=\"{code}\"}}"));
             let want = if raised { "raised" } else { "cleared" };
-            let at_hook = events.iter().find(|(e, _)| {
-                e["kind"] == *code
-                    && e["state"] == want
-                    && e["subject"].as_str().is_some_and(|s| {
-                        if subject.is_empty() { s.is_empty() } else { s.starts_with(subject) }
-                    })
-            });
+            let at_hook =
+                events.iter().find(|(e, _)| e["kind"] == *code && e["state"] == want && about(e, subject));
             if let Some((e, valid)) = at_hook {
                 assert!(valid, "{code}: the webhook got a bad signature on {e}");
                 assert_eq!(e["node"], "healthnode", "{e}");
@@ -611,7 +614,8 @@ fn each_health_reason_is_raised_and_cleared_everywhere() {
     assert_eq!(w.node.status().0, "healthy");
     let mut report = Vec::new();
     for row in rows() {
-        let from = hook.count();
+        let row_start = hook.count();
+        let from = row_start;
         let t = Instant::now();
         (row.provoke)(&mut w);
         let raised = await_sides(&w, &hook, row.expect, from, true, RAISE_LIMIT);
@@ -625,6 +629,17 @@ fn each_health_reason_is_raised_and_cleared_everywhere() {
         let cleared = await_sides(&w, &hook, row.expect, from, false, CLEAR_LIMIT);
         (row.tidy)(&mut w);
         wait_healthy(&w, &format!("after {}", row.cause));
+        // One alarm and one clearing per reason: nothing flapped.
+        let events = hook.events(row_start);
+        for (code, subject, _) in row.expect {
+            for state in ["raised", "cleared"] {
+                let n = events
+                    .iter()
+                    .filter(|(e, _)| e["kind"] == *code && e["state"] == state && about(e, subject))
+                    .count();
+                assert_eq!(n, 1, "{}: {code} {state} {n} times: {events:?}", row.cause);
+            }
+        }
         for ((code, _, _), (r, c)) in row.expect.iter().zip(raised.iter().zip(&cleared)) {
             report.push(format!(
                 "{:<52} {code:<20} raised {:>5.1} s, cleared {:>5.1} s",
