@@ -217,6 +217,41 @@ impl Drop for Killed {
     }
 }
 
+/// An S3 endpoint that accepts connections and never answers (a
+/// black-holed server); stopped, and its port freed, on drop.
+struct Staller {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Staller {
+    fn start(port: u16) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("staller bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !stopped.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((s, _)) => held.push(s),
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Self { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for Staller {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// What the rows provoke with, and what they leave for the next.
 struct World {
     dir: PathBuf,
@@ -230,6 +265,7 @@ struct World {
     ports: Vec<u16>,
     held: Vec<UdpSocket>,
     listener: Option<Killed>,
+    staller: Option<Staller>,
 }
 
 impl World {
@@ -285,6 +321,23 @@ fn rows() -> Vec<Row> {
             ],
             provoke: |w| w.s3.stop(),
             clear: |w| w.s3.restart(),
+            tidy: |_| {},
+        },
+        Row {
+            cause: "S3 stalled: connections accepted, never answered",
+            expect: &[
+                ("upload_breaker_open", "local", "circuit breaker open"),
+                ("upload_failing", "", "failed to upload"),
+                ("upload_lag", "", "has waited"),
+            ],
+            provoke: |w| {
+                w.s3.stop();
+                w.staller = Some(Staller::start(w.s3.port));
+            },
+            clear: |w| {
+                w.staller = None;
+                w.s3.restart();
+            },
             tidy: |_| {},
         },
         Row {
@@ -423,7 +476,7 @@ backoff_max_ms = 500
 breaker_failures = 2
 breaker_open_ms = 1000
 rescan_secs = 1
-request_timeout_secs = 5
+request_timeout_secs = 2
 [[s3]]
 name = "local"
 endpoint = "http://127.0.0.1:{s3}"
@@ -603,6 +656,7 @@ fn each_health_reason_is_raised_and_cleared_everywhere() {
         ports,
         held: Vec::new(),
         listener: None,
+        staller: None,
     };
     wait_for("a healthy node with flow main running", Duration::from_secs(30), || {
         let h = w.node.health();
