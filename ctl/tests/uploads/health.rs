@@ -7,6 +7,11 @@
 //! then the cause is removed and every reason must leave all three and be
 //! `cleared` at the webhook, and the node must be healthy again before the
 //! next row.
+//!
+//! Not here: a pull job *reconnecting* (a caller whose peer is gone) — the
+//! engine reports such a job `Running`, so ctld cannot see it; and the
+//! `unhealthy` reasons (`engine_away`, `all_flows_failed`), which ctld
+//! restores faster than an alarm is raised.
 
 use super::*;
 
