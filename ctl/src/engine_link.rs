@@ -43,8 +43,11 @@ pub struct EngineView {
     pub engine_pid: Option<u32>,
     /// State of each flow as last reported.
     pub flows: BTreeMap<String, FlowState>,
-    /// State of each pull job as last reported.
+    /// State of each pull job as last reported (a job removed while it
+    /// failed to start gets no last report: see `desired_pulls`).
     pub pulls: BTreeMap<String, FlowState>,
+    /// Pull jobs in the desired state last sent to the engine.
+    pub desired_pulls: std::collections::BTreeSet<String>,
     /// Flows whose silence detector reports silence.
     pub silent: BTreeMap<String, bool>,
     /// Engine gaps: (when it started, how long), newest last, at most 100.
@@ -221,7 +224,7 @@ async fn supervise(
         first = false;
         shared.metrics.engine_connected.set(1);
         shared.view().connected = true;
-        record_periods(&shared, &state);
+        record_state(&shared, &state);
         let connected_at = Instant::now();
         let reason = run_session(&mut session, &mut state, &shared, &mut rx, child.as_mut()).await;
         // The session ended: everything waiting for an answer gets one.
@@ -234,6 +237,9 @@ async fn supervise(
             view.connected = false;
             view.engine_pid = None;
             view.flows.clear();
+            // The next engine reports its pull jobs and links afresh.
+            view.pulls.clear();
+            view.links_down.clear();
         }
         gap_started = Some((Instant::now(), std::time::SystemTime::now()));
         tracing::error!("engine link lost: {reason}");
@@ -255,7 +261,10 @@ async fn supervise(
     }
 }
 
-fn record_periods(shared: &Shared, state: &DesiredState) {
+/// What ctld keeps of a desired state sent to the engine: each flow's
+/// period (for the load histogram) and which pull jobs are wanted.
+fn record_state(shared: &Shared, state: &DesiredState) {
+    shared.view().desired_pulls = state.pulls.iter().map(|p| p.name.to_string()).collect();
     if let Ok(mut p) = shared.periods.lock() {
         p.clear();
         for f in &state.flows {
@@ -439,13 +448,13 @@ async fn run_session(
                 let result = match req {
                     Some(Request::Apply(s, reply)) => {
                         *state = s;
-                        record_periods(shared, state);
+                        record_state(shared, state);
                         session.command(Command::ApplyState(state.clone()), Some(reply)).await
                     }
                     Some(Request::Command(c, reply)) => session.command(c, Some(reply)).await,
                     Some(Request::Tune(s, command, reply)) => {
                         *state = s;
-                        record_periods(shared, state);
+                        record_state(shared, state);
                         match command {
                             Some(c) => session.command(c, Some(reply)).await,
                             None => {

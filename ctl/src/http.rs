@@ -62,9 +62,13 @@ impl HttpState {
                     (name, state, silent)
                 })
                 .collect(),
+            // A job removed while it failed (reload, StopPull, the spool
+            // policy) gets no last report from the engine: only wanted
+            // jobs count.
             pulls_failing: v
                 .pulls
                 .iter()
+                .filter(|(job, _)| v.desired_pulls.contains(*job))
                 .filter_map(|(job, s)| match s {
                     FlowState::Failed { reason } => Some((job.clone(), reason.clone())),
                     _ => None,

@@ -105,7 +105,7 @@ pub struct UploadStatus {
     queue: Mutex<BTreeMap<PathBuf, Job>>,
     last: Mutex<Option<LastUpload>>,
     recording_stopped: AtomicBool,
-    /// Targets whose circuit breaker is open.
+    /// Targets whose circuit breaker is open or half-open.
     breakers_open: Mutex<Vec<String>>,
     /// Upload events (D-Bus signals subscribe here).
     pub events: broadcast::Sender<UploadEvent>,
@@ -126,7 +126,8 @@ impl UploadStatus {
         self.last.lock().ok().and_then(|l| l.clone())
     }
 
-    /// Targets whose circuit breaker is open (uploads to them paused).
+    /// Targets whose circuit breaker is open or half-open (uploads to
+    /// them paused but for one probe).
     pub fn breakers_open(&self) -> Vec<String> {
         self.breakers_open.lock().map(|b| b.clone()).unwrap_or_default()
     }
@@ -517,7 +518,10 @@ impl Scheduler {
         for t in &self.ctx.targets {
             let code = t.breaker.lock().map_or(0, |b| b.state().code());
             m.breaker_state.get_or_create(&TargetLabel { target: t.bucket.name.clone() }).set(code);
-            if code == 1 {
+            // Half-open is still open for health: only the probe may go,
+            // and a slow probe (a server that accepts and never answers)
+            // must not make the reason flicker away while it waits.
+            if code != 0 {
                 open.push(t.bucket.name.clone());
             }
         }

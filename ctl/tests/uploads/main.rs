@@ -11,8 +11,11 @@
 //! [`events`]: engine events passed on as D-Bus signals (a stand-in engine).
 //! [`write_once`]: keys are written once (objects found in S3 are compared,
 //! never replaced), quarantine and retention never overwrite, one ctld per spool.
+//! [`health`]: each health reason raised and cleared in `/health`, D-Bus
+//! `Status`, the metric and a signed webhook (ctld with a real engine).
 
 mod events;
+mod health;
 mod tls;
 mod write_once;
 
