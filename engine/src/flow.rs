@@ -475,7 +475,8 @@ fn stop_workers(
     let mut groups: Vec<Vec<Worker>> = Vec::new();
     let mut slots: Vec<Option<Worker>> = workers.into_iter().map(Some).collect();
     for (_, range) in output_workers {
-        let group: Vec<Worker> = range.clone().filter_map(|k| slots.get_mut(k).and_then(Option::take)).collect();
+        let group: Vec<Worker> =
+            range.clone().filter_map(|k| slots.get_mut(k).and_then(Option::take)).collect();
         if !group.is_empty() {
             groups.push(group);
         }
@@ -506,7 +507,12 @@ fn stop_workers(
     }
     let busy = handles.iter().filter(|h| !h.is_finished()).count();
     if busy > 0 {
-        tracing::error!(flow, busy, ?deadline, "workers still stopping after the deadline; left to finish on their own");
+        tracing::error!(
+            flow,
+            busy,
+            ?deadline,
+            "workers still stopping after the deadline; left to finish on their own"
+        );
     }
     for h in handles.into_iter().filter(|h| h.is_finished()) {
         let _ = h.join();

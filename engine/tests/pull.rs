@@ -253,7 +253,9 @@ fn a_spool_that_stays_full_costs_the_held_bytes_but_not_the_job() {
     assert!(wait_for(Duration::from_secs(15), || log().contains("what was held is lost")), "{}", log());
     engine.interrupt(Duration::from_secs(10)).expect("exits");
     let out = std::fs::read_to_string(dir.path("engine.out")).unwrap();
-    assert!(out.contains("pull cam: Running"), "{out}");
+    // Not failed by the full spool: running, or reconnecting to a sender
+    // that is gone.
+    assert!(out.contains("pull cam: Running") || out.contains("reconnecting\" }"), "{out}");
     assert!(!log().contains("pull job failed"), "{}", log());
     assert!(manifests(&dir.path("spool"), "cam").is_empty());
 }
@@ -298,7 +300,9 @@ no_data_timeout_s = 1
     let log = std::fs::read_to_string(dir.path("engine.log")).unwrap();
     assert!(log.contains("no data from the pull source"), "{log}");
     let out = std::fs::read_to_string(dir.path("engine.out")).unwrap();
-    assert!(out.contains("pull cam: Stopped") || out.contains("pull cam: Running"), "{out}");
+    // Connected again, or reconnecting once the test's listener is gone:
+    // never failed for another reason.
+    assert!(out.contains("pull cam: Running") || out.contains("reconnecting\" }"), "{out}");
 }
 
 /// A flow of the desired state that cannot be built (a missing file) fails

@@ -183,6 +183,10 @@ fn run(
             Err(e) => {
                 let delay = backoff.delay();
                 log_failure(job.as_str(), &e, delay);
+                // Nothing is archived while the source cannot be reached:
+                // say so (once; the reason text stays the same).
+                let reason = "source unreachable; reconnecting".to_string();
+                set_state(status, events, job, FlowState::Failed { reason });
                 if pause(ctx, delay, |d| {
                     std::thread::sleep(d);
                     true
@@ -193,6 +197,7 @@ fn run(
             }
         };
         backoff.reset();
+        set_state(status, events, job, FlowState::Running);
         status.connects.fetch_add(1, Ordering::Relaxed);
         tracing::info!(job = %job, peer = socket.peer(), "pull connected");
         let outcome = read_until_gone(ctx, job, &socket, &mut segmenter, status, started, watchdog);
@@ -217,6 +222,7 @@ fn run(
             break;
         }
         tracing::warn!(job = %job, "pull source lost; reconnecting");
+        set_state(status, events, job, FlowState::Failed { reason: "source lost; reconnecting".into() });
         if endpoint.is_caller()
             && pause(ctx, backoff.delay(), |d| {
                 std::thread::sleep(d);
