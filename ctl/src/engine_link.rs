@@ -167,7 +167,17 @@ struct Session {
     buf: Vec<u8>,
     next_id: u64,
     pending: HashMap<u64, oneshot::Sender<Result<(), LinkError>>>,
+    /// The id of the desired state sent on (re)connect, or by a retry.
+    state_id: Option<u64>,
+    /// When to send a refused state again, and the wait before that.
+    retry: Option<(tokio::time::Instant, Duration)>,
 }
+
+/// First wait before a refused desired state is sent again; doubles to
+/// [`STATE_RETRY_MAX`].
+const STATE_RETRY_FIRST: Duration = Duration::from_secs(1);
+/// Longest wait between sends of a refused desired state.
+const STATE_RETRY_MAX: Duration = Duration::from_secs(60);
 
 async fn supervise(
     config: EngineLinkConfig,
@@ -372,6 +382,8 @@ async fn connect(socket: &Path, within: Duration) -> std::io::Result<Session> {
                     buf: Vec::with_capacity(64 * 1024),
                     next_id: 1,
                     pending: HashMap::new(),
+                    state_id: None,
+                    retry: None,
                 });
             }
             Err(e) if Instant::now() >= deadline => return Err(e),
@@ -415,11 +427,19 @@ async fn run_session(
     if let Err(e) = session.send(&hello).await {
         return format!("cannot greet the engine: {e}");
     }
+    session.state_id = Some(session.next_id);
     if let Err(e) = session.command(Command::ApplyState(state.clone()), None).await {
         return format!("cannot send the desired state: {e}");
     }
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
+        let retry_at = session.retry.map(|(at, _)| at);
+        let retry = async {
+            match retry_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         let exited = async {
             match child.as_mut() {
                 Some(c) => c.wait().await.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()),
@@ -444,11 +464,25 @@ async fn run_session(
                     }
                 }
             },
+            () = retry => {
+                // The engine refused the state (e.g. more pull jobs than it
+                // allows): ask again, backing off.
+                tracing::info!("sending the refused desired state again");
+                session.state_id = Some(session.next_id);
+                if let Err(e) = session.command(Command::ApplyState(state.clone()), None).await {
+                    return format!("cannot send the desired state: {e}");
+                }
+                if let Some((at, delay)) = session.retry.as_mut() {
+                    *at = tokio::time::Instant::now() + *delay;
+                }
+            }
             req = rx.recv() => {
                 let result = match req {
                     Some(Request::Apply(s, reply)) => {
                         *state = s;
                         record_state(shared, state);
+                        // A new state supersedes one that was refused.
+                        session.retry = None;
                         session.command(Command::ApplyState(state.clone()), Some(reply)).await
                     }
                     Some(Request::Command(c, reply)) => session.command(c, Some(reply)).await,
@@ -480,6 +514,10 @@ fn handle_event(session: &mut Session, shared: &Arc<Shared>, msg: EngineToCtl) {
             if let Some(reply) = session.pending.remove(&id.0) {
                 let _ = reply.send(Ok(()));
             }
+            if session.state_id == Some(id.0) {
+                session.retry = None;
+                shared.view().last_rejection = None;
+            }
         }
         EngineToCtl::Rejected { id, reason } => {
             tracing::warn!(command = id.0, "engine refused: {}", reason.message);
@@ -488,6 +526,10 @@ fn handle_event(session: &mut Session, shared: &Arc<Shared>, msg: EngineToCtl) {
                     let _ = reply.send(Err(LinkError::Rejected(reason.clone())));
                 }
                 None => shared.view().last_rejection = Some(reason.message.clone()),
+            }
+            if session.state_id == Some(id.0) {
+                let delay = session.retry.map_or(STATE_RETRY_FIRST, |(_, d)| (d * 2).min(STATE_RETRY_MAX));
+                session.retry = Some((tokio::time::Instant::now() + delay, delay));
             }
         }
         EngineToCtl::FlowState { flow, state } => {
