@@ -49,6 +49,15 @@ pub fn proc_usage(pid: u32) -> Option<(f64, u64)> {
     Some((ticks as f64 / hz, pages * page))
 }
 
+/// Labels naming an input of a flow.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InputLabel {
+    /// The flow.
+    pub flow: String,
+    /// The input.
+    pub input: String,
+}
+
 /// Labels naming a health reason ([`crate::health::REASON_CODES`]).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
@@ -149,8 +158,8 @@ pub struct Metrics {
     srt_lost: Family<LinkLabel, Gauge>,
     srt_retransmits: Family<LinkLabel, Gauge>,
     srt_bytes: Family<LinkLabel, Gauge>,
-    input_dropped: Family<LinkLabel, Counter>,
-    input_inserted: Family<LinkLabel, Counter>,
+    input_dropped: Family<InputLabel, Counter>,
+    input_inserted: Family<InputLabel, Counter>,
     /// Segments closed in the spool, per job.
     pub segments: Family<JobLabel, Counter>,
     /// Bytes of closed segments, per job.
@@ -764,10 +773,11 @@ impl Metrics {
                     .get_or_create(&ll)
                     .set(i64::try_from(link.retransmits).unwrap_or(i64::MAX));
                 self.srt_bytes.get_or_create(&ll).set(i64::try_from(link.bytes).unwrap_or(i64::MAX));
-                if link.name.starts_with("airlift-srt-rx-") {
-                    let dropped = &self.input_dropped.get_or_create(&ll);
+                if let Some(input) = link.name.strip_prefix("airlift-srt-rx-") {
+                    let il = InputLabel { flow: s.flow.clone(), input: input.to_string() };
+                    let dropped = &self.input_dropped.get_or_create(&il);
                     self.grow(dropped, &key, "input_dropped", link.dropped_frames);
-                    let inserted = &self.input_inserted.get_or_create(&ll);
+                    let inserted = &self.input_inserted.get_or_create(&il);
                     self.grow(inserted, &key, "input_inserted", link.inserted_frames);
                 }
             }
