@@ -3,7 +3,9 @@
 //! Every health reason ([`crate::health`]) that appears is sent as an alarm
 //! `raised`, and as `cleared` when it goes; one-shot alarms of the uploader
 //! (an S3 conflict, a quarantined segment, a full spool, a damaged state
-//! file) are sent `raised`. Each goes to every target as a JSON POST
+//! file) are sent `raised` — those whose kind is also a health reason
+//! (`upload_failing`, `orphan_segments`) only through the verdict, so each
+//! is raised once and cleared. Each goes to every target as a JSON POST
 //! ([`AlertEvent`]), signed when the target has a secret: header
 //! `X-Airlift-Signature: sha256=<hex HMAC-SHA256 of the body>`. A target
 //! has a bounded queue ([`QUEUE`] events; more are dropped and counted) and
@@ -234,7 +236,11 @@ async fn watch(senders: Vec<Sender>, node: String, http: Arc<HttpState>) {
                 tracker.diff(&node, &reasons, Instant::now())
             }
             got = uploads.recv() => match got {
-                Ok(UploadEvent::Alarm { kind, job, message }) if tracker.admit(kind, Instant::now()) => {
+                // Kinds that are also health reasons are raised and cleared
+                // from the health verdict: once each, with their clearing.
+                Ok(UploadEvent::Alarm { kind, job, message })
+                    if !crate::health::REASON_CODES.contains(&kind) && tracker.admit(kind, Instant::now()) =>
+                {
                     vec![event(&node, kind, &job, &message, "raised")]
                 }
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Vec::new(),
