@@ -200,8 +200,14 @@ pub fn sync_ports(ports: &mut PortAllocator, state: &DesiredState) {
         if ports.owner(port) == Some(owner.as_str()) {
             continue;
         }
-        if let Err(e) = ports.reserve(port, &owner, udp_port_free) {
-            tracing::warn!(port, %owner, "SRT port: {e}");
+        match ports.claim(port, &owner, udp_port_free) {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                port,
+                %owner,
+                "SRT port {port} is in use (another program, or an engine letting go of it); kept for {owner}, whose listener retries until it is free"
+            ),
+            Err(e) => tracing::warn!(port, %owner, "SRT port: {e}"),
         }
     }
 }

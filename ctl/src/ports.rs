@@ -90,6 +90,26 @@ impl PortAllocator {
         Ok(())
     }
 
+    /// Reserves a configured listener's port for `owner` even when `probe`
+    /// finds it busy (another program, or an engine still letting go of it):
+    /// the configuration names it, so it is never handed to anyone else, and
+    /// its flow retries until it is free. `Ok(false)` when it was busy.
+    pub fn claim(
+        &mut self,
+        port: u16,
+        owner: &str,
+        probe: impl FnOnce(u16) -> bool,
+    ) -> Result<bool, PortError> {
+        match self.reserve(port, owner, probe) {
+            Ok(()) => Ok(true),
+            Err(PortError::Busy(_)) => {
+                self.reserve(port, owner, |_| true)?;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Gives a port back; false when it was not held.
     pub fn release(&mut self, port: u16) -> bool {
         if self.held.remove(&port).is_some() {
@@ -140,6 +160,18 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn a_configured_port_in_use_elsewhere_is_claimed_once_and_never_handed_out() {
+        let range = PortRange::try_from("30000-30001".to_string()).unwrap();
+        let mut alloc = PortAllocator::new(range);
+        assert_eq!(alloc.claim(30000, "flow b input x", |_| false), Ok(false));
+        assert_eq!(alloc.owner(30000), Some("flow b input x"));
+        // Held now: a later sync sees its owner and leaves it be.
+        assert!(matches!(alloc.claim(30000, "flow b input x", |_| true), Err(PortError::Held { .. })));
+        assert_eq!(alloc.allocate("pull p", |_| true), Ok(30001), "the claimed port is not handed out");
+        assert_eq!(alloc.claim(30005, "flow c", |_| true), Err(PortError::OutOfRange(30005)));
+    }
 
     #[derive(Debug, Clone)]
     enum Op {
