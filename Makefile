@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
 
-.PHONY: deps demo test test-rust lint fuzz-check fuzz bench stress chaos doc clean deb test-package
+.PHONY: deps demo test test-rust lint fuzz-check fuzz bench stress chaos soak doc clean deb test-package
 
 deps:
 	scripts/install-deps
@@ -50,6 +50,12 @@ stress: deps
 CHAOS_STEPS ?= 300
 chaos:
 	CHAOS_STEPS=$(CHAOS_STEPS) $(CARGO) test -p airlift-ctl --test torture -- --nocapture
+
+## Network-input drift soak: senders 100 ppm fast and slow into SRT inputs
+## for 10 minutes each (engine/tests/srt_drift.rs), checked for phase
+## continuity, the drift estimate and zero dropped/inserted frames.
+soak: deps
+	$(CARGO) test -p airlift-engine --test srt_drift -- --ignored --nocapture --test-threads=2
 
 ## Build target/debian/airlift_*.deb.
 deb: deps

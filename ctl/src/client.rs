@@ -25,6 +25,8 @@ pub trait Node1 {
     fn set_mute(&self, flow: &str, input: &str, muted: bool) -> zbus::Result<()>;
     /// Sets a pan.
     fn set_pan(&self, flow: &str, input: &str, pan: f64) -> zbus::Result<()>;
+    /// Forces an input's source (`auto`: automatic selection).
+    fn select_source(&self, flow: &str, input: &str, source: &str) -> zbus::Result<()>;
     /// Starts a pull job.
     fn start_pull(&self, url: &str, options: HashMap<String, OwnedVariant>) -> zbus::Result<String>;
     /// Stops a pull job.

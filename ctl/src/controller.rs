@@ -158,10 +158,16 @@ pub(crate) fn listener_ports(state: &DesiredState) -> Vec<(u16, String)> {
     let mut ports = Vec::new();
     for f in &state.flows {
         for i in &f.inputs {
-            if let ProducerSpec::SrtIn(s) = &i.producer
-                && let SrtMode::Listener { port } = s.srt.mode
-            {
-                ports.push((port.get(), format!("flow {} input {}", f.name, i.name)));
+            for (source, producer) in i.producers() {
+                if let ProducerSpec::SrtIn(s) = producer
+                    && let SrtMode::Listener { port } = s.srt.mode
+                {
+                    let owner = match source {
+                        airlift_ipc::spec::PRIMARY_SOURCE => format!("flow {} input {}", f.name, i.name),
+                        backup => format!("flow {} input {} backup {backup}", f.name, i.name),
+                    };
+                    ports.push((port.get(), owner));
+                }
             }
         }
         for o in &f.outputs {
@@ -266,6 +272,7 @@ fn input_command(flow: &Name, input: &Name, value: InputSetting) -> Command {
         InputSetting::Gain(gain) => Command::SetGain { flow, input, gain },
         InputSetting::Mute(muted) => Command::SetMute { flow, input, muted },
         InputSetting::Pan(pan) => Command::SetPan { flow, input, pan },
+        InputSetting::Source(source) => Command::SelectSource { flow, input, source },
     }
 }
 
@@ -522,9 +529,27 @@ impl Controller {
         if !spec.inputs.iter().any(|x| x.name == input) {
             return Err(ControlError::NotFound(format!("flow {flow} has no input {input}")));
         }
+        if let InputSetting::Source(Some(source)) = &value {
+            let failover = spec.inputs.iter().find(|x| x.name == input).and_then(|x| x.failover.as_ref());
+            match failover {
+                None => {
+                    return Err(ControlError::InvalidArgument(format!(
+                        "flow {flow}: input {input} has no backups to select from"
+                    )));
+                }
+                Some(f) if f.source_index(source.as_str()).is_none() => {
+                    let known: Vec<&str> = (0..=f.backups.len()).filter_map(|i| f.source_name(i)).collect();
+                    return Err(ControlError::NotFound(format!(
+                        "flow {flow}: input {input} has no source {source} (its sources: {}, or auto)",
+                        known.join(", ")
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
         let mut runtime = self.runtime.lock().await;
         let before = runtime.clone();
-        runtime.set_input(&config.state, &flow, &input, value);
+        runtime.set_input(&config.state, &flow, &input, value.clone());
         let desired = Self::desired(&config, &runtime);
         let command = (!desired.stopped.contains(&flow)).then(|| input_command(&flow, &input, value));
         match self.link.tune(desired, command).await {
@@ -566,6 +591,17 @@ impl Controller {
             ControlError::InvalidArgument(format!("pan {pan} is not a finite number in -1..=1"))
         })?;
         self.set_input(flow, input, InputSetting::Pan(pan)).await
+    }
+
+    /// Forces the source an input with backups plays (`primary` or a
+    /// backup's name; `auto` returns it to automatic selection). Kept as
+    /// operator state across restarts and reloads.
+    pub async fn select_source(&self, flow: &str, input: &str, source: &str) -> Result<(), ControlError> {
+        let choice = match source {
+            airlift_ipc::spec::AUTO_SOURCE => None,
+            s => Some(name("source", s)?),
+        };
+        self.set_input(flow, input, InputSetting::Source(choice)).await
     }
 
     /// Starts a stopped flow (unless the spool policy holds it).

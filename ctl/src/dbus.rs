@@ -188,6 +188,24 @@ impl NodeService {
         Ok(self.ctl.set_mute(flow, input, muted).await?)
     }
 
+    /// Forces the source an input with backups plays (`primary` or a
+    /// backup's name), or `auto` to return it to automatic selection. The
+    /// choice is operator state: it outlives restarts until changed.
+    async fn select_source(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        flow: &str,
+        input: &str,
+        source: &str,
+    ) -> Result<(), NodeError> {
+        bounded("flow", flow)?;
+        bounded("input", input)?;
+        bounded("source", source)?;
+        self.policy.check(&hdr, conn).await?;
+        Ok(self.ctl.select_source(flow, input, source).await?)
+    }
+
     /// Sets an input's pan (−1 … 1).
     async fn set_pan(
         &self,
@@ -418,6 +436,18 @@ impl NodeService {
         sha256: &str,
     ) -> zbus::Result<()>;
 
+    /// An input with backups switched source: `source` is `primary` or a
+    /// backup's name, `reason` one of `loss`, `silence`, `recovered`,
+    /// `forced` or `auto`.
+    #[zbus(signal)]
+    async fn input_switched(
+        emitter: &SignalEmitter<'_>,
+        flow: &str,
+        input: &str,
+        source: &str,
+        reason: &str,
+    ) -> zbus::Result<()>;
+
     /// Something needs attention: kind is `silence`, `xrun`, `engine`, `spool_full`, `upload_failing`, `quarantine`, `upload_conflict`, `srt_down`, `segment_gap`, `orphan_segments` or `state_file`.
     #[zbus(signal)]
     async fn alarm(emitter: &SignalEmitter<'_>, kind: &str, flow: &str, message: &str) -> zbus::Result<()>;
@@ -641,6 +671,9 @@ async fn forward_events(
                             let _ = NodeService::alarm(&emitter, "srt_down", flow.as_str(), &message).await;
                         }
                         NodeService::srt_link_changed(&emitter, flow.as_str(), link, text, *connects, *refusals).await
+                    }
+                    EngineToCtl::InputSwitched { flow, input, source, reason } => {
+                        NodeService::input_switched(&emitter, flow.as_str(), input.as_str(), source.as_str(), reason.as_str()).await
                     }
                     EngineToCtl::RecordingClosed(r) => {
                         NodeService::recording_closed(&emitter, r.flow.as_str(), r.output.as_str(), &r.path, r.duration_ms, r.bytes, &r.sha256).await

@@ -606,6 +606,10 @@ fn handle_event(session: &mut Session, shared: &Arc<Shared>, msg: EngineToCtl) {
             shared.metrics.segments.get_or_create(&label).inc();
             shared.metrics.segment_bytes.get_or_create(&label).inc_by(m.bytes);
         }
+        EngineToCtl::InputSwitched { flow, input, source, reason } => {
+            tracing::warn!(flow = %flow, input = %input, source = %source, reason = reason.as_str(), "input switched source");
+            shared.metrics.record_switch(flow.as_str(), input.as_str(), source.as_str(), *reason);
+        }
         EngineToCtl::RecordingClosed(r) => {
             tracing::info!(
                 flow = %r.flow, output = %r.output, path = %r.path, duration_ms = r.duration_ms,

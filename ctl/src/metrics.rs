@@ -58,6 +58,30 @@ pub struct InputLabel {
     pub input: String,
 }
 
+/// Labels naming one source of an input with backups.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    /// The flow.
+    pub flow: String,
+    /// The input.
+    pub input: String,
+    /// `primary` or a backup's name.
+    pub source: String,
+}
+
+/// Labels naming a switch of an input to a source, and why.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SwitchLabel {
+    /// The flow.
+    pub flow: String,
+    /// The input.
+    pub input: String,
+    /// The source switched to.
+    pub source: String,
+    /// `loss`, `silence`, `recovered`, `forced` or `auto`.
+    pub reason: String,
+}
+
 /// Labels naming a health reason ([`crate::health::REASON_CODES`]).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
@@ -160,6 +184,9 @@ pub struct Metrics {
     srt_bytes: Family<LinkLabel, Gauge>,
     input_dropped: Family<InputLabel, Counter>,
     input_inserted: Family<InputLabel, Counter>,
+    input_drift: Family<InputLabel, Gauge<f64, AtomicU64>>,
+    input_source: Family<SourceLabel, Gauge>,
+    input_switches: Family<SwitchLabel, Counter>,
     /// Segments closed in the spool, per job.
     pub segments: Family<JobLabel, Counter>,
     /// Bytes of closed segments, per job.
@@ -332,6 +359,9 @@ impl Metrics {
             srt_bytes: Family::default(),
             input_dropped: Family::default(),
             input_inserted: Family::default(),
+            input_drift: Family::default(),
+            input_source: Family::default(),
+            input_switches: Family::default(),
             segment_bytes: Family::default(),
             segment_stalls: Family::default(),
             segment_held: Family::default(),
@@ -504,6 +534,21 @@ impl Metrics {
             "input_inserted_frames",
             "Frames of silence an SRT input played while it buffered again after running dry",
             m.input_inserted.clone(),
+        );
+        registry.register(
+            "input_drift_ppm",
+            "Clock offset of an SRT input's sender against its flow, in ppm, as the input's adaptive resampler follows it",
+            m.input_drift.clone(),
+        );
+        registry.register(
+            "input_source_active",
+            "1 for the source an input with backups plays, 0 for its other sources",
+            m.input_source.clone(),
+        );
+        registry.register(
+            "input_switches",
+            "Switches of an input with backups to a source, by reason",
+            m.input_switches.clone(),
         );
         registry.register("segment_bytes", "Bytes of segments closed in the spool", m.segment_bytes.clone());
         registry.register(
@@ -779,6 +824,21 @@ impl Metrics {
                     self.grow(dropped, &key, "input_dropped", link.dropped_frames);
                     let inserted = &self.input_inserted.get_or_create(&il);
                     self.grow(inserted, &key, "input_inserted", link.inserted_frames);
+                    match link.drift_ppm {
+                        Some(ppm) => {
+                            self.input_drift.get_or_create(&il).set(ppm);
+                        }
+                        None => {
+                            self.input_drift.remove(&il);
+                        }
+                    }
+                }
+            }
+            for i in &s.input_sources {
+                for source in &i.sources {
+                    let l =
+                        SourceLabel { flow: s.flow.clone(), input: i.input.clone(), source: source.clone() };
+                    self.input_source.get_or_create(&l).set(i64::from(source == &i.active));
                 }
             }
         }
@@ -862,6 +922,23 @@ impl Metrics {
         if let Ok(mut last) = self.last.lock() {
             last.retain(|(f, _), _| f != flow);
         }
+    }
+
+    /// Counts a switch of an input with backups.
+    pub fn record_switch(
+        &self,
+        flow: &str,
+        input: &str,
+        source: &str,
+        reason: airlift_ipc::message::SwitchReason,
+    ) {
+        let l = SwitchLabel {
+            flow: flow.to_string(),
+            input: input.to_string(),
+            source: source.to_string(),
+            reason: reason.as_str().to_string(),
+        };
+        self.input_switches.get_or_create(&l).inc();
     }
 
     /// Total deadline misses seen (for health).

@@ -28,7 +28,7 @@ pub const FORMAT: u32 = 1;
 pub const MAX_FILE_BYTES: u64 = 4 << 20;
 
 /// The operator's values for one input; `None` keeps the configured one.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputOverride {
     /// Gain in dB.
@@ -40,16 +40,20 @@ pub struct InputOverride {
     /// Pan position.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pan: Option<Pan>,
+    /// The source an input with backups plays: a source's name, or `auto`
+    /// for automatic selection where the configuration forces one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Name>,
 }
 
 impl InputOverride {
     fn is_empty(&self) -> bool {
-        self.gain_db.is_none() && self.muted.is_none() && self.pan.is_none()
+        self.gain_db.is_none() && self.muted.is_none() && self.pan.is_none() && self.source.is_none()
     }
 }
 
-/// One input setting: gain, mute or pan.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// One input setting: gain, mute, pan or the source of an input with backups.
+#[derive(Debug, Clone, PartialEq)]
 pub enum InputSetting {
     /// Gain in dB.
     Gain(GainDb),
@@ -57,6 +61,19 @@ pub enum InputSetting {
     Mute(bool),
     /// Pan position.
     Pan(Pan),
+    /// The source forced (`primary` or a backup's name), or `None` for
+    /// automatic selection.
+    Source(Option<Name>),
+}
+
+/// The configured source choice of `input`, as an override spells it.
+fn configured_source(input: &InputSpec) -> Option<Name> {
+    input.failover.as_ref().and_then(|f| f.selected.clone())
+}
+
+/// `auto` as a name (for overrides of a configured choice).
+fn auto_name() -> Name {
+    Name::new(airlift_ipc::spec::AUTO_SOURCE).expect("\"auto\" is a valid name")
 }
 
 /// Everything the operator (and the spool policy) changed at run time, as
@@ -131,6 +148,9 @@ impl RuntimeState {
             InputSetting::Gain(g) => entry.gain_db = (g != spec.gain_db).then_some(g),
             InputSetting::Mute(m) => entry.muted = (m != spec.muted).then_some(m),
             InputSetting::Pan(p) => entry.pan = (p != spec.pan).then_some(p),
+            InputSetting::Source(choice) => {
+                entry.source = (choice != configured_source(spec)).then(|| choice.unwrap_or_else(auto_name));
+            }
         }
         self.prune();
         self.inputs != before
@@ -152,7 +172,7 @@ impl RuntimeState {
         input: &Name,
     ) -> Option<(GainDb, bool, Pan)> {
         let spec = find_input(config, flow, input)?;
-        let o = self.inputs.get(flow).and_then(|i| i.get(input)).copied().unwrap_or_default();
+        let o = self.inputs.get(flow).and_then(|i| i.get(input)).cloned().unwrap_or_default();
         Some((o.gain_db.unwrap_or(spec.gain_db), o.muted.unwrap_or(spec.muted), o.pan.unwrap_or(spec.pan)))
     }
 
@@ -174,6 +194,9 @@ impl RuntimeState {
                 input.gain_db = o.gain_db.unwrap_or(input.gain_db);
                 input.muted = o.muted.unwrap_or(input.muted);
                 input.pan = o.pan.unwrap_or(input.pan);
+                if let (Some(choice), Some(f)) = (&o.source, input.failover.as_mut()) {
+                    f.selected = (choice.as_str() != airlift_ipc::spec::AUTO_SOURCE).then(|| choice.clone());
+                }
             }
         }
         let stopped: Vec<Name> = state
@@ -415,6 +438,11 @@ impl RuntimeState {
                     }
                     if let Some(p) = o.pan {
                         rows.push(row(name, i, "pan", p.to_string(), input.pan.to_string()));
+                    }
+                    if let Some(choice) = &o.source {
+                        let configured =
+                            configured_source(input).map_or_else(|| "auto".to_string(), |n| n.to_string());
+                        rows.push(row(name, i, "source", choice.to_string(), configured));
                     }
                 }
             }
@@ -704,7 +732,7 @@ segments = { job = "cam", target_seconds = 2 }
             + "\n[[pull]]\nname = \"live\"\nsource = { mode = { listener = { port = 30005 } } }\nsegments = { job = \"live\", target_seconds = 2 }\n";
         let new = config(&text);
         let dropped = rt.reload(&old, &new);
-        let mic = rt.inputs[&n("main")][&n("mic")];
+        let mic = rt.inputs[&n("main")][&n("mic")].clone();
         assert_eq!(mic.gain_db, None, "the file changed the gain: {dropped:?}");
         assert_eq!(mic.muted, Some(true), "the file kept the mute: the operator's holds");
         assert_eq!(rt.inputs[&n("main")][&n("bed")].pan.map(Pan::get), Some(0.5));

@@ -43,6 +43,14 @@ const CORPUS: &[(&str, &[&str])] = &[
     ("http-not-loopback.toml", &["http", "loopback"]),
     ("too-many-flows.toml", &["flow", "max_flows"]),
     ("gain-nan.toml", &["flow[0]", "gain"]),
+    (
+        "failover-invalid.toml",
+        &[
+            "input[contrib].failover.backup[primary]: a backup's name must be unique and neither",
+            "input[contrib].failover.loss_ms: 5 is outside 20 to 60000",
+            "input[contrib].failover.selected: \"nosuch\" is neither \"primary\" nor a backup",
+        ],
+    ),
     ("syntax.toml", &[":1:"]),
     ("many-errors.toml", &["node", "srt", "spool", "flow[0]", "4 configuration error(s)"]),
     (

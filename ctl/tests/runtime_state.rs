@@ -610,3 +610,128 @@ fn a_ctld_killed_with_9_leaves_no_engine_out_of_reach() {
     assert!(node.airliftctl(&["flows", "start", "main"]).status.success());
     wait(10, "main running", || (node.flow_state("main") == "running").then_some(()));
 }
+
+/// An input whose SRT primary has no sender fails over to its tone backup;
+/// `airliftctl input select` forces the primary (a D-Bus `InputSwitched`
+/// signal and the metrics say so), the choice survives an engine `kill -9`
+/// and a ctld restart, shows in `airliftctl state`, and `--auto` hands the
+/// choice back to the failover. Bad names change nothing.
+#[test]
+fn a_forced_input_source_is_signalled_counted_and_kept_until_auto() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = format!(
+        r#"
+[engine]
+socket = "engine.sock"
+
+[spool]
+path = "spool"
+
+[srt]
+port_range = "{port}-{port}"
+
+[[flow]]
+name = "main"
+period = 128
+
+[[flow.input]]
+name = "contrib"
+producer = {{ srt_in = {{ srt = {{ mode = {{ listener = {{ port = {port} }} }}, passphrase = "failover-test-secret" }} }} }}
+
+[flow.input.failover]
+loss_ms = 200
+crossfade_ms = 10
+
+[[flow.input.failover.backup]]
+name = "tone"
+producer = {{ test_signal = {{ kind = "sine", frequency = 1000.0, level_dbfs = -20.0 }} }}
+
+[[flow.processor]]
+meter = {{}}
+
+[[flow.output]]
+name = "void"
+consumer = "null"
+"#
+    );
+    let mut node = Node::new("failover", &config);
+    let active = |node: &Node, source: &str| {
+        node.metric(&format!(
+            r#"airlift_input_source_active{{flow="main",input="contrib",source="{source}"}}"#
+        ))
+    };
+    // No sender: the tone takes over after the loss time.
+    wait(15, "the backup playing", || (active(&node, "tone") == Some(1.0)).then_some(()));
+    wait(10, "the tone on the meter", || node.peak("main").filter(|p| *p > -30.0));
+
+    let monitor_out = node.dir.join("monitor.txt");
+    let mut monitor = Command::new("gdbus")
+        .args(["monitor", "--address", &node.bus.address, "--dest", "org.airlift.Node1"])
+        .stdout(std::fs::File::create(&monitor_out).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let signals = || std::fs::read_to_string(&monitor_out).unwrap_or_default();
+
+    // Forced onto the (silent) primary.
+    let out = node.airliftctl(&["input", "select", "main", "contrib", "primary"]);
+    assert!(out.status.success(), "{}", text(&out));
+    wait(10, "the InputSwitched signal", || {
+        signals().contains("InputSwitched ('main', 'contrib', 'primary', 'forced')").then_some(())
+    });
+    wait(10, "the primary active in /metrics", || (active(&node, "primary") == Some(1.0)).then_some(()));
+    let forced =
+        r#"airlift_input_switches_total{flow="main",input="contrib",source="primary",reason="forced"}"#;
+    assert_eq!(node.metric(forced), Some(1.0), "{}", node.metrics());
+    wait(10, "silence on the meter", || node.peak("main").filter(|p| *p < -100.0));
+
+    // Bad names: refused, nothing changes.
+    for args in
+        [["main", "contrib", "nosuch"], ["main", "ghost", "primary"], ["main", "contrib", "bad name!"]]
+    {
+        let mut a = vec!["input", "select"];
+        a.extend_from_slice(&args);
+        let out = node.airliftctl(&a);
+        assert!(!out.status.success(), "{args:?} accepted: {}", text(&out));
+    }
+    assert_eq!(active(&node, "primary"), Some(1.0));
+
+    // The choice outlives an engine kill -9 and a ctld restart.
+    node.kill_engine();
+    wait(15, "the primary still forced after the engine restart", || {
+        (active(&node, "primary") == Some(1.0)).then_some(())
+    });
+    node.stays_below("main", -100.0, 2);
+    node.stop();
+    node.start();
+    wait(15, "the primary still forced after the ctld restart", || {
+        (active(&node, "primary") == Some(1.0)).then_some(())
+    });
+    node.stays_below("main", -100.0, 2);
+    let shown = text(&node.airliftctl(&["state"]));
+    let row = shown.lines().find(|l| l.contains("source")).unwrap_or_else(|| panic!("{shown}"));
+    assert_eq!(row.split_whitespace().collect::<Vec<_>>(), ["main", "contrib", "source", "primary", "auto"]);
+
+    // Automatic again: the primary is lost, so the tone.
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    let mut monitor = Command::new("gdbus")
+        .args(["monitor", "--address", &node.bus.address, "--dest", "org.airlift.Node1"])
+        .stdout(std::fs::File::create(&monitor_out).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let out = node.airliftctl(&["input", "select", "main", "contrib", "--auto"]);
+    assert!(out.status.success(), "{}", text(&out));
+    wait(10, "the switch back to the tone", || {
+        signals().contains("InputSwitched ('main', 'contrib', 'tone', 'auto')").then_some(())
+    });
+    wait(10, "the tone active in /metrics", || (active(&node, "tone") == Some(1.0)).then_some(()));
+    wait(10, "the tone on the meter", || node.peak("main").filter(|p| *p > -30.0));
+    let shown = text(&node.airliftctl(&["state"]));
+    assert!(!shown.contains("source"), "no override left: {shown}");
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+}

@@ -57,6 +57,7 @@ impl FlowBuilder {
             gain_db: GainDb::UNITY,
             muted: false,
             pan: Pan::CENTER,
+            failover: None,
         });
         Ok(self)
     }

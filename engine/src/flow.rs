@@ -200,6 +200,7 @@ pub struct RunningFlow {
     realtime: RealtimeReport,
     injectors: Vec<crate::io::alsa::XrunInjector>,
     links: Vec<Arc<SrtLinkStatus>>,
+    failovers: Vec<(airlift_ipc::units::Name, Arc<crate::graph::failover::FailoverControl>)>,
 }
 
 /// Starts `spec` on a realtime audio thread named `airlift-rt-<flow>`.
@@ -222,7 +223,7 @@ pub fn start_built(
     built: BuiltFlow,
     rt: &RealtimeRequest,
 ) -> Result<RunningFlow, BuildError> {
-    let BuiltFlow { graph, workers, reports, inputs, counters, links, output_workers, .. } = built;
+    let BuiltFlow { graph, workers, reports, inputs, counters, links, output_workers, failovers, .. } = built;
     let injectors = graph.xrun_injectors();
     let (control, mut driver) = audio_driver(graph);
     let (rt_tx, rt_rx) = std::sync::mpsc::sync_channel(1);
@@ -267,6 +268,7 @@ pub fn start_built(
         realtime,
         injectors,
         links,
+        failovers,
     })
 }
 
@@ -288,6 +290,18 @@ pub enum ParamError {
         /// The flow.
         flow: String,
     },
+    /// The input has no backups, or no source of that name.
+    #[error("flow {flow}: input {input} has no source {name:?} (its sources: {known})")]
+    UnknownSource {
+        /// The flow.
+        flow: String,
+        /// The input.
+        input: String,
+        /// The source asked for.
+        name: String,
+        /// The sources it has, comma-separated (empty without backups).
+        known: String,
+    },
 }
 
 impl RunningFlow {
@@ -306,6 +320,40 @@ impl RunningFlow {
         self.control
             .send(RtCommand::Param(change(index)))
             .map_err(|_| ParamError::Busy { flow: self.spec.name.to_string() })
+    }
+
+    /// Forces the source input `input` plays (`primary` or a backup's
+    /// name), or returns it to automatic selection (`None`). The running
+    /// spec follows. Control thread only.
+    pub fn select_source(&mut self, input: &str, source: Option<&str>) -> Result<(), ParamError> {
+        let flow = self.spec.name.to_string();
+        let spec = self.spec.inputs.iter().find(|i| i.name.as_str() == input);
+        let Some(spec) = spec else {
+            return Err(ParamError::UnknownInput { flow, input: input.chars().take(64).collect() });
+        };
+        let failover = spec.failover.as_ref();
+        let control = self.failovers.iter().find(|(n, _)| n.as_str() == input).map(|(_, c)| c);
+        let unknown = |source: &str| ParamError::UnknownSource {
+            flow: flow.clone(),
+            input: input.to_owned(),
+            name: source.chars().take(64).collect(),
+            known: failover
+                .map(|f| {
+                    (0..=f.backups.len()).filter_map(|i| f.source_name(i)).collect::<Vec<_>>().join(", ")
+                })
+                .unwrap_or_default(),
+        };
+        let (Some(failover), Some(control)) = (failover, control) else {
+            return Err(unknown(source.unwrap_or("auto")));
+        };
+        let index = match source {
+            None => None,
+            Some(s) => Some(failover.source_index(s).ok_or_else(|| unknown(s))?),
+        };
+        if !control.select(index) {
+            return Err(unknown(source.unwrap_or("auto")));
+        }
+        Ok(())
     }
 
     /// Records a parameter change sent to input `input` in the spec this
@@ -331,6 +379,7 @@ impl RunningFlow {
             links,
             mut output_workers,
             carried,
+            failovers,
             ..
         } = built;
         // The counters live on across the swap: keep the old ones.
@@ -361,6 +410,7 @@ impl RunningFlow {
         self.inputs = inputs;
         self.injectors = injectors;
         self.links = links;
+        self.failovers = failovers;
         self.spec = spec.clone();
         Ok(())
     }
@@ -415,6 +465,22 @@ impl RunningFlow {
                 bytes: l.bytes,
                 dropped_frames: l.dropped_frames,
                 inserted_frames: l.inserted_frames,
+                drift_ppm: l.drift_ppm,
+            })
+            .collect();
+        stats.input_sources = self
+            .failovers
+            .iter()
+            .filter_map(|(input, control)| {
+                let spec = self.spec.inputs.iter().find(|i| &i.name == input)?.failover.as_ref()?;
+                let name = |i: usize| spec.source_name(i).unwrap_or("primary").to_string();
+                Some(airlift_ipc::message::InputSourceStats {
+                    input: input.to_string(),
+                    active: name(control.active()),
+                    sources: (0..=spec.backups.len()).map(name).collect(),
+                    selected: control.selected().map(name),
+                    switches: control.switches(),
+                })
             })
             .collect();
         stats

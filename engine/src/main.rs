@@ -229,14 +229,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("{}", failed.join("; "));
             }
             tracing::info!(flows = state.flows.len(), "running; Ctrl-C stops");
-            let signal = signals.wait().context("waiting for a signal")?;
+            // The node is polled (replaced graphs collected, reports turned
+            // into events, failed flows retried) until a signal arrives;
+            // events are logged where they are made.
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::Builder::new().name("airlift-signals".into()).spawn(move || {
+                let _ = tx.send(signals.wait());
+            })?;
+            let signal = loop {
+                match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+                    Ok(signal) => break signal.context("waiting for a signal")?,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        events.clear();
+                        node.poll(&mut events);
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                        anyhow::bail!("the signal thread ended")
+                    }
+                }
+            };
             tracing::info!(?signal, "stopping");
             for stats in node.stats().flows {
                 print_run_stats(&stats);
             }
             for (flow, l) in node.srt_links() {
                 println!(
-                    "flow {flow}: {} {:?}, {} connects, {} refused, rtt {:.2} ms, bandwidth {:.1} Mbit/s, lost {}, retransmitted {}, {} bytes",
+                    "flow {flow}: {} {:?}, {} connects, {} refused, rtt {:.2} ms, bandwidth {:.1} Mbit/s, lost {}, retransmitted {}, {} bytes{}",
                     l.name,
                     l.state,
                     l.connects,
@@ -245,8 +263,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     l.bandwidth_mbps,
                     l.lost,
                     l.retransmits,
-                    l.bytes
+                    l.bytes,
+                    match l.drift_ppm {
+                        Some(ppm) => format!(
+                            ", drift {ppm:.1} ppm, {} frames dropped, {} inserted",
+                            l.dropped_frames, l.inserted_frames
+                        ),
+                        None => String::new(),
+                    }
                 );
+            }
+            for stats in node.stats().flows {
+                for i in stats.input_sources {
+                    println!(
+                        "flow {}: input {} plays {}, {} switches{}",
+                        stats.flow,
+                        i.input,
+                        i.active,
+                        i.switches,
+                        i.selected.map(|s| format!(", selected {s}")).unwrap_or_default()
+                    );
+                }
             }
             for p in node.stats().pulls {
                 let state = node

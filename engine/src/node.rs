@@ -75,9 +75,8 @@ impl NodeError {
             }
             NodeError::Build(BuildError::Alsa { source: AlsaError::Busy { .. }, .. }) => RejectKind::Busy,
             NodeError::Build(_) => RejectKind::InvalidArgument,
-            NodeError::Param(ParamError::UnknownInput { .. }) | NodeError::UnknownFlow(_) => {
-                RejectKind::NotFound
-            }
+            NodeError::Param(ParamError::UnknownInput { .. } | ParamError::UnknownSource { .. })
+            | NodeError::UnknownFlow(_) => RejectKind::NotFound,
             NodeError::Param(ParamError::Busy { .. }) => RejectKind::Busy,
             NodeError::UnknownPull(_) => RejectKind::NotFound,
             NodeError::PullExists(_) | NodeError::TooManyPulls { .. } => RejectKind::Busy,
@@ -361,7 +360,8 @@ impl Node {
         result
     }
 
-    /// Sends the gain, mute and pan of every input of `spec` to its running flow.
+    /// Sends the gain, mute, pan and source choice of every input of `spec`
+    /// to its running flow.
     fn retune(&mut self, spec: &FlowSpec) -> Result<(), NodeError> {
         let flow = self.flow_mut(spec.name.as_str())?;
         for input in &spec.inputs {
@@ -369,10 +369,16 @@ impl Node {
             flow.set(input.name.as_str(), |i| ParamChange::Gain(i, gain))?;
             flow.set(input.name.as_str(), |i| ParamChange::Mute(i, muted))?;
             flow.set(input.name.as_str(), |i| ParamChange::Pan(i, pan))?;
+            if let Some(f) = &input.failover {
+                flow.select_source(input.name.as_str(), f.selected.as_ref().map(Name::as_str))?;
+            }
             flow.note_input(input.name.as_str(), |i| {
                 i.gain_db = input.gain_db;
                 i.muted = input.muted;
                 i.pan = input.pan;
+                if let (Some(to), Some(from)) = (i.failover.as_mut(), input.failover.as_ref()) {
+                    to.selected = from.selected.clone();
+                }
             });
         }
         Ok(())
@@ -452,6 +458,19 @@ impl Node {
         let p = pan.get();
         self.flow_mut(flow)?.set(input, |i| ParamChange::Pan(i, p))?;
         self.note_input(flow, input, |i| i.pan = pan);
+        Ok(())
+    }
+
+    /// Forces the source an input with backups plays, or returns it to
+    /// automatic selection (`None`). The desired state follows, so the
+    /// choice holds across rebuilds.
+    pub fn select_source(&mut self, flow: &str, input: &str, source: Option<Name>) -> Result<(), NodeError> {
+        self.flow_mut(flow)?.select_source(input, source.as_ref().map(Name::as_str))?;
+        self.note_input(flow, input, |i| {
+            if let Some(f) = i.failover.as_mut() {
+                f.selected = source.clone();
+            }
+        });
         Ok(())
     }
 
@@ -564,6 +583,24 @@ impl Node {
                     if let Some(node) = node_name(&spec, node) {
                         events.push(EngineToCtl::Xrun { flow: name.clone(), node, total });
                     }
+                }
+                Report::InputSwitched { input, source, reason } => {
+                    let Some(i) = spec.inputs.get(input) else { return };
+                    let Some(f) = i.failover.as_ref() else { return };
+                    let Some(source) = f.source_name(source).and_then(|n| Name::new(n).ok()) else { return };
+                    tracing::info!(
+                        flow = %name,
+                        input = %i.name,
+                        source = %source,
+                        reason = reason.as_str(),
+                        "input switched source"
+                    );
+                    events.push(EngineToCtl::InputSwitched {
+                        flow: name.clone(),
+                        input: i.name.clone(),
+                        source,
+                        reason,
+                    });
                 }
                 Report::DeviceLost { node, errno } => {
                     let node = node_name(&spec, node).map(|n| n.to_string()).unwrap_or_default();
@@ -796,7 +833,11 @@ fn uses_alsa(spec: &FlowSpec) -> bool {
 fn holds_exclusive(spec: &FlowSpec) -> bool {
     let listener = |srt: &SrtSpec| matches!(srt.mode, SrtMode::Listener { .. });
     uses_alsa(spec)
-        || spec.inputs.iter().any(|i| matches!(&i.producer, ProducerSpec::SrtIn(s) if listener(&s.srt)))
+        || spec
+            .inputs
+            .iter()
+            .flat_map(|i| i.producers())
+            .any(|(_, p)| matches!(p, ProducerSpec::SrtIn(s) if listener(&s.srt)))
         || spec.outputs.iter().any(|o| {
             matches!(&o.consumer, ConsumerSpec::Encoded(e) if matches!(&e.sink, TsSink::Srt(s) if listener(s)))
         })
@@ -868,6 +909,9 @@ fn only_input_params_differ(old: &FlowSpec, new: &FlowSpec) -> bool {
         n.gain_db = o.gain_db;
         n.muted = o.muted;
         n.pan = o.pan;
+        if let (Some(nf), Some(of)) = (n.failover.as_mut(), o.failover.as_ref()) {
+            nf.selected = of.selected.clone();
+        }
     }
     &normalised == old
 }

@@ -153,3 +153,103 @@ fn placeholder() -> airlift_engine::graph::rt_graph::RtGraph {
         Default::default(),
     )
 }
+
+/// An SRT input (a real ffmpeg sender) read through its adaptive resampler,
+/// inside a failover with a tone backup, paced at real time for 6 s: the
+/// audio thread resamples, re-buffers, switches and crossfades without
+/// allocating or freeing.
+#[test]
+fn a_resampled_srt_input_with_failover_never_allocates() {
+    use airlift_ipc::spec::{BackupSpec, FailoverSpec, ProducerSpec, SrtInSpec, TestSignalSpec};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let secret = "alloc-test-passphrase";
+    let srt: SrtInSpec = toml::from_str(&format!(
+        "jitter_ms = 100\nsrt = {{ mode = {{ listener = {{ port = {port} }} }}, passphrase = \"{secret}\" }}"
+    ))
+    .unwrap();
+    let tone: TestSignalSpec = toml::from_str("kind = \"sine\"\nfrequency = 1000.0\nchannels = 2").unwrap();
+    let mut spec = FlowBuilder::new("srt")
+        .unwrap()
+        .input("contrib", ProducerSpec::SrtIn(srt))
+        .unwrap()
+        .null("void")
+        .unwrap()
+        .spec();
+    let backup = BackupSpec {
+        name: airlift_ipc::units::Name::new("tone").unwrap(),
+        producer: ProducerSpec::TestSignal(tone),
+    };
+    spec.inputs[0].failover = Some(FailoverSpec {
+        loss_ms: 50,
+        crossfade_ms: 10,
+        return_after_ms: 200,
+        ..FailoverSpec::new(vec![backup])
+    });
+    let mut built = build(&spec, &BuildOptions::default(), vec![]).unwrap();
+    let mut sender = Command::new("timeout")
+        .args([
+            "30",
+            "ffmpeg",
+            "-v",
+            "error",
+            "-nostdin",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:duration=20",
+        ])
+        .args(["-ac", "2", "-c:a", "aac", "-f", "mpegts"])
+        .arg(format!("srt://127.0.0.1:{port}?pkt_size=1316&passphrase={secret}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let connected = Instant::now();
+    while built.links[0].snapshot().state != airlift_engine::media::link::LinkState::Connected {
+        assert!(connected.elapsed() < Duration::from_secs(15), "the sender did not connect");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let graph = std::mem::replace(&mut built.graph, Box::new(placeholder()));
+    let (mut control, mut driver) = audio_driver(graph);
+    let audio = std::thread::spawn(move || {
+        let period = Duration::from_nanos(1_333_333);
+        let start = Instant::now();
+        ARMED.with(|a| a.set(true));
+        let mut periods = 0u32;
+        while driver.run_period(1_333_333) {
+            periods += 1;
+            // Real-time pace (sleeping allocates nothing), with a burst of
+            // 200 periods at once every second: the ring runs dry, the
+            // input re-buffers and the failover switches.
+            if periods % 750 >= 200 {
+                let due = start + period * periods;
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            }
+        }
+        ARMED.with(|a| a.set(false));
+        (periods, driver)
+    });
+    std::thread::sleep(Duration::from_secs(6));
+    while control.send(RtCommand::Stop).is_err() {
+        std::thread::yield_now();
+    }
+    let (periods, driver) = audio.join().unwrap();
+    let _ = sender.kill();
+    let _ = sender.wait();
+    let switches = built.failovers[0].1.switches();
+    let snapshot = built.links[0].snapshot();
+    assert!(periods > 3_000, "ran {periods} periods");
+    assert!(switches >= 2, "the failover switched ({switches})");
+    assert!(snapshot.drift_ppm.is_some(), "the resampler ran: {snapshot:?}");
+    assert_eq!(ALLOCS.load(Ordering::Relaxed), 0, "allocations on the audio thread");
+    assert_eq!(FREES.load(Ordering::Relaxed), 0, "frees on the audio thread");
+    drop(driver);
+    for ring in &mut built.reports {
+        while ring.pop().is_ok() {}
+    }
+    built.finish();
+}

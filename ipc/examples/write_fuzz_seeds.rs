@@ -24,6 +24,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
         },
         CtlToEngine::Command { id: CommandId(3), command: Command::Shutdown },
+        CtlToEngine::Command { id: CommandId(4), command: Command::ApplyState(toml::from_str(FAILOVER)?) },
+        CtlToEngine::Command {
+            id: CommandId(5),
+            command: Command::SelectSource {
+                flow: name.clone(),
+                input: Name::new("contrib")?,
+                source: Some(Name::new("slate")?),
+            },
+        },
     ];
     let engine = [
         EngineToCtl::Hello { protocol: PROTOCOL, engine_version: "0.1.0".into(), pid: 1 },
@@ -49,6 +58,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             bytes: 420_000,
             sha256: "0".repeat(64),
         }),
+        EngineToCtl::InputSwitched {
+            flow: name.clone(),
+            input: Name::new("contrib")?,
+            source: Name::new("slate")?,
+            reason: SwitchReason::Loss,
+        },
     ];
     for (i, m) in ctl.iter().enumerate() {
         std::fs::write(format!("{dir}/seed-ctl-{i}"), frame::encode(m)?)?;
@@ -60,3 +75,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 const PROTOCOL: u16 = airlift_ipc::PROTOCOL_VERSION;
+
+/// A flow whose SRT input fails over to a file.
+const FAILOVER: &str = r#"
+[[flow]]
+name = "main"
+
+[[flow.input]]
+name = "contrib"
+producer = { srt_in = { srt = { mode = { caller = { host = "127.0.0.1", port = 9000 } } } } }
+
+[flow.input.failover]
+loss_ms = 300
+silence_threshold_dbfs = -50.0
+
+[[flow.input.failover.backup]]
+name = "slate"
+producer = { file = { path = "slate.wav", looped = true } }
+"#;

@@ -13,7 +13,7 @@ pub const MAGIC: [u8; 4] = *b"ALFT";
 
 /// The protocol version this build speaks. A frame of another version is
 /// refused with [`FrameError::VersionMismatch`].
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Size of the frame header in bytes.
 pub const HEADER_LEN: usize = 12;

@@ -75,6 +75,16 @@ pub enum Command {
         /// New pan.
         pan: Pan,
     },
+    /// Force the source an input with backups plays (`primary` or a
+    /// backup's name), or return it to automatic selection (`None`).
+    SelectSource {
+        /// The flow.
+        flow: Name,
+        /// The input.
+        input: Name,
+        /// The source, or `None` for automatic.
+        source: Option<Name>,
+    },
     /// Start a pull job.
     StartPull(PullSpec),
     /// Stop a pull job.
@@ -174,6 +184,46 @@ pub enum EngineToCtl {
     /// changed recorder, or the engine shut down): the file is complete and
     /// fsynced, and will not be written again.
     RecordingClosed(RecordingClosed),
+    /// An input with backups switched source.
+    InputSwitched {
+        /// The flow.
+        flow: Name,
+        /// The input.
+        input: Name,
+        /// The source now playing: `primary` or a backup's name.
+        source: Name,
+        /// Why.
+        reason: SwitchReason,
+    },
+}
+
+/// Why an input with backups switched source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SwitchReason {
+    /// The source playing delivered no audio for the loss time.
+    Loss,
+    /// The source playing was silent for the silence hold.
+    Silence,
+    /// A more preferred source has been healthy for the return hold.
+    Recovered,
+    /// The operator selected the source.
+    Forced,
+    /// The operator returned the input to automatic selection.
+    Auto,
+}
+
+impl SwitchReason {
+    /// The reason as events, logs and metrics spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SwitchReason::Loss => "loss",
+            SwitchReason::Silence => "silence",
+            SwitchReason::Recovered => "recovered",
+            SwitchReason::Forced => "forced",
+            SwitchReason::Auto => "auto",
+        }
+    }
 }
 
 /// A closed file recording.
@@ -411,6 +461,9 @@ pub struct FlowStats {
     pub drift_ppm: Option<f64>,
     /// State and statistics of the flow's SRT connections.
     pub srt_links: Vec<SrtLinkStats>,
+    /// The inputs with backups: which source each plays.
+    #[serde(default)]
+    pub input_sources: Vec<InputSourceStats>,
     /// Lowest fill (0–1) of the rings from the flow's input workers (files,
     /// SRT inputs) since the previous report: headroom before an underrun.
     #[serde(default)]
@@ -420,6 +473,21 @@ pub struct FlowStats {
     /// is close.
     #[serde(default)]
     pub output_ring_high: Option<f32>,
+}
+
+/// The source an input with backups plays.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct InputSourceStats {
+    /// The input.
+    pub input: String,
+    /// The source playing: `primary` or a backup's name.
+    pub active: String,
+    /// Every source, most preferred first (`primary` first).
+    pub sources: Vec<String>,
+    /// The operator's choice, if the input is not automatic.
+    pub selected: Option<String>,
+    /// Switches since the flow (re)started.
+    pub switches: u64,
 }
 
 /// One SRT connection of a flow (input or output).
@@ -451,6 +519,11 @@ pub struct SrtLinkStats {
     /// dry (0 for outputs).
     #[serde(default)]
     pub inserted_frames: u64,
+    /// An input's sender clock offset against the flow's clock, in ppm
+    /// (positive: the sender runs fast), as its adaptive resampler follows
+    /// it; `None` for outputs and before the input played.
+    #[serde(default)]
+    pub drift_ppm: Option<f64>,
 }
 
 /// Upper bounds of the processing-load histogram buckets, as a fraction of the

@@ -72,6 +72,11 @@ enum Cmd {
         position: f64,
     },
     /// Pull jobs.
+    /// Inputs with backups: force a source, or return to automatic failover.
+    Input {
+        #[command(subcommand)]
+        action: InputCmd,
+    },
     Pull {
         #[command(subcommand)]
         action: PullCmd,
@@ -145,6 +150,25 @@ enum StateCmd {
     Reset {
         /// Flow or pull job; all when absent.
         flow: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum InputCmd {
+    /// Play SOURCE (`primary` or a backup's name) on an input with backups
+    /// whatever the sources do, or `--auto` to let failover choose again.
+    /// The choice outlives restarts until changed (`airliftctl state`).
+    Select {
+        /// Flow.
+        flow: String,
+        /// Input.
+        input: String,
+        /// `primary` or a backup's name.
+        #[arg(required_unless_present = "auto", conflicts_with = "auto")]
+        source: Option<String>,
+        /// Return the input to automatic selection.
+        #[arg(long)]
+        auto: bool,
     },
 }
 
@@ -255,6 +279,10 @@ async fn run(cli: Cli, conn: zbus::Connection) -> zbus::Result<()> {
         Cmd::Gain { flow, input, db } => node.set_gain(&flow, &input, db).await?,
         Cmd::Mute { flow, input, off } => node.set_mute(&flow, &input, !off).await?,
         Cmd::Pan { flow, input, position } => node.set_pan(&flow, &input, position).await?,
+        Cmd::Input { action: InputCmd::Select { flow, input, source, auto } } => {
+            let source = if auto { "auto".to_string() } else { source.unwrap_or_default() };
+            node.select_source(&flow, &input, &source).await?
+        }
         Cmd::Pull { action: PullCmd::Start { url, name, segment_seconds, max_segment_bytes } } => {
             let mut options = HashMap::new();
             if let Some(n) = name {

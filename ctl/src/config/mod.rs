@@ -491,8 +491,10 @@ impl Config {
         let mut state = self.state.clone();
         for flow in &mut state.flows {
             for input in &mut flow.inputs {
-                if let ProducerSpec::File(file) = &mut input.producer {
-                    file.path = absolute(&self.base_dir, &file.path);
+                for producer in input.producers_mut() {
+                    if let ProducerSpec::File(file) = producer {
+                        file.path = absolute(&self.base_dir, &file.path);
+                    }
                 }
             }
             for output in &mut flow.outputs {
@@ -886,13 +888,19 @@ impl Context<'_> {
         };
         for (at, flow) in flows {
             for input in &flow.inputs {
-                if let ProducerSpec::SrtIn(s) = &input.producer {
-                    listener(
-                        self,
-                        *at,
-                        format!("flow[{}].input[{}].producer.srt_in.srt", flow.name, input.name),
-                        &s.srt,
-                    );
+                for (source, producer) in input.producers() {
+                    if let ProducerSpec::SrtIn(s) = producer {
+                        let key = match source {
+                            airlift_ipc::spec::PRIMARY_SOURCE => {
+                                format!("flow[{}].input[{}].producer.srt_in.srt", flow.name, input.name)
+                            }
+                            backup => format!(
+                                "flow[{}].input[{}].failover.backup[{backup}].producer.srt_in.srt",
+                                flow.name, input.name
+                            ),
+                        };
+                        listener(self, *at, key, &s.srt);
+                    }
                 }
             }
             for output in &flow.outputs {

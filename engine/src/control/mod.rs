@@ -325,6 +325,9 @@ fn handle(node: &mut Node, id: CommandId, command: Command, events: &mut Vec<Eng
         Command::StopFlow { flow } => node.stop_flow(flow.as_str(), events),
         Command::SetGain { flow, input, gain } => node.set_gain(flow.as_str(), input.as_str(), gain),
         Command::SetMute { flow, input, muted } => node.set_mute(flow.as_str(), input.as_str(), muted),
+        Command::SelectSource { flow, input, source } => {
+            node.select_source(flow.as_str(), input.as_str(), source)
+        }
         Command::SetPan { flow, input, pan } => node.set_pan(flow.as_str(), input.as_str(), pan),
         Command::StartPull(spec) => node.start_pull(&spec, events),
         Command::StopPull { job } => node.stop_pull(job.as_str(), events),

@@ -15,6 +15,7 @@ use airlift_ipc::units::Name;
 
 use crate::dsp::mix::MixKernel;
 use crate::dsp::signal::SignalGenerator;
+use crate::graph::failover::{Failover, FailoverControl};
 use crate::graph::link::LinkBoard;
 use crate::graph::processor::{BusGain, LoudnessMeter, Meter, NodeRef, Processor, Report, SilenceDetector};
 use crate::graph::rt_graph::{Pacing, RtGraph, RtInput, Sink, Source};
@@ -32,7 +33,7 @@ use crate::media::spool::{Spool, SpoolError, SpoolEvents};
 use crate::media::srt::{SRT_PAYLOAD, SrtError};
 use crate::media::srt_in::SrtInput;
 use crate::media::{encoded, file_in};
-use crate::rt::bridge::{BridgeQuality, link};
+use crate::rt::bridge::{BridgeQuality, BridgeTuning, DriftSink, link};
 use crate::rt::stats::FlowCounters;
 
 /// A flow that cannot be built. Nothing was started; the message names the
@@ -243,6 +244,8 @@ pub struct BuiltFlow {
     /// Outputs taken over from the graph this one replaces: `(new output
     /// index, old output index)`. Their sinks are [`Sink::Carried`].
     pub carried: Vec<(usize, usize)>,
+    /// The failover state of inputs with backups, by input name.
+    pub failovers: Vec<(Name, Arc<FailoverControl>)>,
     /// Files this build created (removed again if a later step fails).
     created: Vec<PathBuf>,
 }
@@ -346,6 +349,7 @@ pub fn build_replacing(
         links: Vec::new(),
         output_workers: Vec::new(),
         carried: Vec::new(),
+        failovers: Vec::new(),
         created: Vec::new(),
     };
     let mut latency = DuplexLatency::default();
@@ -354,116 +358,49 @@ pub fn build_replacing(
         let mut next_plane = 0;
         for (index, input) in spec.inputs.iter().enumerate() {
             let field = format!("input[{}].producer", input.name);
-            let (source, channels) = match &input.producer {
-                ProducerSpec::TestSignal(signal) => {
-                    (Source::Signal(SignalGenerator::new(signal, rate)), usize::from(signal.channels.get()))
-                }
-                ProducerSpec::File(file) => {
-                    let path = resolve(&options.base_dir, file.path.as_path());
-                    let field = format!("{field}.file.path");
-                    let (tx_len, ended) = (ring_len, Arc::new(AtomicBool::new(false)));
-                    let thread_name = format!("airlift-file-{}", input.name);
-                    // FFmpeg decodes (and resamples) anything it reads, WAV
-                    // included, several times faster than hound; hound stays
-                    // as the fallback for a WAV FFmpeg refuses.
-                    let (worker, channels) = match Decoder::open_file(&path, rate, None) {
-                        Ok(decoder) => {
-                            let channels = decoder.channels();
-                            let (tx, rx) = rtrb::RingBuffer::new(tx_len * channels);
-                            let worker = file_in::spawn_file(
-                                decoder,
-                                thread_name,
-                                cadence,
-                                tx,
-                                file.looped,
-                                ended.clone(),
-                            )
-                            .map_err(|source| BuildError::Thread { flow: flow.clone(), source })?;
-                            ((worker, rx), channels)
-                        }
-                        Err(media_error) => {
-                            let wav = WavSource::open(&path, rate).map_err(|_| BuildError::Media {
-                                flow: flow.clone(),
-                                field: field.clone(),
-                                source: media_error,
-                            })?;
-                            let channels = wav.channels();
-                            let (tx, rx) = rtrb::RingBuffer::new(tx_len * channels);
-                            let worker = wav
-                                .spawn(thread_name, cadence, tx, file.looped, ended.clone())
-                                .map_err(|source| BuildError::Thread { flow: flow.clone(), source })?;
-                            ((worker, rx), channels)
-                        }
-                    };
-                    let (worker, rx) = worker;
-                    let thread = worker.thread();
-                    built.workers.push(worker);
-                    (Source::Ring { ring: rx, ended, worker: thread }, channels)
-                }
-                ProducerSpec::AlsaCapture(alsa) => {
-                    let request = OpenRequest {
-                        flow: &flow,
-                        node: NodeRef::Input(index),
-                        direction: alsa::Direction::Capture,
-                        period: frames,
-                        rate,
-                    };
-                    let device = open_device(spec, options, alsa, &request, field, &mut built)?;
-                    latency.capture = Some(device.period());
-                    let channels = device.channels();
-                    (Source::Alsa(Box::new(device)), channels)
-                }
-                ProducerSpec::Link(spec_link) => {
-                    let name = spec_link.name.as_str();
-                    let link_error = |why| BuildError::Link {
-                        flow: flow.clone(),
-                        field: format!("{field}.link.name"),
-                        link: name.to_owned(),
-                        why,
-                    };
-                    let tail = options.links.take(name).ok_or_else(|| link_error("no flow writes it yet"))?;
-                    if tail.capacity() < 4 * frames {
-                        return Err(link_error(
-                            "this flow's period is too long for the link (at most 1/4 of its ring)",
-                        ));
+            let cx = SourceCx {
+                spec,
+                options,
+                flow: &flow,
+                rate,
+                frames,
+                bus_channels,
+                ring_len,
+                cadence,
+                counters: &counters,
+            };
+            let (source, channels) = make_source(
+                &cx,
+                &mut built,
+                &mut latency,
+                &input.producer,
+                index,
+                input.name.as_str(),
+                field,
+            )?;
+            let (source, channels) = match &input.failover {
+                None => (source, channels),
+                Some(failover) => {
+                    let mut backups = Vec::with_capacity(failover.backups.len());
+                    for b in &failover.backups {
+                        let tag = format!("{}/{}", input.name, b.name);
+                        let field = format!("input[{}].failover.backup[{}].producer", input.name, b.name);
+                        backups.push(make_source(
+                            &cx,
+                            &mut built,
+                            &mut latency,
+                            &b.producer,
+                            index,
+                            &tag,
+                            field,
+                        )?);
                     }
-                    let channels = tail.channels();
-                    let reader = tail
-                        .reader(frames, BridgeQuality::Sinc, Some(counters.clone()))
-                        .map_err(|_| link_error("the resampler refused this flow's period"))?;
-                    (Source::Bridge(Box::new(reader)), channels)
-                }
-                ProducerSpec::SrtIn(_) if options.pacing == Pacing::Offline => {
-                    // A live input has no end and no faster-than-real-time
-                    // pace: an offline render would wait on it forever.
-                    return Err(unsupported(&flow, field, "an SRT input in an offline render"));
-                }
-                ProducerSpec::SrtIn(srt_in) => {
-                    let endpoint = SrtEndpoint::new(&srt_in.srt).map_err(|source| BuildError::Srt {
-                        flow: flow.clone(),
-                        field: format!("{field}.srt"),
-                        source,
-                    })?;
-                    let jitter_frames = (srt_in.jitter_ms as usize * rate as usize / 1000).max(frames);
-                    let ring = ring_len.max(jitter_frames * 2 + frames * 4);
-                    let (tx, rx) = rtrb::RingBuffer::new(ring * bus_channels);
-                    let ended = Arc::new(AtomicBool::new(false));
-                    let name = format!("airlift-srt-rx-{}", input.name);
-                    let status = SrtLinkStatus::new(&name);
-                    built.links.push(status.clone());
-                    let input_worker = SrtInput {
-                        endpoint,
-                        options: srt_link::options(&srt_in.srt),
-                        channels: bus_channels,
-                        rate,
-                        jitter_frames,
-                        status,
-                    }
-                    .spawn(name, cadence, tx)
-                    .map_err(|source| BuildError::Thread { flow: flow.clone(), source })?;
-                    let thread = input_worker.thread();
-                    built.workers.push(input_worker);
-                    (Source::Ring { ring: rx, ended, worker: thread }, bus_channels)
+                    let (tx, rx) = rtrb::RingBuffer::new(16);
+                    built.reports.push(rx);
+                    let (failover, control) =
+                        Failover::new(index, failover, (source, channels), backups, rate, frames, tx);
+                    built.failovers.push((input.name.clone(), control));
+                    (Source::Failover(Box::new(failover)), channels)
                 }
             };
             inputs.push(RtInput {
@@ -738,6 +675,147 @@ fn ring_sink(
     sinks.push(Sink::Ring { ring: tx, worker: worker.thread() });
     built.workers.push(worker);
     Ok(())
+}
+
+/// What building one source needs from the flow being built.
+struct SourceCx<'a> {
+    spec: &'a FlowSpec,
+    options: &'a BuildOptions,
+    flow: &'a str,
+    rate: u32,
+    frames: usize,
+    bus_channels: usize,
+    ring_len: usize,
+    cadence: Duration,
+    counters: &'a Arc<FlowCounters>,
+}
+
+/// Builds the source of one producer of input `index` (an input's own
+/// producer or one of its backups; `tag` names its threads), with its
+/// workers; returns it with its channel count. Control thread only.
+fn make_source(
+    cx: &SourceCx<'_>,
+    built: &mut BuiltFlow,
+    latency: &mut DuplexLatency,
+    producer: &ProducerSpec,
+    index: usize,
+    tag: &str,
+    field: String,
+) -> Result<(Source, usize), BuildError> {
+    let SourceCx { spec, options, flow, rate, frames, bus_channels, ring_len, cadence, counters } = *cx;
+    Ok(match producer {
+        ProducerSpec::TestSignal(signal) => {
+            (Source::Signal(SignalGenerator::new(signal, rate)), usize::from(signal.channels.get()))
+        }
+        ProducerSpec::File(file) => {
+            let path = resolve(&options.base_dir, file.path.as_path());
+            let field = format!("{field}.file.path");
+            let (tx_len, ended) = (ring_len, Arc::new(AtomicBool::new(false)));
+            let thread_name = format!("airlift-file-{}", tag);
+            // FFmpeg decodes (and resamples) anything it reads, WAV
+            // included, several times faster than hound; hound stays
+            // as the fallback for a WAV FFmpeg refuses.
+            let (worker, channels) = match Decoder::open_file(&path, rate, None) {
+                Ok(decoder) => {
+                    let channels = decoder.channels();
+                    let (tx, rx) = rtrb::RingBuffer::new(tx_len * channels);
+                    let worker =
+                        file_in::spawn_file(decoder, thread_name, cadence, tx, file.looped, ended.clone())
+                            .map_err(|source| BuildError::Thread { flow: flow.to_owned(), source })?;
+                    ((worker, rx), channels)
+                }
+                Err(media_error) => {
+                    let wav = WavSource::open(&path, rate).map_err(|_| BuildError::Media {
+                        flow: flow.to_owned(),
+                        field: field.clone(),
+                        source: media_error,
+                    })?;
+                    let channels = wav.channels();
+                    let (tx, rx) = rtrb::RingBuffer::new(tx_len * channels);
+                    let worker = wav
+                        .spawn(thread_name, cadence, tx, file.looped, ended.clone())
+                        .map_err(|source| BuildError::Thread { flow: flow.to_owned(), source })?;
+                    ((worker, rx), channels)
+                }
+            };
+            let (worker, rx) = worker;
+            let thread = worker.thread();
+            built.workers.push(worker);
+            (Source::Ring { ring: rx, ended, worker: thread }, channels)
+        }
+        ProducerSpec::AlsaCapture(alsa) => {
+            let request = OpenRequest {
+                flow,
+                node: NodeRef::Input(index),
+                direction: alsa::Direction::Capture,
+                period: frames,
+                rate,
+            };
+            let device = open_device(spec, options, alsa, &request, field, built)?;
+            latency.capture = Some(device.period());
+            let channels = device.channels();
+            (Source::Alsa(Box::new(device)), channels)
+        }
+        ProducerSpec::Link(spec_link) => {
+            let name = spec_link.name.as_str();
+            let link_error = |why| BuildError::Link {
+                flow: flow.to_owned(),
+                field: format!("{field}.link.name"),
+                link: name.to_owned(),
+                why,
+            };
+            let tail = options.links.take(name).ok_or_else(|| link_error("no flow writes it yet"))?;
+            if tail.capacity() < 4 * frames {
+                return Err(link_error(
+                    "this flow's period is too long for the link (at most 1/4 of its ring)",
+                ));
+            }
+            let channels = tail.channels();
+            let reader = tail
+                .reader(frames, BridgeQuality::Sinc, Some(counters.clone()))
+                .map_err(|_| link_error("the resampler refused this flow's period"))?;
+            (Source::Bridge(Box::new(reader)), channels)
+        }
+        ProducerSpec::SrtIn(_) if options.pacing == Pacing::Offline => {
+            // A live input has no end and no faster-than-real-time
+            // pace: an offline render would wait on it forever.
+            return Err(unsupported(flow, field, "an SRT input in an offline render"));
+        }
+        ProducerSpec::SrtIn(srt_in) => {
+            let endpoint = SrtEndpoint::new(&srt_in.srt).map_err(|source| BuildError::Srt {
+                flow: flow.to_owned(),
+                field: format!("{field}.srt"),
+                source,
+            })?;
+            // The bridge's reader keeps the ring half full: the jitter
+            // buffer plus two periods, with as much room again above it.
+            let jitter_frames = (srt_in.jitter_ms as usize * rate as usize / 1000).max(frames);
+            let capacity = 2 * (jitter_frames + 2 * frames);
+            let (writer, tail) = link(rate, bus_channels, capacity);
+            let name = format!("airlift-srt-rx-{}", tag);
+            let status = SrtLinkStatus::new(&name);
+            built.links.push(status.clone());
+            let reader = tail
+                .tuned_reader(
+                    frames,
+                    BridgeQuality::Sinc,
+                    BridgeTuning::network(frames, rate),
+                    Some(DriftSink::Input(status.clone())),
+                )
+                .map_err(|_| unsupported(flow, field.clone(), "this period with an SRT input's resampler"))?;
+            let input_worker = SrtInput {
+                endpoint,
+                options: srt_link::options(&srt_in.srt),
+                channels: bus_channels,
+                rate,
+                status,
+            }
+            .spawn(name, cadence, writer)
+            .map_err(|source| BuildError::Thread { flow: flow.to_owned(), source })?;
+            built.workers.push(input_worker);
+            (Source::Bridge(Box::new(reader)), bus_channels)
+        }
+    })
 }
 
 /// Opens an ALSA device for `request`, with its own report ring.

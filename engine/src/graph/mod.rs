@@ -5,6 +5,7 @@
 //! the audio thread only ever runs [`rt_graph::RtGraph::process`].
 
 pub mod build;
+pub mod failover;
 pub mod link;
 pub mod processor;
 pub mod rt_graph;

@@ -129,6 +129,15 @@ pub enum Report {
         /// Xruns of that device so far.
         total: u64,
     },
+    /// An input with backups switched source.
+    InputSwitched {
+        /// The input, by index.
+        input: usize,
+        /// The source now playing (0: the primary, then the backups).
+        source: usize,
+        /// Why.
+        reason: crate::graph::failover::SwitchReason,
+    },
     /// An ALSA device of the flow failed for good (e.g. unplugged).
     DeviceLost {
         /// The input or output whose device failed.

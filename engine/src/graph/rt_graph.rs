@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::dsp::mix::{MixKernel, MixTerm};
 use crate::dsp::pan::route_gain;
 use crate::dsp::signal::SignalGenerator;
+use crate::graph::failover::Failover;
 use crate::graph::processor::{Bus, Processor};
 use crate::io::alsa::{AlsaDevice, XrunInjector};
 use crate::rt::bridge::{BridgeReader, BridgeWriter};
@@ -45,6 +46,19 @@ pub enum Source {
     /// resampler. Built with this graph's period and rate; its channels must
     /// equal the input's. It always produces whole periods.
     Bridge(Box<BridgeReader>),
+    /// A primary source and its backups: plays the first healthy one in
+    /// order of preference, crossfading at every switch.
+    Failover(Box<Failover>),
+}
+
+impl Source {
+    /// This source, or a failover's sources (primary first).
+    pub fn members(&self) -> Box<dyn Iterator<Item = &Source> + '_> {
+        match self {
+            Source::Failover(f) => Box::new(f.sources()),
+            s => Box::new(std::iter::once(s)),
+        }
+    }
 }
 
 impl std::fmt::Debug for Source {
@@ -54,6 +68,7 @@ impl std::fmt::Debug for Source {
             Source::Ring { .. } => f.write_str("Ring"),
             Source::Alsa(d) => f.debug_tuple("Alsa").field(d).finish(),
             Source::Bridge(b) => f.debug_tuple("Bridge").field(b).finish(),
+            Source::Failover(b) => f.debug_tuple("Failover").field(b).finish(),
         }
     }
 }
@@ -294,14 +309,14 @@ impl RtGraph {
     /// Whether the graph holds ALSA devices, whose blocking I/O then clocks
     /// the audio thread instead of the internal clock.
     pub fn has_devices(&self) -> bool {
-        self.inputs.iter().any(|i| matches!(i.source, Source::Alsa(_)))
+        self.inputs.iter().flat_map(|i| i.source.members()).any(|s| matches!(s, Source::Alsa(_)))
             || self.sinks.iter().any(|s| matches!(s, Sink::Alsa(_)))
     }
 
     /// Handles that inject xruns into the graph's ALSA devices, inputs first
     /// then outputs. Control thread only.
     pub fn xrun_injectors(&self) -> Vec<XrunInjector> {
-        let inputs = self.inputs.iter().filter_map(|i| match &i.source {
+        let inputs = self.inputs.iter().flat_map(|i| i.source.members()).filter_map(|s| match s {
             Source::Alsa(d) => Some(d.xrun_injector()),
             _ => None,
         });
@@ -382,22 +397,8 @@ impl RtGraph {
         let (stride, pacing) = (self.stride, self.pacing);
         for input in &mut self.inputs {
             let planes = &mut self.planes[input.first_plane * stride..][..input.channels * stride];
-            if let Source::Bridge(reader) = &mut input.source {
-                report.underrun |= !reader.pull(planes, stride, now_ns()) && reader.starved() > 0;
-                continue;
-            }
-            if let Source::Alsa(device) = &mut input.source {
-                let outcome = device.capture(planes, stride, frames);
-                report.device_lost |= outcome.lost;
-                report.xruns += outcome.xruns;
-                continue;
-            }
-            let (underrun, ended) = pull_input(input, planes, frames, stride, pacing);
-            report.underrun |= underrun;
-            report.sources_ended &= ended;
-            if let Source::Ring { ring, .. } = &input.source {
-                self.counters.input_fill(ring.slots(), ring.buffer().capacity());
-            }
+            let pull = Pull { frames, stride, pacing, counters: &self.counters };
+            pull_source(&mut input.source, input.channels, planes, &pull, &mut report);
         }
         self.update_terms(frames);
         for bc in 0..self.bus_channels {
@@ -537,15 +538,67 @@ fn transpose(src: &[f32], planes: &mut [f32], stride: usize, channels: usize, fi
     }
 }
 
+/// One period's pull: its length, the plane stride, the pacing, and the
+/// counters ring fills are reported to.
+pub(crate) struct Pull<'a> {
+    /// Frames this period.
+    pub frames: usize,
+    /// Floats between the planes of one source.
+    pub stride: usize,
+    /// Realtime or offline.
+    pub pacing: Pacing,
+    /// The flow's counters.
+    pub counters: &'a FlowCounters,
+}
+
+/// Reads one period of `source` (delivering `channels` channels) into
+/// `planes`, folding underruns, device state and the end of ring sources
+/// into `report`. Returns whether the source delivered audio for the whole
+/// period (silence substituted for a dry ring, a lost device or a
+/// buffering bridge is not). Realtime-safe in [`Pacing::Realtime`].
+pub(crate) fn pull_source(
+    source: &mut Source,
+    channels: usize,
+    planes: &mut [f32],
+    pull: &Pull<'_>,
+    report: &mut PeriodReport,
+) -> bool {
+    let Pull { frames, stride, pacing, counters } = *pull;
+    match source {
+        Source::Bridge(reader) => {
+            let delivered = reader.pull(planes, stride, now_ns());
+            report.underrun |= !delivered && reader.starved() > 0;
+            delivered
+        }
+        Source::Alsa(device) => {
+            let outcome = device.capture(planes, stride, frames);
+            report.device_lost |= outcome.lost;
+            report.xruns += outcome.xruns;
+            !outcome.lost
+        }
+        Source::Failover(failover) => failover.pull(planes, pull, report),
+        Source::Signal(_) | Source::Ring { .. } => {
+            let (underrun, ended) = pull_input(source, channels, planes, frames, stride, pacing);
+            report.underrun |= underrun;
+            report.sources_ended &= ended;
+            if let Source::Ring { ring, .. } = source {
+                counters.input_fill(ring.slots(), ring.buffer().capacity());
+                return !underrun && !ended;
+            }
+            true
+        }
+    }
+}
+
 fn pull_input(
-    input: &mut RtInput,
+    source: &mut Source,
+    ch: usize,
     planes: &mut [f32],
     frames: usize,
     stride: usize,
     pacing: Pacing,
 ) -> (bool, bool) {
-    let ch = input.channels;
-    match &mut input.source {
+    match source {
         Source::Signal(generator) => {
             let (first, rest) = planes.split_at_mut(stride);
             generator.fill(&mut first[..frames]);
@@ -579,7 +632,7 @@ fn pull_input(
             (got < frames && !finished, finished && ring.is_empty())
         }
         // Read by the caller before it gets here.
-        Source::Alsa(_) | Source::Bridge(_) => (false, true),
+        Source::Alsa(_) | Source::Bridge(_) | Source::Failover(_) => (false, true),
     }
 }
 

@@ -5,7 +5,7 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use airlift_ipc::spec::{SrtMode, SrtSpec};
@@ -149,6 +149,8 @@ pub struct SrtLinkStatus {
     bytes: AtomicU64,
     dropped_frames: AtomicU64,
     inserted_frames: AtomicU64,
+    /// An input's clock offset estimate in ppb; `i64::MIN` until known.
+    drift_ppb: AtomicI64,
 }
 
 /// A copy of [`SrtLinkStatus`] at one moment.
@@ -176,6 +178,9 @@ pub struct SrtLinkSnapshot {
     pub dropped_frames: u64,
     /// An input's frames of silence while it buffered again after running dry.
     pub inserted_frames: u64,
+    /// An input's sender clock offset against the flow's, in ppm (positive:
+    /// the sender runs fast); `None` for outputs and before the first audio.
+    pub drift_ppm: Option<f64>,
 }
 
 impl SrtLinkStatus {
@@ -193,6 +198,7 @@ impl SrtLinkStatus {
             bytes: AtomicU64::new(0),
             dropped_frames: AtomicU64::new(0),
             inserted_frames: AtomicU64::new(0),
+            drift_ppb: AtomicI64::new(i64::MIN),
         })
     }
 
@@ -214,11 +220,20 @@ impl SrtLinkStatus {
             bytes: self.bytes.load(Ordering::Relaxed),
             dropped_frames: self.dropped_frames.load(Ordering::Relaxed),
             inserted_frames: self.inserted_frames.load(Ordering::Relaxed),
+            drift_ppm: match self.drift_ppb.load(Ordering::Relaxed) {
+                i64::MIN => None,
+                ppb => Some(ppb as f64 / 1e3),
+            },
         }
     }
 
+    /// Publishes an input's clock offset estimate, in ppb. Realtime-safe.
+    pub(crate) fn drift(&self, ppb: i64) {
+        self.drift_ppb.store(ppb.max(i64::MIN + 1), Ordering::Relaxed);
+    }
+
     /// Counts an input's frames dropped (sender ahead) and inserted
-    /// (silence while it buffered again). Worker thread.
+    /// (silence while it buffered again). Any thread; realtime-safe.
     pub(crate) fn jitter(&self, dropped: u64, inserted: u64) {
         self.dropped_frames.fetch_add(dropped, Ordering::Relaxed);
         self.inserted_frames.fetch_add(inserted, Ordering::Relaxed);

@@ -1,7 +1,10 @@
 //! The SRT input producer: one thread (`airlift-srt-rx-<input>`) that
 //! connects or accepts, demuxes and decodes the TS audio programme with
-//! FFmpeg, resamples it to the flow, and feeds the input ring behind a
-//! jitter buffer. It reconnects forever; the flow never sees it fail.
+//! FFmpeg, converts it to the flow's rate and channels, and writes it into
+//! a clock-domain bridge ([`crate::rt::bridge`]): the flow's audio thread
+//! reads it through an adaptive resampler steered by the bridge's fill, so
+//! the sender's clock drift is followed instead of dropping or repeating
+//! audio. It reconnects forever; the flow never sees it fail.
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +14,8 @@ use std::sync::Arc;
 
 use crate::media::link::{Backoff, SrtEndpoint, SrtLinkStatus, log_failure, pause, sleep};
 use crate::media::srt::{SRT_PAYLOAD, SrtOptions, SrtSocket};
+use crate::rt::bridge::BridgeWriter;
+use crate::rt::clock::now_ns;
 
 /// Seconds without any byte after which a connection counts as dead.
 const NO_DATA: Duration = Duration::from_secs(3);
@@ -26,8 +31,6 @@ pub struct SrtInput {
     pub channels: usize,
     /// The flow's rate.
     pub rate: u32,
-    /// Jitter buffer in frames.
-    pub jitter_frames: usize,
     /// State and statistics, for the control side.
     pub status: Arc<SrtLinkStatus>,
 }
@@ -90,18 +93,14 @@ impl TsInput for SrtReader {
 }
 
 impl SrtInput {
-    /// Starts the input thread `name`, feeding `ring`. A live input never
-    /// ends: it reconnects until the flow stops. Control thread only.
-    pub fn spawn(
-        self,
-        name: String,
-        cadence: Duration,
-        ring: rtrb::Producer<f32>,
-    ) -> std::io::Result<Worker> {
+    /// Starts the input thread `name`, writing into the bridge `writer`
+    /// (whose reader, on the flow's audio thread, holds the jitter buffer).
+    /// A live input never ends: it reconnects until the flow stops.
+    /// Control thread only.
+    pub fn spawn(self, name: String, cadence: Duration, writer: BridgeWriter) -> std::io::Result<Worker> {
         let link = name.clone();
         Worker::spawn(name, cadence, move |ctx: WorkerContext| {
-            let mut feed = JitterFeed::new(ring, self.jitter_frames * self.channels);
-            feed.report_to(self.status.clone(), self.channels);
+            let mut feed = Feed { writer, channels: self.channels.max(1), status: self.status.clone() };
             let mut backoff = Backoff::default();
             while !ctx.stopping() {
                 let socket = match self.endpoint.connect(&self.options, Duration::from_millis(200)) {
@@ -152,7 +151,7 @@ impl SrtInput {
                 }
                 tracing::warn!(link, peer, "SRT input disconnected");
                 self.status.disconnected();
-                feed.reset();
+                feed.writer.pause();
                 if self.endpoint.is_caller() && pause(&ctx, backoff.delay(), sleep) {
                     break;
                 }
@@ -161,99 +160,30 @@ impl SrtInput {
     }
 }
 
-/// Holds decoded audio back until `jitter` samples are buffered, then keeps
-/// the ring fed; re-buffers after an underrun; drops what does not fit.
-struct JitterFeed {
-    ring: rtrb::Producer<f32>,
-    jitter: usize,
-    held: Vec<f32>,
-    primed: bool,
-    dropped: u64,
-    /// Where dropped and inserted frames are counted, and the channels.
-    report: Option<(Arc<SrtLinkStatus>, usize)>,
+/// Writes decoded audio into the bridge in blocks of at most [`BLOCK`]
+/// frames; a block that does not fit (the sender ran ahead by more than
+/// the bridge can absorb) is dropped and counted.
+struct Feed {
+    writer: BridgeWriter,
+    channels: usize,
+    status: Arc<SrtLinkStatus>,
 }
 
-impl JitterFeed {
-    fn new(ring: rtrb::Producer<f32>, jitter: usize) -> Self {
-        Self { ring, jitter, held: Vec::with_capacity(jitter * 2), primed: false, dropped: 0, report: None }
-    }
+/// Frames per write into the bridge: the reader's fill estimate counts at
+/// most one block as "in flight", so smaller blocks measure it finer.
+const BLOCK: usize = 1024;
 
-    fn report_to(&mut self, status: Arc<SrtLinkStatus>, channels: usize) {
-        self.report = Some((status, channels.max(1)));
-    }
-
+impl Feed {
     fn push(&mut self, samples: &[f32]) {
-        let capacity = self.ring.buffer().capacity();
-        if self.primed && self.ring.slots() == capacity {
-            // The audio thread ran dry: buffer again before resuming. The
-            // flow plays silence for this input until then: about the
-            // jitter depth.
-            self.primed = false;
-            if let Some((status, channels)) = &self.report {
-                status.jitter(0, (self.jitter / channels) as u64);
+        for block in samples.chunks(BLOCK * self.channels) {
+            let frames = (block.len() / self.channels) as u64;
+            if !self.writer.push(&block[..block.len() / self.channels * self.channels], now_ns()) {
+                self.status.jitter(frames, 0);
+                tracing::debug!(
+                    frames,
+                    "SRT input ahead of the flow clock by more than its buffer: block dropped"
+                );
             }
         }
-        self.held.extend_from_slice(samples);
-        if !self.primed {
-            if self.held.len() < self.jitter {
-                return;
-            }
-            self.primed = true;
-        }
-        let (pushed, _) = self.ring.push_partial_slice(&self.held);
-        let n = pushed.len();
-        if n < self.held.len() {
-            self.dropped += (self.held.len() - n) as u64;
-            if let Some((status, channels)) = &self.report {
-                status.jitter(((self.held.len() - n) / channels) as u64, 0);
-            }
-            tracing::debug!(dropped = self.dropped, "SRT input ahead of the flow clock: samples dropped");
-        }
-        self.held.clear();
-    }
-
-    fn reset(&mut self) {
-        self.held.clear();
-        self.primed = false;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_jitter_buffer_holds_audio_back_until_it_is_filled() {
-        let (tx, rx) = rtrb::RingBuffer::new(100);
-        let mut feed = JitterFeed::new(tx, 40);
-        feed.push(&[1.0; 30]);
-        assert_eq!(rx.slots(), 0, "still buffering");
-        feed.push(&[2.0; 20]);
-        assert_eq!(rx.slots(), 50, "released at once when full");
-        feed.push(&[3.0; 10]);
-        assert_eq!(rx.slots(), 60, "then passed straight through");
-    }
-
-    #[test]
-    fn an_underrun_buffers_again_and_overflow_is_dropped() {
-        let (tx, mut rx) = rtrb::RingBuffer::new(100);
-        let mut feed = JitterFeed::new(tx, 40);
-        let status = SrtLinkStatus::new("airlift-srt-rx-test");
-        feed.report_to(status.clone(), 2);
-        feed.push(&[1.0; 40]);
-        let mut out = [0.0; 40];
-        rx.pop_entire_slice(&mut out).unwrap();
-        // The ring ran dry: the next samples are held until the buffer refills.
-        feed.push(&[2.0; 10]);
-        assert_eq!(rx.slots(), 0);
-        feed.push(&[2.0; 200]);
-        assert_eq!(rx.slots(), 100, "what does not fit is dropped, not queued");
-        assert_eq!(feed.dropped, 110);
-        // Counted in frames of the 2-channel stream: 110 samples dropped,
-        // one re-buffer of the 40-sample jitter depth.
-        let snap = status.snapshot();
-        assert_eq!((snap.dropped_frames, snap.inserted_frames), (55, 20));
-        feed.reset();
-        assert!(feed.held.is_empty());
     }
 }

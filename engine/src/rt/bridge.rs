@@ -25,22 +25,92 @@
 //! periods (critically damped).
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{
     Adjustable, Async, FixedAsync, PolynomialDegree, Resampler, SincInterpolationParameters, WindowFunction,
 };
 
+use crate::media::link::SrtLinkStatus;
 use crate::rt::stats::FlowCounters;
 
 /// Closed-loop time constant of the fill controller, in reader periods.
 pub const LOOP_PERIODS: f64 = 2_000.0;
 /// Periods over which the measured fill is averaged.
 const FILL_SMOOTHING_PERIODS: f64 = 64.0;
-/// Largest clock offset the bridge follows (±0.2 %).
+/// Largest clock offset a flow-to-flow bridge follows (±0.2 %).
 const MAX_OFFSET: f64 = 2e-3;
+/// Largest clock offset a network input follows (±1 %): encoders drift
+/// 10–100 ppm, but a sender that paces by its own wall clock (`ffmpeg
+/// -readrate 0.997` on a busy machine measured 0.9958) goes much further.
+const NETWORK_MAX_OFFSET: f64 = 1e-2;
+/// Closed-loop time constant of a network input's controller, in seconds:
+/// slow enough that the arrival jitter left after smoothing moves the
+/// ratio by far less than a cent.
+const NETWORK_LOOP_SECONDS: f64 = 10.0;
+/// Seconds over which a network input's fill is averaged: a decoder
+/// delivers a burst of frames per SRT packet (82 ms of TS at 128 kbit/s),
+/// a sawtooth the loop must not follow.
+const NETWORK_SMOOTHING_SECONDS: f64 = 1.0;
+/// Seconds after priming over which a network input's mean fill is taken
+/// as its target.
+const NETWORK_SETTLE_SECONDS: f64 = 2.0;
+
+/// How a reader's controller is tuned, and what it does when its ring runs dry.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BridgeTuning {
+    /// Closed-loop time constant, in reader periods.
+    pub loop_periods: f64,
+    /// Periods over which the measured fill is averaged.
+    pub smoothing_periods: f64,
+    /// Largest clock offset followed (fraction, e.g. 2e-3).
+    pub max_offset: f64,
+    /// After the ring ran dry, buffer up to the target fill again before
+    /// playing (a network input); otherwise play whatever arrives (a link
+    /// between two flows, whose writer never pauses).
+    pub rebuffer: bool,
+    /// Periods after priming during which the reader only measures the
+    /// fill, then holds its mean as the target: a bursty writer's mean
+    /// fill sits below the level seen at priming by half a burst, an error
+    /// the loop would otherwise "correct" with an audible change of pitch.
+    pub settle_periods: usize,
+}
+
+impl BridgeTuning {
+    /// A link between two flows on unrelated clocks.
+    pub const LINK: BridgeTuning = BridgeTuning {
+        loop_periods: LOOP_PERIODS,
+        smoothing_periods: FILL_SMOOTHING_PERIODS,
+        max_offset: MAX_OFFSET,
+        rebuffer: false,
+        settle_periods: 0,
+    };
+
+    /// A network input (an SRT receiver) read `period` frames at a time at
+    /// `rate` Hz: a time constant of a few seconds, a wider offset range,
+    /// and a re-buffer after every dry spell.
+    pub fn network(period: usize, rate: u32) -> BridgeTuning {
+        let periods_per_second = f64::from(rate) / period.max(1) as f64;
+        BridgeTuning {
+            loop_periods: (NETWORK_LOOP_SECONDS * periods_per_second).max(50.0),
+            smoothing_periods: (NETWORK_SMOOTHING_SECONDS * periods_per_second).max(4.0),
+            max_offset: NETWORK_MAX_OFFSET,
+            rebuffer: true,
+            settle_periods: (NETWORK_SETTLE_SECONDS * periods_per_second).ceil() as usize,
+        }
+    }
+}
+
+/// Where a reader publishes its drift estimate and the frames it inserted.
+#[derive(Debug, Clone)]
+pub enum DriftSink {
+    /// A flow's counters (a link between flows: `airlift_flow_drift_ppm`).
+    Flow(Arc<FlowCounters>),
+    /// An SRT input's status (`airlift_input_drift_ppm`, inserted frames).
+    Input(Arc<SrtLinkStatus>),
+}
 
 /// How the bridge interpolates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +140,9 @@ pub struct BridgeWriter {
     last_block: Arc<AtomicU64>,
     /// Frames that did not fit (ring full).
     dropped: u64,
+    /// Set while the writer has nothing to send (e.g. its connection is
+    /// down), so the reader's wait for it is not counted as a dropout.
+    idle: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for BridgeWriter {
@@ -98,7 +171,16 @@ impl BridgeWriter {
         chunk.commit_all();
         self.last_block.store(frames as u64, Relaxed);
         self.last_push.store(now_ns, Release);
+        self.idle.store(false, Relaxed);
         true
+    }
+
+    /// Tells the reader the writer has nothing to send for now (its source
+    /// is gone); the next push ends that. The reader plays what the ring
+    /// holds, then waits for the ring to fill again without counting the
+    /// wait as inserted frames.
+    pub fn pause(&mut self) {
+        self.idle.store(true, Relaxed);
     }
 
     /// Pushes `frames` frames of `channels` planes (channel `c` at
@@ -130,6 +212,8 @@ pub struct BridgeReader {
     ring: rtrb::Consumer<f32>,
     last_push: Arc<AtomicU64>,
     last_block: Arc<AtomicU64>,
+    idle: Arc<AtomicBool>,
+    tuning: BridgeTuning,
     /// Nominal frames per nanosecond.
     frames_per_ns: f64,
     resampler: Async<f32>,
@@ -140,17 +224,25 @@ pub struct BridgeReader {
     /// Interleaved output of one period.
     output: Vec<f32>,
     target_fill: f64,
+    /// The fill the reader buffers up to before playing.
+    prime_fill: f64,
     fill: f64,
     integral: f64,
     kp: f64,
     ki: f64,
     offset: f64,
     primed: bool,
+    /// Whether the reader has played anything yet.
+    ever_primed: bool,
+    /// Periods left in the settling window, and the fills summed so far.
+    settle: (usize, f64, usize),
     /// Periods the ring could not feed (silence was produced).
     starved: u64,
+    /// Frames of silence played while the writer was expected to deliver.
+    inserted: u64,
     /// Input frames consumed by the resampler.
     consumed: u64,
-    counters: Option<Arc<FlowCounters>>,
+    sink: Option<DriftSink>,
 }
 
 impl std::fmt::Debug for BridgeReader {
@@ -173,6 +265,7 @@ pub struct BridgeTail {
     rate: u32,
     last_push: Arc<AtomicU64>,
     last_block: Arc<AtomicU64>,
+    idle: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for BridgeTail {
@@ -188,14 +281,16 @@ pub fn link(rate: u32, channels: usize, capacity: usize) -> (BridgeWriter, Bridg
     let (tx, rx) = rtrb::RingBuffer::new(capacity * channels);
     let last_push = Arc::new(AtomicU64::new(0));
     let last_block = Arc::new(AtomicU64::new(0));
+    let idle = Arc::new(AtomicBool::new(false));
     let writer = BridgeWriter {
         ring: tx,
         channels,
         last_push: last_push.clone(),
         last_block: last_block.clone(),
         dropped: 0,
+        idle: idle.clone(),
     };
-    (writer, BridgeTail { ring: rx, channels, rate, last_push, last_block })
+    (writer, BridgeTail { ring: rx, channels, rate, last_push, last_block, idle })
 }
 
 impl BridgeTail {
@@ -217,11 +312,24 @@ impl BridgeTail {
         quality: BridgeQuality,
         counters: Option<Arc<FlowCounters>>,
     ) -> Result<BridgeReader, BridgeError> {
+        self.tuned_reader(period, quality, BridgeTuning::LINK, counters.map(DriftSink::Flow))
+    }
+
+    /// The reader with its controller tuned by `tuning`, publishing into
+    /// `sink` when given. Control thread only.
+    pub fn tuned_reader(
+        self,
+        period: usize,
+        quality: BridgeQuality,
+        tuning: BridgeTuning,
+        sink: Option<DriftSink>,
+    ) -> Result<BridgeReader, BridgeError> {
         let channels = self.channels;
+        let max_offset = tuning.max_offset.clamp(1e-5, 0.05);
         let resampler = match quality {
             BridgeQuality::Sinc => Async::new_sinc(
                 1.0,
-                1.0 + 2.0 * MAX_OFFSET,
+                1.0 + 2.0 * max_offset,
                 &SincInterpolationParameters::new(128, WindowFunction::BlackmanHarris2),
                 period,
                 channels,
@@ -229,23 +337,26 @@ impl BridgeTail {
             )?,
             BridgeQuality::Cubic => Async::new_poly(
                 1.0,
-                1.0 + 2.0 * MAX_OFFSET,
+                1.0 + 2.0 * max_offset,
                 PolynomialDegree::Cubic,
                 period,
                 channels,
                 FixedAsync::Output,
             )?,
         };
-        if let Some(c) = &counters {
+        if let Some(DriftSink::Flow(c)) = &sink {
             c.bridged.store(true, Relaxed);
         }
         // Critically damped: kp·P = 2/T, ki·P = 1/T² with T in periods.
-        let p = period as f64;
+        let (p, t) = (period as f64, tuning.loop_periods.max(1.0));
         Ok(BridgeReader {
             target_fill: self.capacity() as f64 / 2.0,
+            prime_fill: self.capacity() as f64 / 2.0,
             ring: self.ring,
             last_push: self.last_push,
             last_block: self.last_block,
+            idle: self.idle,
+            tuning: BridgeTuning { max_offset, ..tuning },
             frames_per_ns: f64::from(self.rate) / 1e9,
             input: vec![0.0; resampler.input_frames_max() * channels],
             output: vec![0.0; period * channels],
@@ -254,13 +365,16 @@ impl BridgeTail {
             period,
             fill: 0.0,
             integral: 0.0,
-            kp: 2.0 / LOOP_PERIODS / p,
-            ki: 1.0 / (LOOP_PERIODS * LOOP_PERIODS) / p,
+            kp: 2.0 / t / p,
+            ki: 1.0 / (t * t) / p,
             offset: 0.0,
             primed: false,
+            ever_primed: false,
+            settle: (0, 0.0, 0),
             starved: 0,
+            inserted: 0,
             consumed: 0,
-            counters,
+            sink,
         })
     }
 }
@@ -295,20 +409,60 @@ impl BridgeReader {
         let since = now_ns.saturating_sub(pushed_at) as f64 * self.frames_per_ns;
         let fill = in_ring + since.min(self.last_block.load(Relaxed) as f64);
         if !self.primed {
-            if fill < self.target_fill {
+            if fill < self.prime_fill {
+                if self.ever_primed && !self.idle.load(Relaxed) {
+                    self.count_inserted();
+                }
                 self.silence(planes, stride);
                 return false;
             }
             self.primed = true;
-            // Hold the level found at priming (the target plus at most one
-            // writer block): no initial error for the loop to work off.
-            self.target_fill = fill;
-            self.fill = fill;
+            self.ever_primed = true;
+            if self.tuning.rebuffer {
+                // A network writer arrives in bursts: start at the target,
+                // skipping what a burst brought beyond it (nothing has
+                // played yet, or the stream was broken anyway).
+                let excess = (fill - self.prime_fill).max(0.0) as usize;
+                let skip = excess.min(in_ring as usize) * ch;
+                if let Ok(chunk) = self.ring.read_chunk(skip) {
+                    chunk.commit_all();
+                }
+                self.target_fill = self.prime_fill;
+                self.fill = fill - (skip / ch) as f64;
+                self.settle = (self.tuning.settle_periods, 0.0, 0);
+                let _ = self.resampler.set_resample_ratio_relative(1.0 / (1.0 + self.offset), true);
+            } else {
+                // Hold the level found at priming (the target plus at most
+                // one writer block): no initial error for the loop to work off.
+                self.target_fill = fill;
+                self.fill = fill;
+            }
         }
-        self.steer(fill);
+        if self.settle.0 > 0 {
+            // Measure only; the ratio stays at the drift estimate.
+            let (left, sum, n) = self.settle;
+            let (sum, n) = (sum + fill, n + 1);
+            self.settle = (left - 1, sum, n);
+            if left == 1 {
+                self.target_fill = sum / n as f64;
+                self.fill = self.target_fill;
+            }
+            self.publish();
+        } else {
+            self.steer(fill);
+        }
         let need = self.resampler.input_frames_next();
         let Ok(chunk) = self.ring.read_chunk(need * ch) else {
             self.starved += 1;
+            if self.tuning.rebuffer {
+                // Buffer up to the target again rather than play the
+                // stream out in scraps; the drift estimate is kept (the
+                // sender's clock has not changed).
+                self.primed = false;
+                if !self.idle.load(Relaxed) {
+                    self.count_inserted();
+                }
+            }
             self.silence(planes, stride);
             return false;
         };
@@ -340,15 +494,32 @@ impl BridgeReader {
 
     /// One controller step from the fill seen before this period's read.
     fn steer(&mut self, fill: f64) {
-        self.fill += (fill - self.fill) / FILL_SMOOTHING_PERIODS;
+        let max = self.tuning.max_offset;
+        self.fill += (fill - self.fill) / self.tuning.smoothing_periods.max(1.0);
         let error = self.fill - self.target_fill;
-        self.integral += error;
-        self.offset = (self.ki * self.integral).clamp(-MAX_OFFSET, MAX_OFFSET);
-        let u = (self.kp * error + self.offset).clamp(-MAX_OFFSET, MAX_OFFSET);
+        // The integral stops where the offset saturates (no wind-up).
+        self.integral = (self.integral + error).clamp(-max / self.ki, max / self.ki);
+        self.offset = (self.ki * self.integral).clamp(-max, max);
+        let u = (self.kp * error + self.offset).clamp(-max, max);
         // A fuller ring means a faster writer: take more input per output.
         let _ = self.resampler.set_resample_ratio_relative(1.0 / (1.0 + u), true);
-        if let Some(c) = &self.counters {
-            c.drift_ppb.store((self.offset * 1e9) as i64, Relaxed);
+        self.publish();
+    }
+
+    /// Publishes the drift estimate into the sink.
+    fn publish(&self) {
+        match &self.sink {
+            Some(DriftSink::Flow(c)) => c.drift_ppb.store((self.offset * 1e9) as i64, Relaxed),
+            Some(DriftSink::Input(s)) => s.drift((self.offset * 1e9) as i64),
+            None => {}
+        }
+    }
+
+    /// Counts one period of silence played in place of expected audio.
+    fn count_inserted(&mut self) {
+        self.inserted += self.period as u64;
+        if let Some(DriftSink::Input(s)) = &self.sink {
+            s.jitter(0, self.period as u64);
         }
     }
 
@@ -373,8 +544,17 @@ impl BridgeReader {
     /// flow keeps its counters). Control thread only, before the reader
     /// moves to its audio thread.
     pub fn publish_to(&mut self, counters: Arc<FlowCounters>) {
+        if matches!(self.sink, Some(DriftSink::Input(_))) {
+            return;
+        }
         counters.bridged.store(true, Relaxed);
-        self.counters = Some(counters);
+        self.sink = Some(DriftSink::Flow(counters));
+    }
+
+    /// Frames of silence played while the writer was expected to deliver
+    /// (dry spells and the re-buffering after them), since the start.
+    pub fn inserted(&self) -> u64 {
+        self.inserted
     }
 
     /// Frames in the ring now.
@@ -395,5 +575,53 @@ impl BridgeReader {
     /// Input frames the resampler consumed.
     pub fn consumed(&self) -> u64 {
         self.consumed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_network_reader_rebuffers_after_a_dry_spell_and_counts_what_it_inserted() {
+        let (period, rate) = (64, 48_000);
+        let status = SrtLinkStatus::new("airlift-srt-rx-test");
+        let (mut writer, tail) = link(rate, 1, 1024);
+        let mut reader = tail
+            .tuned_reader(
+                period,
+                BridgeQuality::Cubic,
+                BridgeTuning::network(period, rate),
+                Some(DriftSink::Input(status.clone())),
+            )
+            .unwrap();
+        let mut out = vec![0.0; period];
+        // Nothing yet: silence, and nothing counted (it never played).
+        assert!(!reader.pull(&mut out, period, 0));
+        assert_eq!(status.snapshot().inserted_frames, 0);
+        assert_eq!(status.snapshot().drift_ppm, None);
+        // A burst beyond the target: it starts at the target (512 frames).
+        writer.push(&[0.5; 900], 0);
+        assert!(reader.pull(&mut out, period, 0));
+        assert!(reader.fill_frames() <= 512, "{} frames left", reader.fill_frames());
+        assert!(status.snapshot().drift_ppm.is_some());
+        let mut played = 1;
+        while reader.pull(&mut out, period, 0) {
+            played += 1;
+            assert!(played < 20, "the ring never ran dry");
+        }
+        // Dry: that period and every one while it buffers again count.
+        assert_eq!(status.snapshot().inserted_frames, period as u64);
+        writer.push(&[0.5; 100], 0);
+        assert!(!reader.pull(&mut out, period, 0), "buffering up to the target again");
+        assert_eq!(status.snapshot().inserted_frames, 2 * period as u64);
+        // The writer has nothing to send (its connection is down): waiting
+        // for it is not a dropout.
+        writer.pause();
+        assert!(!reader.pull(&mut out, period, 0));
+        assert_eq!(status.snapshot().inserted_frames, 2 * period as u64);
+        writer.push(&[0.5; 500], 0);
+        assert!(reader.pull(&mut out, period, 0), "primed again");
+        assert_eq!(reader.inserted(), 2 * period as u64);
     }
 }

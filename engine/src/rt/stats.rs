@@ -96,6 +96,7 @@ impl FlowCounters {
             },
             drift_ppm: self.bridged.load(Relaxed).then(|| self.drift_ppb.load(Relaxed) as f64 / 1e3),
             srt_links: Vec::new(),
+            input_sources: Vec::new(),
             input_ring_low: match self.input_fill_low.swap(0, Relaxed) {
                 0 => None,
                 v => Some((1001 - v.min(1001)) as f32 / 1000.0),

@@ -170,8 +170,32 @@ fn processor() -> impl Strategy<Value = ProcessorSpec> {
 }
 
 pub fn flow() -> impl Strategy<Value = FlowSpec> {
-    let input = (name(), producer(), gain(), any::<bool>(), pan())
-        .prop_map(|(name, producer, gain_db, muted, pan)| InputSpec { name, producer, gain_db, muted, pan });
+    let backup = (name(), producer()).prop_map(|(name, producer)| BackupSpec { name, producer });
+    let failover = (
+        prop::collection::vec(backup, 1..3),
+        prop::array::uniform4(any::<u32>()),
+        prop::option::of(level()),
+        prop::option::of(name()),
+    )
+        .prop_map(|(backups, t, silence_threshold_dbfs, selected)| FailoverSpec {
+            backups,
+            loss_ms: t[0],
+            silence_threshold_dbfs,
+            silence_ms: t[1],
+            crossfade_ms: t[2],
+            return_after_ms: t[3],
+            selected,
+        });
+    let input = (name(), producer(), gain(), any::<bool>(), pan(), prop::option::of(failover)).prop_map(
+        |(name, producer, gain_db, muted, pan, failover)| InputSpec {
+            name,
+            producer,
+            gain_db,
+            muted,
+            pan,
+            failover,
+        },
+    );
     let output = (name(), consumer()).prop_map(|(name, consumer)| OutputSpec { name, consumer });
     (
         name(),
@@ -214,6 +238,11 @@ pub fn command() -> impl Strategy<Value = Command> {
             muted
         }),
         (name(), name(), pan()).prop_map(|(flow, input, pan)| Command::SetPan { flow, input, pan }),
+        (name(), name(), prop::option::of(name())).prop_map(|(flow, input, source)| Command::SelectSource {
+            flow,
+            input,
+            source
+        }),
         pull().prop_map(Command::StartPull),
         name().prop_map(|job| Command::StopPull { job }),
         Just(Command::GetStats),
@@ -346,6 +375,16 @@ pub fn engine_to_ctl() -> impl Strategy<Value = EngineToCtl> {
                         bytes: frames,
                         dropped_frames: periods % 7,
                         inserted_frames: frames % 5,
+                        drift_ppm: (i % 2 == 1).then_some((frames % 20_000) as f64 - 10_000.0),
+                    })
+                    .collect(),
+                input_sources: (0..periods % 3)
+                    .map(|i| InputSourceStats {
+                        input: format!("in{i}"),
+                        active: "primary".into(),
+                        sources: vec!["primary".into(), format!("backup{i}")],
+                        selected: (i == 1).then(|| format!("backup{i}")),
+                        switches: frames % 9,
                     })
                     .collect(),
             },
@@ -402,6 +441,24 @@ pub fn engine_to_ctl() -> impl Strategy<Value = EngineToCtl> {
                 RecordingClosed { flow, output, path, duration_ms, bytes, sha256 }
             )
         ),
+        (
+            name(),
+            name(),
+            name(),
+            prop_oneof![
+                Just(SwitchReason::Loss),
+                Just(SwitchReason::Silence),
+                Just(SwitchReason::Recovered),
+                Just(SwitchReason::Forced),
+                Just(SwitchReason::Auto),
+            ]
+        )
+            .prop_map(|(flow, input, source, reason)| EngineToCtl::InputSwitched {
+                flow,
+                input,
+                source,
+                reason
+            }),
     ]
 }
 
