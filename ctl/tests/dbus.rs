@@ -511,7 +511,10 @@ fn pull_jobs_start_list_and_stop_over_dbus() {
     let node = Node::start_with("pulls", &config);
     let out = node.gdbus(
         "StartPull",
-        &["'srt://:0?mode=listener&latency=80'", "{'name': <'cam1'>, 'segment_seconds': <@u 1>}"],
+        &[
+            "'srt://:0?mode=listener&latency=80&allow_unencrypted=true'",
+            "{'name': <'cam1'>, 'segment_seconds': <@u 1>}",
+        ],
     );
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("'cam1'"), "{}", text(&out));
