@@ -261,6 +261,11 @@ impl RateLimit {
         }
     }
 
+    /// Lines left out and not yet reported (resets the count).
+    pub fn take_all(&self) -> u64 {
+        self.suppressed.swap(0, Ordering::AcqRel)
+    }
+
     /// Lines left out and not yet reported; reports them (resets the count)
     /// when the window they fell in is over.
     pub fn take_overdue(&self) -> u64 {
@@ -930,7 +935,10 @@ impl SrtListener {
 
 impl Drop for SrtListener {
     fn drop(&mut self) {
-        self.socket.gate.flush_refusals();
+        let n = self.socket.gate.refusals.take_all();
+        if n > 0 {
+            tracing::warn!(port = self.port, refused = n, "SRT listener refused {n} more caller(s)");
+        }
     }
 }
 
