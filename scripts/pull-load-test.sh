@@ -14,7 +14,7 @@ for i in $(seq 1 $N); do
   cat >> flows.toml <<EOT
 [[pull]]
 name = "cam$i"
-source = { mode = { listener = { port = $((BASE+i)) } } }
+source = { mode = { listener = { port = $((BASE+i)) } }, allow_unencrypted = true }
 segments = { job = "cam$i", target_seconds = 4 }
 no_data_timeout_s = 5
 EOT

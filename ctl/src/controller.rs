@@ -231,6 +231,13 @@ pub(crate) fn source_url(spec: &airlift_ipc::spec::SrtSpec) -> String {
     if let Some(id) = &spec.stream_id {
         url.push_str(&format!("&streamid={}", id.as_str()));
     }
+    if spec.allow_unencrypted && spec.passphrase.is_none() {
+        url.push_str("&allow_unencrypted=true");
+    }
+    if !spec.allow_from.is_empty() {
+        let nets: Vec<String> = spec.allow_from.iter().map(ToString::to_string).collect();
+        url.push_str(&format!("&allow_from={}", nets.join(",")));
+    }
     url
 }
 

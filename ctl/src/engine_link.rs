@@ -56,6 +56,9 @@ pub struct EngineView {
     pub last_rejection: Option<String>,
     /// SRT links not connected, by (flow, link): since when.
     pub links_down: BTreeMap<(String, String), std::time::Instant>,
+    /// SRT listeners of the desired state last sent that run without a
+    /// passphrase (`allow_unencrypted = true`), by endpoint.
+    pub unencrypted_listeners: Vec<String>,
 }
 
 /// State shared between the link, HTTP and D-Bus.
@@ -271,10 +274,31 @@ async fn supervise(
     }
 }
 
+/// The running SRT listeners of `state` without a passphrase, named as
+/// `check-config` names them (`flow[main].input[studio].producer.srt_in.srt`,
+/// `pull[ingest].source`); stopped flows bind nothing and are left out.
+pub fn unencrypted_listeners(state: &DesiredState) -> Vec<String> {
+    let flows = state.flows.iter().filter(|f| !state.stopped.contains(&f.name)).flat_map(|f| {
+        f.srt_endpoints()
+            .filter(|(_, s)| s.is_unencrypted_listener())
+            .map(move |(field, _)| format!("flow[{}].{field}", f.name))
+    });
+    let pulls = state
+        .pulls
+        .iter()
+        .filter(|p| p.source.is_unencrypted_listener())
+        .map(|p| format!("pull[{}].source", p.name));
+    flows.chain(pulls).collect()
+}
+
 /// What ctld keeps of a desired state sent to the engine: each flow's
 /// period (for the load histogram) and which pull jobs are wanted.
 fn record_state(shared: &Shared, state: &DesiredState) {
-    shared.view().desired_pulls = state.pulls.iter().map(|p| p.name.to_string()).collect();
+    {
+        let mut view = shared.view();
+        view.desired_pulls = state.pulls.iter().map(|p| p.name.to_string()).collect();
+        view.unencrypted_listeners = unencrypted_listeners(state);
+    }
     if let Ok(mut p) = shared.periods.lock() {
         p.clear();
         for f in &state.flows {

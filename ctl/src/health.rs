@@ -10,6 +10,11 @@
 //!   oldest segment waiting is older than `[health] max_upload_lag_seconds`,
 //!   segments without manifests sit in the spool, the spool is over 80 %
 //!   full, or the `stop_recording` policy stopped recording.
+//! - warnings ([`WARNING_CODES`]) are reasons that leave the verdict as it
+//!   is: an SRT listener running without a passphrase because its endpoint
+//!   says `allow_unencrypted = true` (`unencrypted_listener`). They show in
+//!   the reasons and the metric, so the choice stays visible, without
+//!   turning a working node `degraded`.
 
 use std::time::Duration;
 
@@ -53,7 +58,7 @@ impl Default for HealthSection {
 }
 
 /// Every reason code, for the metric (each is exported, 0 when it does not hold).
-pub const REASON_CODES: [&str; 13] = [
+pub const REASON_CODES: [&str; 14] = [
     "engine_away",
     "all_flows_failed",
     "flow_failed",
@@ -67,7 +72,11 @@ pub const REASON_CODES: [&str; 13] = [
     "spool_high",
     "recording_stopped",
     "state_rejected",
+    "unencrypted_listener",
 ];
+
+/// Reason codes that warn without changing the verdict.
+pub const WARNING_CODES: [&str; 1] = ["unencrypted_listener"];
 
 /// What the verdict is made from: a snapshot taken by the caller.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -97,6 +106,10 @@ pub struct HealthInputs {
     pub recording_stopped: bool,
     /// The engine refused the last desired state, with its message.
     pub state_rejected: Option<String>,
+    /// SRT listeners of the desired state running without a passphrase
+    /// (opted out with `allow_unencrypted = true`), by endpoint, e.g.
+    /// `flow[main].input[studio].producer.srt_in.srt`.
+    pub unencrypted_listeners: Vec<String>,
 }
 
 /// The verdict (as a number: 0, 1, 2).
@@ -217,9 +230,18 @@ pub fn judge(inputs: &HealthInputs, bounds: &HealthSection) -> (Verdict, Vec<Rea
     if let Some(message) = &inputs.state_rejected {
         reason("state_rejected", "", format!("the engine refused the desired state: {message}"));
     }
+    for endpoint in &inputs.unencrypted_listeners {
+        reason(
+            "unencrypted_listener",
+            endpoint,
+            format!(
+                "SRT listener {endpoint} runs without a passphrase (allow_unencrypted = true): anyone who reaches its port can connect"
+            ),
+        );
+    }
     let verdict = if unhealthy {
         Verdict::Unhealthy
-    } else if reasons.is_empty() {
+    } else if reasons.iter().all(|r| WARNING_CODES.contains(&r.code)) {
         Verdict::Healthy
     } else {
         Verdict::Degraded
@@ -244,7 +266,7 @@ mod tests {
     fn each_condition_gives_its_reason() {
         let bounds = HealthSection::default();
         type Provoke = fn(&mut HealthInputs);
-        let table: [(&str, Provoke, Verdict); 14] = [
+        let table: [(&str, Provoke, Verdict); 15] = [
             ("engine_away", |i| i.engine_connected = false, Verdict::Unhealthy),
             (
                 "all_flows_failed",
@@ -277,6 +299,11 @@ mod tests {
             ),
             ("recording_stopped", |i| i.recording_stopped = true, Verdict::Degraded),
             ("state_rejected", |i| i.state_rejected = Some("bad".into()), Verdict::Degraded),
+            (
+                "unencrypted_listener",
+                |i| i.unencrypted_listeners.push("pull[ingest].source".into()),
+                Verdict::Healthy,
+            ),
             ("", |_| {}, Verdict::Healthy),
         ];
         for (code, provoke, verdict) in table {
@@ -286,6 +313,9 @@ mod tests {
             assert_eq!(v, verdict, "{code}: {reasons:?}");
             if code.is_empty() {
                 assert!(reasons.is_empty(), "{reasons:?}");
+            } else if WARNING_CODES.contains(&code) {
+                assert_eq!(reasons.len(), 1, "{reasons:?}");
+                assert_eq!(reasons[0].code, code);
             } else {
                 assert!(reasons.iter().any(|r| r.code == code), "{code}: {reasons:?}");
                 assert!(REASON_CODES.contains(&code));
@@ -304,5 +334,17 @@ mod tests {
         inputs.spool_limit = 100;
         inputs.flows[1].1 = "stopped".into();
         assert_eq!(judge(&inputs, &bounds), (Verdict::Healthy, vec![]));
+    }
+
+    #[test]
+    fn a_warning_never_hides_a_degradation() {
+        let mut inputs = running();
+        inputs.unencrypted_listeners.push("flow[main].input[studio].producer.srt_in.srt".into());
+        inputs.flows[0].2 = true;
+        let (verdict, reasons) = judge(&inputs, &HealthSection::default());
+        assert_eq!(verdict, Verdict::Degraded);
+        assert_eq!(reasons.len(), 2);
+        inputs.engine_connected = false;
+        assert_eq!(judge(&inputs, &HealthSection::default()).0, Verdict::Unhealthy);
     }
 }

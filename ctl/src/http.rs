@@ -80,6 +80,7 @@ impl HttpState {
                 .map(|((flow, link), since)| (flow.clone(), link.clone(), since.elapsed()))
                 .collect(),
             state_rejected: v.last_rejection.clone(),
+            unencrypted_listeners: v.unencrypted_listeners.clone(),
             ..HealthInputs::default()
         });
         let up = &self.uploads;

@@ -645,7 +645,7 @@ consumer = { encoded = { codec = "mp2", sink = { segments = { job = "rec", targe
 
 [[pull]]
 name = "cam"
-source = { mode = { listener = { port = 30001 } } }
+source = { mode = { listener = { port = 30001 } }, allow_unencrypted = true }
 segments = { job = "cam", target_seconds = 2 }
 "#;
 
@@ -729,7 +729,7 @@ segments = { job = "cam", target_seconds = 2 }
             .replace("port = 30001 } }", "port = 30001 } }, latency_ms = 200")
             .replace("[[flow]]\nname = \"rec\"", "[[flow]]\nname = \"other\"")
             .replace("job = \"rec\"", "job = \"other\"")
-            + "\n[[pull]]\nname = \"live\"\nsource = { mode = { listener = { port = 30005 } } }\nsegments = { job = \"live\", target_seconds = 2 }\n";
+            + "\n[[pull]]\nname = \"live\"\nsource = { mode = { listener = { port = 30005 } }, allow_unencrypted = true }\nsegments = { job = \"live\", target_seconds = 2 }\n";
         let new = config(&text);
         let dropped = rt.reload(&old, &new);
         let mic = rt.inputs[&n("main")][&n("mic")].clone();

@@ -63,6 +63,16 @@ const CORPUS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "unencrypted-listener.toml",
+        &[
+            "unencrypted-listener.toml:8:1: flow[studio].input[contribution].producer.srt_in.srt: \
+             an SRT listener without a passphrase serves whoever connects first",
+            "unencrypted-listener.toml:18:1: pull[camera1].source: an SRT listener without a passphrase",
+            "allow_unencrypted = true",
+            "2 configuration error(s)",
+        ],
+    ),
+    (
         "reserved-segment-job.toml",
         &[
             "reserved-segment-job.toml:2:1: flow[studio].output[archive].consumer.encoded.sink.segments.job: \

@@ -344,7 +344,7 @@ fn health_reasons_come_and_go_with_their_conditions() {
     let port = held.local_addr().unwrap().port();
     let flow_b = format!(
         "[[flow]]\nname = \"b\"\n[[flow.input]]\nname = \"contribution\"\n\
-         producer = {{ srt_in = {{ srt = {{ mode = {{ listener = {{ port = {port} }} }} }} }} }}\n\
+         producer = {{ srt_in = {{ srt = {{ mode = {{ listener = {{ port = {port} }} }}, allow_unencrypted = true }} }} }}\n\
          [[flow.output]]\nname = \"void\"\nconsumer = \"null\"\n"
     );
     std::fs::write(&config, format!("{health}{}", tone_config(&flow_b))).unwrap();
@@ -386,6 +386,60 @@ fn health_reasons_come_and_go_with_their_conditions() {
     assert!(h.contains("without a manifest"), "{h}");
     std::fs::remove_file(&orphan).unwrap();
     ctld.wait_health("healthy again", |h| h.contains("\"status\": \"healthy\""));
+    ctld.stop();
+}
+
+/// Issue 21: an SRT listener without a passphrase is refused by
+/// `check-config` (naming the endpoint and the opt-out); with
+/// `allow_unencrypted = true` ctld runs it and `/health` warns — the node
+/// stays healthy, the reason and its metric name the endpoint.
+#[test]
+fn an_unencrypted_listener_needs_its_opt_out_and_then_warns() {
+    let port = (30_020..30_050)
+        .find(|p| std::net::UdpSocket::bind(("0.0.0.0", *p)).is_ok())
+        .expect("a free port in the SRT range");
+    let flow = |opt_out: &str| {
+        format!(
+            "[[flow]]\nname = \"b\"\n[[flow.input]]\nname = \"contribution\"\n\
+             producer = {{ srt_in = {{ srt = {{ mode = {{ listener = {{ port = {port} }} }}{opt_out} }} }} }}\n\
+             [[flow.output]]\nname = \"void\"\nconsumer = \"null\"\n"
+        )
+    };
+    let dir = std::env::temp_dir().join(format!("airlift-ctld-unencrypted-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("plain.toml");
+    std::fs::write(&file, tone_config(&flow(""))).unwrap();
+    let out = Command::new(ctld_bin()).arg("check-config").arg(&file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "flow[b].input[contribution].producer.srt_in.srt: an SRT listener without a passphrase"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("allow_unencrypted = true") && stderr.contains("plain.toml:"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let ctld = Ctld::start("unencrypted", &tone_config(&flow(", allow_unencrypted = true")));
+    let h = ctld.wait_health("the warning", |h| h.contains("\"unencrypted_listener\""));
+    assert!(h.contains("\"status\": \"healthy\""), "a warning, not a degradation: {h}");
+    assert!(h.contains("flow[b].input[contribution].producer.srt_in.srt runs without a passphrase"), "{h}");
+    assert_eq!(metric(&ctld, "airlift_health_reason{reason=\"unencrypted_listener\"}"), Some(1.0));
+    assert_eq!(metric(&ctld, "airlift_health_state"), Some(0.0));
+    // The listener really runs: it holds its port.
+    assert!(std::net::UdpSocket::bind(("0.0.0.0", port)).is_err(), "the listener is not bound");
+    // With a passphrase instead, the warning goes.
+    std::fs::write(
+        ctld.dir.join("airlift.toml"),
+        tone_config(&flow(", passphrase = \"correct horse battery\"")),
+    )
+    .unwrap();
+    ctld.signal("-HUP");
+    ctld.wait_health("the warning gone", |h| {
+        !h.contains("\"unencrypted_listener\"") && h.contains("\"healthy\"")
+    });
+    assert_eq!(metric(&ctld, "airlift_health_reason{reason=\"unencrypted_listener\"}"), Some(0.0));
     ctld.stop();
 }
 
@@ -457,7 +511,7 @@ fn alarms_and_their_clearing_reach_a_signed_webhook() {
     let port = held.local_addr().unwrap().port();
     let flow_b = format!(
         "[[flow]]\nname = \"b\"\n[[flow.input]]\nname = \"contribution\"\n\
-         producer = {{ srt_in = {{ srt = {{ mode = {{ listener = {{ port = {port} }} }} }} }} }}\n\
+         producer = {{ srt_in = {{ srt = {{ mode = {{ listener = {{ port = {port} }} }}, allow_unencrypted = true }} }} }}\n\
          [[flow.output]]\nname = \"void\"\nconsumer = \"null\"\n"
     );
     std::fs::write(&config, format!("{alert}{}", tone_config(&flow_b))).unwrap();
@@ -568,7 +622,7 @@ fn after_an_engine_kill_one_broken_flow_keeps_no_other_flow_down() {
     let port = held.local_addr().unwrap().port();
     let flow_b = format!(
         "[[flow]]\nname = \"b\"\n[[flow.input]]\nname = \"contribution\"\n\
-         producer = {{ srt_in = {{ srt = {{ mode = {{ listener = {{ port = {port} }} }} }} }} }}\n\
+         producer = {{ srt_in = {{ srt = {{ mode = {{ listener = {{ port = {port} }} }}, allow_unencrypted = true }} }} }}\n\
          [[flow.output]]\nname = \"void\"\nconsumer = \"null\"\n"
     );
     // Started while b works (Ctld::start waits for a healthy node), then

@@ -511,7 +511,10 @@ fn pull_jobs_start_list_and_stop_over_dbus() {
     let node = Node::start_with("pulls", &config);
     let out = node.gdbus(
         "StartPull",
-        &["'srt://:0?mode=listener&latency=80'", "{'name': <'cam1'>, 'segment_seconds': <@u 1>}"],
+        &[
+            "'srt://:0?mode=listener&latency=80&allow_unencrypted=true'",
+            "{'name': <'cam1'>, 'segment_seconds': <@u 1>}",
+        ],
     );
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("'cam1'"), "{}", text(&out));
@@ -524,6 +527,16 @@ fn pull_jobs_start_list_and_stop_over_dbus() {
         .unwrap_or_else(|| panic!("no listener port in {list}"));
     assert!((first..=first + 19).contains(&port), "{port} outside the pool: {list}");
     assert_eq!(metric(&node, "airlift_srt_ports_in_use"), Some(1.0));
+    // The unencrypted listener it opted into is a warning in Status.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let status = text(&node.call("Status", "", &[]));
+        if status.contains("pull[cam1].source runs without a passphrase") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no unencrypted_listener warning: {status}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 
     // Refusals, each by name, changing nothing.
     for (args, error) in [
@@ -531,10 +544,19 @@ fn pull_jobs_start_list_and_stop_over_dbus() {
         (vec!["'srt://127.0.0.1:9'", "{'colour': <'blue'>}"], "InvalidArgument"),
         (vec!["'srt://127.0.0.1:9'", "{'segment_seconds': <'six'>}"], "InvalidArgument"),
         (vec!["'srt://127.0.0.1:9?latency=5'", "@a{sv} {}"], "InvalidArgument"),
+        (vec!["'srt://:0?mode=listener'", "{'name': <'open'>}"], "InvalidArgument"),
+        (
+            vec!["'srt://:0?mode=listener&passphrase=SeCrEt-TeXt-1&streamid=%zz'", "@a{sv} {}"],
+            "InvalidArgument",
+        ),
     ] {
         let t = text(&node.gdbus("StartPull", &args));
         assert!(t.contains(&format!("org.airlift.Node1.Error.{error}")), "{args:?}: {t}");
+        assert!(!t.contains("SeCrEt"), "an error shows the passphrase: {t}");
     }
+    // A listener without a passphrase needs the opt-out, and says so.
+    let t = text(&node.gdbus("StartPull", &["'srt://:0?mode=listener'", "@a{sv} {}"]));
+    assert!(t.contains("needs a passphrase") && t.contains("allow_unencrypted=true"), "{t}");
     let out = node.gdbus("StartPull", &["'srt://127.0.0.1:9?streamid=cam2'", "{'name': <'cam2'>}"]);
     assert!(out.status.success(), "{}", text(&out));
     let t = text(&node.gdbus("StartPull", &["'srt://127.0.0.1:9'", "@a{sv} {}"]));

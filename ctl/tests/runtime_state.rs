@@ -471,7 +471,10 @@ fn a_runtime_pull_job_survives_restarts_with_its_id_and_port() {
     let first = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().min(60_000);
     let config = format!("{TONE}\n[srt]\nport_range = \"{first}-{}\"\n", first + 19);
     let mut node = Node::new("pull", &config);
-    let out = node.gdbus("StartPull", &["'srt://:0?mode=listener&latency=80'", "{'name': <'cam1'>}"]);
+    let out = node.gdbus(
+        "StartPull",
+        &["'srt://:0?mode=listener&latency=80&allow_unencrypted=true'", "{'name': <'cam1'>}"],
+    );
     assert!(out.status.success(), "{}", text(&out));
     for (name, needle) in [("cam1", "exists"), ("quarantine", "reserved"), ("retained", "reserved")] {
         let t = text(&node.gdbus("StartPull", &["'srt://127.0.0.1:9'", &format!("{{'name': <'{name}'>}}")]));
@@ -509,7 +512,7 @@ fn a_runtime_pull_job_survives_restarts_with_its_id_and_port() {
         "{shown}"
     );
     // A second job gets another port; the first keeps its own.
-    let out = node.gdbus("StartPull", &["'srt://:0?mode=listener'", "@a{sv} {}"]);
+    let out = node.gdbus("StartPull", &["'srt://:0?mode=listener&allow_unencrypted=true'", "@a{sv} {}"]);
     assert!(out.status.success() && text(&out).contains("'pull-1'"), "{}", text(&out));
     assert_eq!(listed(&node).0, port);
 

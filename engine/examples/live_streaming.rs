@@ -21,6 +21,8 @@ fn srt(mode: SrtMode) -> Result<SrtSpec, Box<dyn std::error::Error>> {
         passphrase: Some(Passphrase::new("airlift-example-secret")?),
         key_length: KeyLength::Aes256,
         stream_id: None,
+        allow_unencrypted: false,
+        allow_from: Vec::new(),
     })
 }
 

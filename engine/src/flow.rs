@@ -47,19 +47,30 @@ struct AudioThread {
 
 impl AudioThread {
     /// Drains commands; returns false on Stop. Realtime-safe.
+    ///
+    /// A replaced graph is never dropped here: it goes onto the return ring,
+    /// or waits in `pending_return` (one slot) when the ring is full. While
+    /// that slot is taken, a new graph is not accepted: the swap, and every
+    /// command behind it, waits in the command ring until the control thread
+    /// has taken graphs back.
     fn poll_commands(&mut self) -> bool {
         if let Some(old) = self.pending_return.take()
             && let Err(rtrb::PushError::Full(old)) = self.returned.push(old)
         {
             self.pending_return = Some(old);
         }
-        while let Ok(cmd) = self.commands.pop() {
+        loop {
+            if self.pending_return.is_some() && matches!(self.commands.peek(), Ok(RtCommand::Swap(_))) {
+                break;
+            }
+            let Ok(cmd) = self.commands.pop() else { break };
             match cmd {
                 RtCommand::Param(p) => self.graph.apply(p),
                 RtCommand::Swap(mut new) => {
                     new.adopt_sinks(&mut self.graph);
                     let old = std::mem::replace(&mut self.graph, new);
                     if let Err(rtrb::PushError::Full(old)) = self.returned.push(old) {
+                        // Empty: checked before the swap was taken.
                         self.pending_return = Some(old);
                     }
                 }
@@ -183,12 +194,18 @@ impl AudioDriver {
     }
 }
 
+/// What an ending audio thread hands back: its graph, and a replaced one
+/// still waiting for room on the return ring.
+type ReturnedGraphs = (Box<RtGraph>, Option<Box<RtGraph>>);
+
 /// A flow running on its own audio thread. Control thread only.
 #[derive(Debug)]
 pub struct RunningFlow {
     spec: FlowSpec,
     control: FlowControl,
-    thread: Option<JoinHandle<Box<RtGraph>>>,
+    /// The audio thread; it hands back its graph and one still waiting
+    /// for room on the return ring.
+    thread: Option<JoinHandle<ReturnedGraphs>>,
     workers: Vec<Worker>,
     /// Per output index, the range of `workers` that serve it.
     output_workers: Vec<(usize, std::ops::Range<usize>)>,
@@ -247,8 +264,8 @@ pub fn start_built(
             while driver.run_period(period_ns) {
                 pace.after_period(driver.0.device_lost, frames, rate, &driver.0.counters);
             }
-            driver.0.pending_return.take();
-            driver.0.graph
+            // Both graphs go back to the control thread with the join.
+            (driver.0.graph, driver.0.pending_return)
         })
         .map_err(|source| BuildError::Thread { flow: name.clone(), source })?;
     let realtime = rt_rx.recv().unwrap_or_default();
@@ -505,10 +522,17 @@ impl RunningFlow {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         if let Some(thread) = self.thread.take() {
+            // A swap waiting for the return ring to empty holds the Stop
+            // behind it: keep taking graphs back until the thread is done.
+            while !thread.is_finished() {
+                self.collect();
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
             match thread.join() {
-                Ok(mut graph) => {
+                Ok((mut graph, pending)) => {
                     graph.drain_devices();
                     drop(graph);
+                    drop(pending);
                 }
                 Err(_) => tracing::error!(flow = %self.spec.name, "audio thread panicked"),
             }

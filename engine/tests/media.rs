@@ -177,7 +177,7 @@ consumer = "null"
 name = "x"
 [[flow.input]]
 name = "live"
-producer = { srt_in = { srt = { mode = { listener = { port = 9 } } } } }
+producer = { srt_in = { srt = { mode = { listener = { port = 9 } }, allow_unencrypted = true } } }
 [[flow.output]]
 name = "n"
 consumer = "null"

@@ -18,7 +18,7 @@ fn pull_state(port: u16, target: u32) -> String {
         r#"
 [[pull]]
 name = "cam"
-source = {{ mode = {{ listener = {{ port = {port} }} }} }}
+source = {{ mode = {{ listener = {{ port = {port} }} }}, allow_unencrypted = true }}
 segments = {{ job = "cam", target_seconds = {target} }}
 no_data_timeout_s = 2
 "#
@@ -139,7 +139,7 @@ fn garbage_truncated_and_corrupted_ts_never_crash_the_pull_job() {
     let port = free_port();
     let mut engine = run_engine(&dir.0, &pull_state(port, 1));
     std::thread::sleep(Duration::from_millis(800));
-    let options = SrtOptions { latency_ms: 120, passphrase: None, key_length: 0, stream_id: None };
+    let options = SrtOptions { latency_ms: 120, ..SrtOptions::default() };
     let socket = SrtSocket::connect("127.0.0.1", port, &options).expect("the pull job listens");
     socket.linger(2).unwrap();
     let mut sent = 0u64;
@@ -240,7 +240,7 @@ fn a_spool_that_stays_full_costs_the_held_bytes_but_not_the_job() {
     // More free space than any disk has: the spool always refuses writes.
     let mut engine = engine_with(&dir.0, &pull_state(port, 4), &["--spool-min-free-mb", "1000000000"]);
     std::thread::sleep(Duration::from_millis(800));
-    let options = SrtOptions { latency_ms: 120, passphrase: None, key_length: 0, stream_id: None };
+    let options = SrtOptions { latency_ms: 120, ..SrtOptions::default() };
     let socket = SrtSocket::connect("127.0.0.1", port, &options).expect("the pull job listens");
     for cc in 0..20u8 {
         let _ = socket.send(&ts_packet(0x100, cc, cc == 0, 0));
@@ -264,7 +264,7 @@ fn a_spool_that_stays_full_costs_the_held_bytes_but_not_the_job() {
 fn a_caller_job_reconnects_after_the_no_data_watchdog() {
     use airlift_engine::media::srt::SrtListener;
     let dir = TempDir::new("pull-watchdog");
-    let options = SrtOptions { latency_ms: 120, passphrase: None, key_length: 0, stream_id: None };
+    let options = SrtOptions { latency_ms: 120, ..SrtOptions::default() };
     let port = free_port();
     let listener = SrtListener::bind(port, &options).expect("binds");
     let state = format!(
@@ -365,7 +365,7 @@ fn pull_with(port: u16, target: u32, max_bytes: u64) -> String {
         r#"
 [[pull]]
 name = "cam"
-source = {{ mode = {{ listener = {{ port = {port} }} }} }}
+source = {{ mode = {{ listener = {{ port = {port} }} }}, allow_unencrypted = true }}
 segments = {{ job = "cam", target_seconds = {target}, max_bytes = {max_bytes} }}
 no_data_timeout_s = 2
 "#
@@ -392,7 +392,7 @@ fn a_pull_fed_zeros_is_cut_at_max_bytes_and_the_junk_is_counted() {
     let max = 1024 * 1024;
     let mut engine = engine_with(&dir.0, &pull_with(port, 4, max), &[]);
     std::thread::sleep(Duration::from_millis(800));
-    let options = SrtOptions { latency_ms: 120, passphrase: None, key_length: 0, stream_id: None };
+    let options = SrtOptions { latency_ms: 120, ..SrtOptions::default() };
     let socket = SrtSocket::connect("127.0.0.1", port, &options).expect("the pull job listens");
     socket.linger(2).unwrap();
     // /dev/zero: 8 MiB of zeros, about 20 Mbit/s.
@@ -432,7 +432,7 @@ fn a_stream_without_timestamps_is_cut_at_the_wall_clock_limit() {
     // Target 1 s: the wall-clock limit is 3 s.
     let mut engine = engine_with(&dir.0, &pull_with(port, 1, 64 * 1024 * 1024), &[]);
     std::thread::sleep(Duration::from_millis(800));
-    let options = SrtOptions { latency_ms: 120, passphrase: None, key_length: 0, stream_id: None };
+    let options = SrtOptions { latency_ms: 120, ..SrtOptions::default() };
     let socket = SrtSocket::connect("127.0.0.1", port, &options).expect("the pull job listens");
     // Valid packets, but no PAT, no PES header: nothing to cut at.
     let start = std::time::Instant::now();

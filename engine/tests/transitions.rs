@@ -312,7 +312,7 @@ name = "b"
 
 [[flow.input]]
 name = "contribution"
-producer = {{ srt_in = {{ srt = {{ mode = {{ listener = {{ port = {port} }} }} }}, jitter_ms = 200 }} }}
+producer = {{ srt_in = {{ srt = {{ mode = {{ listener = {{ port = {port} }} }}, allow_unencrypted = true }}, jitter_ms = 200 }} }}
 
 [[flow.output]]
 name = "void"

@@ -15,8 +15,8 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::units::{
-    Bitrate, Channels, FfmpegName, FrequencyHz, GainDb, Host, LevelDbfs, Name, Pan, Passphrase, PeriodFrames,
-    Periods, Port, SafePath, SampleRate, SegmentSeconds, SrtLatencyMs, StreamId,
+    Bitrate, Channels, FfmpegName, FrequencyHz, GainDb, Host, LevelDbfs, Name, Pan, Passphrase, PeerNetwork,
+    PeriodFrames, Periods, Port, SafePath, SampleRate, SegmentSeconds, SrtLatencyMs, StreamId,
 };
 
 /// One flow: producers → per-input gain/mute/pan → mixer bus → processors →
@@ -82,6 +82,31 @@ impl SpecError {
 }
 
 impl FlowSpec {
+    /// Every SRT endpoint of the flow: `(field, spec)`, the field relative
+    /// to the flow (`input[cam].producer.srt_in.srt`,
+    /// `output[out].consumer.encoded.sink.srt`).
+    pub fn srt_endpoints(&self) -> impl Iterator<Item = (String, &SrtSpec)> {
+        let inputs = self.inputs.iter().flat_map(|i| {
+            i.producers().filter_map(move |(source, producer)| match producer {
+                ProducerSpec::SrtIn(s) if source == PRIMARY_SOURCE => {
+                    Some((format!("input[{}].producer.srt_in.srt", i.name), &s.srt))
+                }
+                ProducerSpec::SrtIn(s) => {
+                    Some((format!("input[{}].failover.backup[{source}].producer.srt_in.srt", i.name), &s.srt))
+                }
+                _ => None,
+            })
+        });
+        let outputs = self.outputs.iter().filter_map(|o| match &o.consumer {
+            ConsumerSpec::Encoded(e) => match &e.sink {
+                TsSink::Srt(s) => Some((format!("output[{}].consumer.encoded.sink.srt", o.name), s)),
+                _ => None,
+            },
+            _ => None,
+        });
+        inputs.chain(outputs)
+    }
+
     /// A flow with the defaults (48 kHz, 256 frames, stereo, internal clock)
     /// and nothing in it.
     pub fn new(name: Name) -> Self {
@@ -546,6 +571,53 @@ pub struct SrtSpec {
     /// Stream id sent by a caller / required by a listener.
     #[serde(default)]
     pub stream_id: Option<StreamId>,
+    /// A listener without a passphrase is refused unless this says so: anyone
+    /// who reaches the port could otherwise feed (or take) the stream. With
+    /// it the listener runs and ctld's health carries `unencrypted_listener`.
+    /// Callers need no opt-out.
+    #[serde(default)]
+    pub allow_unencrypted: bool,
+    /// Peer networks a listener accepts callers from (`"10.0.0.0/8"`,
+    /// `"127.0.0.1/32"`, `"::1/128"`); empty: any peer. Checked in the
+    /// handshake, before any data flows. Meaningless for a caller.
+    #[serde(default)]
+    pub allow_from: Vec<PeerNetwork>,
+}
+
+/// Longest `allow_from` list of one endpoint.
+pub const MAX_ALLOW_FROM: usize = 64;
+
+impl SrtSpec {
+    /// True for a listener that carries no passphrase (allowed or not).
+    pub fn is_unencrypted_listener(&self) -> bool {
+        matches!(self.mode, SrtMode::Listener { .. }) && self.passphrase.is_none()
+    }
+
+    /// The rules of one endpoint, each as `(field, message)` relative to
+    /// the endpoint: a listener needs a passphrase unless
+    /// `allow_unencrypted = true`; `allow_from` only applies to listeners and
+    /// holds at most [`MAX_ALLOW_FROM`] networks.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if self.is_unencrypted_listener() && !self.allow_unencrypted {
+            out.push((
+                "passphrase",
+                "an SRT listener needs a passphrase (10 to 79 bytes): without one, anyone who reaches \
+                 the port can connect; to run it unencrypted anyway, set allow_unencrypted = true"
+                    .to_owned(),
+            ));
+        }
+        if !self.allow_from.is_empty() && !matches!(self.mode, SrtMode::Listener { .. }) {
+            out.push((
+                "allow_from",
+                "only a listener checks its peers; a caller chooses its peer".to_owned(),
+            ));
+        }
+        if self.allow_from.len() > MAX_ALLOW_FROM {
+            out.push(("allow_from", format!("{} networks; at most {MAX_ALLOW_FROM}", self.allow_from.len())));
+        }
+        out
+    }
 }
 
 fn default_latency() -> SrtLatencyMs {
@@ -796,6 +868,16 @@ impl DesiredState {
         flows.chain(pulls)
     }
 
+    /// Every SRT endpoint of the state: `(owner, field, spec)`, e.g.
+    /// `("main", "input[cam].producer.srt_in.srt", …)` or
+    /// `("ingest", "source", …)` for a pull job.
+    pub fn srt_endpoints(&self) -> impl Iterator<Item = (&str, String, &SrtSpec)> {
+        let flows =
+            self.flows.iter().flat_map(|flow| flow.srt_endpoints().map(|(f, s)| (flow.name.as_str(), f, s)));
+        let pulls = self.pulls.iter().map(|p| (p.name.as_str(), "source".to_owned(), &p.source));
+        flows.chain(pulls)
+    }
+
     /// Each link has exactly one writing output and at most one reading
     /// input, in flows of the same sample rate.
     fn validate_links(&self, errors: &mut Vec<SpecError>) {
@@ -904,6 +986,11 @@ impl DesiredState {
                         job.as_str()
                     ),
                 ));
+            }
+        }
+        for (owner, field, srt) in self.srt_endpoints() {
+            for (key, message) in srt.problems() {
+                errors.push(SpecError::new(owner, format!("{field}.{key}"), message));
             }
         }
         for name in &self.stopped {

@@ -1,11 +1,17 @@
 //! `srt://` URLs in the form libsrt's tools (`srt-live-transmit`) and FFmpeg
 //! write them: `srt://host:port?latency=200&passphrase=…` for a caller,
-//! `srt://:port?mode=listener` for a listener (port 0: let ctld pick one from
-//! its pool). Query values are percent-decoded; `latency` is in
-//! milliseconds, as in libsrt's URI syntax.
+//! `srt://:port?mode=listener&passphrase=…` for a listener (port 0: let
+//! ctld pick one from its pool). Query values are percent-decoded; `latency`
+//! is in milliseconds, as in libsrt's URI syntax. Two keys of our own, as in
+//! the config: `allow_unencrypted=true` runs a listener without a passphrase
+//! (refused otherwise), `allow_from=10.0.0.0/8,127.0.0.1/32` lists the peer
+//! networks a listener accepts.
+//!
+//! No error message ever contains the passphrase: the URL is shown with its
+//! `passphrase` value replaced by `***`.
 
-use crate::spec::{KeyLength, SrtMode, SrtSpec};
-use crate::units::{Host, Passphrase, Port, SrtLatencyMs, StreamId, UnitError};
+use crate::spec::{KeyLength, MAX_ALLOW_FROM, SrtMode, SrtSpec};
+use crate::units::{Host, Passphrase, PeerNetwork, Port, SrtLatencyMs, StreamId, UnitError};
 
 /// Longest URL accepted.
 pub const MAX_URL_LEN: usize = 4096;
@@ -41,11 +47,38 @@ pub struct SrtUrl {
     pub key_length: KeyLength,
     /// `streamid=`.
     pub stream_id: Option<StreamId>,
+    /// `allow_unencrypted=true`: a listener may run without a passphrase.
+    pub allow_unencrypted: bool,
+    /// `allow_from=NET,NET`: the peer networks a listener accepts.
+    pub allow_from: Vec<PeerNetwork>,
+}
+
+/// `url` as errors show it: every query pair that mentions the passphrase
+/// key (however it is written or mangled) shows `passphrase=***`, and the
+/// whole is cut to 80 characters.
+pub fn redact(url: &str) -> String {
+    let redacted = match url.split_once('?') {
+        None => url.to_owned(),
+        Some((base, query)) => {
+            let pairs: Vec<&str> = query
+                .split('&')
+                .map(|pair| if is_secret_pair(pair) { "passphrase=***" } else { pair })
+                .collect();
+            format!("{base}?{}", pairs.join("&"))
+        }
+    };
+    redacted.chars().take(80).collect()
+}
+
+/// A pair that is (or might be meant as) the passphrase: its key (before
+/// `=`) contains `pass` in any case, or is percent-encoded.
+fn is_secret_pair(pair: &str) -> bool {
+    let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+    key.to_ascii_lowercase().contains("pass") || key.contains('%')
 }
 
 fn bad(url: &str, why: impl std::fmt::Display) -> UnitError {
-    let shown: String = url.chars().take(80).collect();
-    UnitError::new("SRT URL", format!("{shown:?}: {why}"))
+    UnitError::new("SRT URL", format!("{:?}: {why}", redact(url)))
 }
 
 /// Percent-decodes a query value (`+` stays a plus, as in RFC 3986).
@@ -93,9 +126,13 @@ impl SrtUrl {
         let mut passphrase = None;
         let mut key_length = KeyLength::default();
         let mut stream_id = None;
+        let mut allow_unencrypted = false;
+        let mut allow_from = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (key, value) =
-                pair.split_once('=').ok_or_else(|| bad(url, format!("{pair:?} has no value")))?;
+            let Some((key, value)) = pair.split_once('=') else {
+                let shown = if is_secret_pair(pair) { "passphrase=***" } else { pair };
+                return Err(bad(url, format!("{shown:?} has no value (write key=value)")));
+            };
             let value = decode(url, value)?;
             match key {
                 "mode" => mode = Some(value),
@@ -105,7 +142,30 @@ impl SrtUrl {
                         .map_err(|_| bad(url, format!("latency {value:?} is not milliseconds")))?;
                     latency_ms = SrtLatencyMs::new(ms)?;
                 }
-                "passphrase" => passphrase = Some(Passphrase::new(value)?),
+                "passphrase" => passphrase = Some(Passphrase::new(value).map_err(|e| bad(url, e.message))?),
+                "allow_unencrypted" => {
+                    allow_unencrypted = match value.as_str() {
+                        "true" | "1" | "yes" => true,
+                        "false" | "0" | "no" => false,
+                        _ => {
+                            return Err(bad(
+                                url,
+                                format!("allow_unencrypted {value:?} is not true or false"),
+                            ));
+                        }
+                    }
+                }
+                "allow_from" => {
+                    for net in value.split(',').filter(|n| !n.trim().is_empty()) {
+                        allow_from.push(PeerNetwork::new(net).map_err(|e| bad(url, e))?);
+                    }
+                    if allow_from.len() > MAX_ALLOW_FROM {
+                        return Err(bad(
+                            url,
+                            format!("allow_from lists more than {MAX_ALLOW_FROM} networks"),
+                        ));
+                    }
+                }
                 "pbkeylen" => {
                     key_length = match value.as_str() {
                         "16" => KeyLength::Aes128,
@@ -119,7 +179,9 @@ impl SrtUrl {
                     return Err(bad(
                         url,
                         format!(
-                            "unknown option {other:?} (known: mode, latency, passphrase, pbkeylen, streamid)"
+                            "unknown option {:?} (known: mode, latency, passphrase, pbkeylen, streamid, \
+                             allow_unencrypted, allow_from)",
+                            if is_secret_pair(other) { "***" } else { other }
                         ),
                     ));
                 }
@@ -148,7 +210,26 @@ impl SrtUrl {
                 port: Port::new(port).map_err(|_| bad(url, "a caller needs a port"))?,
             }
         };
-        Ok(Self { mode, latency_ms, passphrase, key_length, stream_id })
+        let url_spec =
+            Self { mode, latency_ms, passphrase, key_length, stream_id, allow_unencrypted, allow_from };
+        // The endpoint rules are the spec's (one rule for config, D-Bus and
+        // the engine); a listener's port is not known yet, any one will do.
+        let any_port = Port::new(1)?;
+        if let Some((field, message)) =
+            url_spec.clone().into_spec(Some(any_port)).and_then(|spec| spec.problems().into_iter().next())
+        {
+            let message = match field {
+                "passphrase" => {
+                    "an SRT listener needs a passphrase (passphrase=…, 10 to 79 bytes): without one, \
+                                 anyone who reaches the port can connect; to run it unencrypted anyway, add \
+                                 allow_unencrypted=true"
+                        .to_owned()
+                }
+                _ => message,
+            };
+            return Err(bad(url, format!("{field}: {message}")));
+        }
+        Ok(url_spec)
     }
 
     /// The endpoint spec; a listener without a port takes `listener_port`
@@ -164,6 +245,8 @@ impl SrtUrl {
             passphrase: self.passphrase,
             key_length: self.key_length,
             stream_id: self.stream_id,
+            allow_unencrypted: self.allow_unencrypted,
+            allow_from: self.allow_from,
         })
     }
 }
@@ -185,13 +268,53 @@ mod tests {
         assert_eq!(u.key_length, KeyLength::Aes256);
         assert_eq!(u.passphrase.as_ref().map(Passphrase::expose), Some("correct horse"));
 
-        let l = SrtUrl::parse("srt://:31000?mode=listener").unwrap();
+        let l = SrtUrl::parse("srt://:31000?mode=listener&passphrase=0123456789").unwrap();
         assert_eq!(l.mode, UrlMode::Listener { port: Some(Port::new(31000).unwrap()) });
-        let any = SrtUrl::parse("srt://:0").unwrap();
+        let any =
+            SrtUrl::parse("srt://:0?allow_unencrypted=true&allow_from=127.0.0.2/32,10.0.0.0/8").unwrap();
+        assert!(any.allow_unencrypted);
+        assert_eq!(any.allow_from.len(), 2);
         assert_eq!(any.mode, UrlMode::Listener { port: None });
         assert!(any.clone().into_spec(None).is_none());
         let spec = any.into_spec(Some(Port::new(31005).unwrap())).unwrap();
         assert_eq!(spec.mode, SrtMode::Listener { port: Port::new(31005).unwrap() });
+        assert!(spec.allow_unencrypted);
+        assert_eq!(spec.allow_from[0].to_string(), "127.0.0.2/32");
+    }
+
+    #[test]
+    fn an_unencrypted_listener_needs_the_opt_out() {
+        for url in ["srt://:31000?mode=listener", "srt://:0", "srt://:0?allow_unencrypted=false"] {
+            let e = SrtUrl::parse(url).unwrap_err().to_string();
+            assert!(e.contains("needs a passphrase") && e.contains("allow_unencrypted=true"), "{url}: {e}");
+        }
+        // Callers need no passphrase.
+        assert!(SrtUrl::parse("srt://10.0.0.1:9000").is_ok());
+        let e = SrtUrl::parse("srt://10.0.0.1:9000?allow_from=10.0.0.0/8").unwrap_err().to_string();
+        assert!(e.contains("only a listener"), "{e}");
+        let e =
+            SrtUrl::parse("srt://:0?allow_unencrypted=true&allow_from=10.0.0.1/8").unwrap_err().to_string();
+        assert!(e.contains("10.0.0.0/8"), "{e}");
+    }
+
+    #[test]
+    fn errors_never_show_the_passphrase() {
+        let secret = "SeCrEtWoRd-42";
+        for url in [
+            format!("srt://h:1?passphrase={secret}&latency=fast"),
+            format!("srt://h:1?passphrase={secret}&oops=1"),
+            format!("srt://h:1?passphrase={secret}%zz"),
+            format!("srt://h:1?passphrase={secret}%ff%fe"),
+            format!("srt://h:1?passphrase={secret}{}", "x".repeat(80)),
+            format!("srt://h:1?passphrase%3D{secret}"),
+            format!("srt://h:1?PASSPHRASE={secret}"),
+            format!("srt://h:1?passphrase={secret}&mode=rendezvous"),
+            format!("srt://:1?mode=listener&passphrase={secret}&allow_from=nope"),
+            format!("srt://h:1?passphrase={secret}&{}", "y".repeat(5000)),
+        ] {
+            let e = SrtUrl::parse(&url).unwrap_err().to_string();
+            assert!(!e.contains("SeCrEt"), "{url}: {e}");
+        }
     }
 
     #[test]
@@ -208,6 +331,7 @@ mod tests {
             ("srt://h:1?latency=5", "SRT latency"),
             ("srt://h:1?pbkeylen=20", "pbkeylen"),
             ("srt://h:1?passphrase=short", "passphrase"),
+            ("srt://h:1?passphrase=%C3%A9%C3%A9%C3%A9%C3%A9", "8 bytes"),
             ("srt://h:1?oops=1", "unknown option"),
             ("srt://h:1?streamid=%zz", "hex"),
             ("srt://h:1?streamid=%+1", "hex"),

@@ -445,7 +445,8 @@ impl fmt::Display for SafePath {
     }
 }
 
-/// An SRT passphrase: 10 to 79 characters (libsrt's limits).
+/// An SRT passphrase: 10 to 79 bytes of UTF-8 without NUL (libsrt's limits,
+/// which count bytes, not characters).
 ///
 /// `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -456,11 +457,15 @@ impl Passphrase {
     /// Validates `secret`.
     pub fn new(secret: impl Into<String>) -> Result<Self, UnitError> {
         let secret = secret.into();
-        let len = secret.chars().count();
-        if (10..=79).contains(&len) && !secret.contains('\0') {
+        // libsrt counts bytes (SRTO_PASSPHRASE takes 10 to 79 of them), so
+        // a multi-byte UTF-8 secret is measured the same way.
+        let len = secret.len();
+        if secret.contains('\0') {
+            Err(UnitError::new("passphrase", "contains a NUL byte; SRT cannot take it"))
+        } else if (10..=79).contains(&len) {
             Ok(Self(secret))
         } else {
-            Err(UnitError::new("passphrase", format!("has {len} characters; SRT needs 10 to 79 (no NUL)")))
+            Err(UnitError::new("passphrase", format!("has {len} bytes (UTF-8); SRT needs 10 to 79 bytes")))
         }
     }
 
@@ -576,6 +581,82 @@ impl fmt::Display for Host {
     }
 }
 
+/// A peer network in CIDR form (`10.0.0.0/8`, `127.0.0.1/32`, `::1/128`; a
+/// bare address means that one host), for an SRT listener's `allow_from`.
+/// Host bits below the prefix must be zero, so a typo such as `10.0.0.1/8`
+/// is refused instead of silently widening to a whole network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PeerNetwork(ipnet::IpNet);
+
+impl PeerNetwork {
+    /// Parses `text`: `ADDRESS/PREFIX` or a bare `ADDRESS`.
+    pub fn new(text: &str) -> Result<Self, UnitError> {
+        let shown: String = text.chars().take(64).collect();
+        let refuse = |why: &str| UnitError::new("peer network", format!("{shown:?} {why}"));
+        let text = text.trim();
+        let net = if text.contains('/') {
+            text.parse::<ipnet::IpNet>().map_err(|_| {
+                refuse("is not a network in CIDR form (ADDRESS/PREFIX, e.g. 10.0.0.0/8, 127.0.0.1/32 or ::1/128)")
+            })?
+        } else {
+            let ip = text.parse::<std::net::IpAddr>().map_err(|_| {
+                refuse("is not an IP address or a network in CIDR form (e.g. 10.0.0.0/8, 127.0.0.1/32 or ::1/128)")
+            })?;
+            ipnet::IpNet::from(ip)
+        };
+        if net.trunc() != net {
+            return Err(refuse(&format!(
+                "has bits set below its prefix length; the network is {}",
+                net.trunc()
+            )));
+        }
+        Ok(Self(net))
+    }
+
+    /// True when `peer` lies inside this network. An IPv4 peer seen through
+    /// an IPv6 socket (`::ffff:a.b.c.d`) is compared as IPv4.
+    pub fn contains(&self, peer: std::net::IpAddr) -> bool {
+        let peer = match peer {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.0.contains(&peer)
+    }
+}
+
+impl std::str::FromStr for PeerNetwork {
+    type Err = UnitError;
+    fn from_str(text: &str) -> Result<Self, UnitError> {
+        Self::new(text)
+    }
+}
+
+impl TryFrom<String> for PeerNetwork {
+    type Error = UnitError;
+    fn try_from(text: String) -> Result<Self, UnitError> {
+        Self::new(&text)
+    }
+}
+
+impl From<PeerNetwork> for String {
+    fn from(net: PeerNetwork) -> String {
+        net.to_string()
+    }
+}
+
+impl fmt::Display for PeerNetwork {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// True when `peer` may connect to a listener allowing `allow_from` (an
+/// empty list allows every peer).
+pub fn peer_allowed(allow_from: &[PeerNetwork], peer: std::net::IpAddr) -> bool {
+    allow_from.is_empty() || allow_from.iter().any(|n| n.contains(peer))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -597,6 +678,96 @@ mod tests {
         assert!(Passphrase::new("short").is_err());
         assert!(Passphrase::new("long enough").is_ok());
         assert!(Passphrase::new("x".repeat(80)).is_err());
+    }
+
+    #[test]
+    fn passphrase_length_counts_bytes_as_libsrt_does() {
+        // 9 characters, 18 bytes: libsrt takes it (10..=79 bytes).
+        assert!(Passphrase::new("ééééééééé").is_ok());
+        // 5 characters, 10 bytes: the shortest libsrt takes.
+        assert!(Passphrase::new("ééééé").is_ok());
+        // 4 characters, 8 bytes: too short for libsrt.
+        let e = Passphrase::new("éééé").unwrap_err().to_string();
+        assert!(e.contains("8 bytes"), "{e}");
+        // 40 characters, 80 bytes: one byte too long for libsrt.
+        let e = Passphrase::new("é".repeat(40)).unwrap_err().to_string();
+        assert!(e.contains("80 bytes"), "{e}");
+        assert!(Passphrase::new(format!("{}x", "é".repeat(39))).is_ok());
+        assert!(!e.contains('é'), "the error never shows the secret: {e}");
+    }
+
+    #[test]
+    fn peer_networks_parse_or_say_why() {
+        for (text, shown) in [
+            ("10.0.0.0/8", "10.0.0.0/8"),
+            ("127.0.0.1/32", "127.0.0.1/32"),
+            ("127.0.0.2", "127.0.0.2/32"),
+            ("::1/128", "::1/128"),
+            ("fd00::/8", "fd00::/8"),
+            ("0.0.0.0/0", "0.0.0.0/0"),
+        ] {
+            assert_eq!(PeerNetwork::new(text).unwrap().to_string(), shown);
+        }
+        for (text, why) in [
+            ("10.0.0.1/8", "the network is 10.0.0.0/8"),
+            ("10.0.0/8", "CIDR"),
+            ("10.0.0.0/33", "CIDR"),
+            ("host.example", "not an IP address"),
+            ("", "not an IP address"),
+            ("::1/129", "CIDR"),
+        ] {
+            let e = PeerNetwork::new(text).unwrap_err().to_string();
+            assert!(e.contains(why), "{text}: {e}");
+        }
+        let lan = PeerNetwork::new("10.0.0.0/8").unwrap();
+        assert!(lan.contains("10.1.2.3".parse().unwrap()));
+        assert!(lan.contains("::ffff:10.1.2.3".parse().unwrap()), "IPv4-mapped peers compare as IPv4");
+        assert!(!lan.contains("11.0.0.1".parse().unwrap()));
+        assert!(peer_allowed(&[], "192.0.2.1".parse().unwrap()));
+        assert!(!peer_allowed(&[lan], "192.0.2.1".parse().unwrap()));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_v4_network_holds_exactly_the_addresses_sharing_its_prefix(
+            addr in proptest::prelude::any::<u32>(),
+            prefix in 0u8..=32,
+            peer in proptest::prelude::any::<u32>(),
+        ) {
+            let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+            let net_addr = std::net::Ipv4Addr::from(addr & mask);
+            let net = PeerNetwork::new(&format!("{net_addr}/{prefix}")).unwrap();
+            let inside = peer & mask == addr & mask;
+            proptest::prop_assert_eq!(net.contains(std::net::Ipv4Addr::from(peer).into()), inside);
+            // Round trip through its text form.
+            proptest::prop_assert_eq!(PeerNetwork::new(&net.to_string()).unwrap(), net);
+            // Host bits set below the prefix are refused.
+            if prefix < 32 && addr & !mask != 0 {
+                let with_host_bits = format!("{}/{prefix}", std::net::Ipv4Addr::from(addr));
+                proptest::prop_assert!(PeerNetwork::new(&with_host_bits).is_err());
+            }
+        }
+
+        #[test]
+        fn a_v6_network_holds_exactly_the_addresses_sharing_its_prefix(
+            addr in proptest::prelude::any::<u128>(),
+            prefix in 0u8..=128,
+            peer in proptest::prelude::any::<u128>(),
+        ) {
+            let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - prefix) };
+            let net_addr = std::net::Ipv6Addr::from(addr & mask);
+            let net = PeerNetwork::new(&format!("{net_addr}/{prefix}")).unwrap();
+            let peer_ip = std::net::Ipv6Addr::from(peer);
+            if peer_ip.to_ipv4_mapped().is_none() {
+                proptest::prop_assert_eq!(net.contains(peer_ip.into()), peer & mask == addr & mask);
+            }
+            proptest::prop_assert_eq!(PeerNetwork::new(&net.to_string()).unwrap(), net);
+        }
+
+        #[test]
+        fn any_text_parses_or_is_refused_without_panicking(text in ".{0,80}") {
+            let _ = PeerNetwork::new(&text);
+        }
     }
 
     #[test]

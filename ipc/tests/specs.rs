@@ -74,3 +74,58 @@ fn cross_field_rules_report_every_error() {
     assert!(errors.iter().any(|e| e.field.contains("frequency")));
     assert!(errors.iter().any(|e| e.message.contains("duplicate")));
 }
+
+const LISTENERS: &str = r#"
+[[flow]]
+name = "main"
+
+[[flow.input]]
+name = "studio"
+producer = { srt_in = { srt = { mode = { listener = { port = 31000 } } } } }
+
+[[flow.output]]
+name = "out"
+consumer = { encoded = { codec = "aac", bitrate = 128000, sink = { srt = { mode = { listener = { port = 31001 } }, passphrase = "correct horse battery" } } } }
+
+[[pull]]
+name = "ingest"
+source = { mode = { listener = { port = 31002 } } }
+segments = { job = "ingest", target_seconds = 6 }
+"#;
+
+#[test]
+fn an_srt_listener_without_a_passphrase_needs_the_opt_out() {
+    let state: DesiredState = toml::from_str(LISTENERS).unwrap();
+    let errors = state.validate().unwrap_err();
+    let mut fields: Vec<String> = errors.iter().map(|e| format!("{}.{}", e.flow, e.field)).collect();
+    fields.sort();
+    assert_eq!(fields, ["ingest.source.passphrase", "main.input[studio].producer.srt_in.srt.passphrase"]);
+    assert!(errors.iter().all(|e| e.message.contains("allow_unencrypted = true")), "{errors:?}");
+
+    let opted_out = LISTENERS
+        .replace("listener = { port = 31000 } }", "listener = { port = 31000 } }, allow_unencrypted = true")
+        .replace("listener = { port = 31002 } }", "listener = { port = 31002 } }, allow_unencrypted = true, allow_from = [\"127.0.0.2/32\", \"::1/128\"]");
+    let state: DesiredState = toml::from_str(&opted_out).unwrap();
+    state.validate().unwrap();
+    assert_eq!(state.pulls[0].source.allow_from.len(), 2);
+    assert!(state.pulls[0].source.is_unencrypted_listener());
+    assert!(!state.flows[0].srt_endpoints().nth(1).unwrap().1.is_unencrypted_listener());
+
+    // A caller needs no passphrase, and takes no allow-list.
+    let caller = LISTENERS.replace(
+        "{ mode = { listener = { port = 31002 } } }",
+        "{ mode = { caller = { host = \"10.0.0.9\", port = 9000 } }, allow_from = [\"10.0.0.0/8\"] }",
+    );
+    let state: DesiredState = toml::from_str(&caller).unwrap();
+    let errors = state.validate().unwrap_err();
+    assert!(
+        errors.iter().any(|e| e.field == "source.allow_from" && e.message.contains("only a listener")),
+        "{errors:?}"
+    );
+    assert!(!errors.iter().any(|e| e.flow == "ingest" && e.field == "source.passphrase"));
+
+    // A malformed network is refused when the spec is read.
+    let bad = opted_out.replace("127.0.0.2/32", "127.0.0.2/33");
+    let err = toml::from_str::<DesiredState>(&bad).unwrap_err().to_string();
+    assert!(err.contains("peer network") && err.contains("CIDR"), "{err}");
+}

@@ -27,6 +27,42 @@ proptest! {
         let _ = SrtUrl::parse(&format!("srt://{host}:{port}?{}", query.join("&")));
     }
 
+    /// Whatever else is wrong with a URL, its error never shows the
+    /// passphrase: raw, with a bad escape, not UTF-8 once decoded, too
+    /// short, too long, or with the key misspelt. (The secret is upper
+    /// case; nothing else in these URLs is.)
+    #[test]
+    fn errors_never_contain_the_passphrase(
+        secret in "[A-Z]{12,40}",
+        mangle in 0usize..7,
+        listener in any::<bool>(),
+        before in prop::collection::vec(("[a-z_]{1,12}", "[a-z0-9=%./:_-]{0,20}"), 0..3),
+        after in prop::collection::vec(("[a-z_]{1,12}", "[a-z0-9=%./:_-]{0,20}"), 0..3),
+    ) {
+        let (key, value) = match mangle {
+            0 => ("passphrase", secret.clone()),
+            1 => ("passphrase", format!("{secret}%zz")),
+            2 => ("passphrase", format!("{secret}%ff%fe")),
+            3 => ("passphrase", secret[..5].to_owned()),
+            4 => ("passphrase", secret.repeat(4)),
+            5 => ("Passphrase", secret.clone()),
+            _ => ("pass_phrase", secret.clone()),
+        };
+        let shown_secret = if mangle == 3 { &secret[..5] } else { &secret[..12] };
+        let pairs: Vec<String> = before
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .chain(std::iter::once(format!("{key}={value}")))
+            .chain(after.iter().map(|(k, v)| format!("{k}={v}")))
+            .collect();
+        let base = if listener { "srt://:0?mode=listener&" } else { "srt://10.0.0.1:9000?" };
+        let url = format!("{base}{}", pairs.join("&"));
+        if let Err(e) = SrtUrl::parse(&url) {
+            let e = e.to_string();
+            prop_assert!(!e.contains(shown_secret), "{url} -> {e}");
+        }
+    }
+
     #[test]
     fn valid_parts_round_trip(
         octets in prop::array::uniform4(0u8..=255),

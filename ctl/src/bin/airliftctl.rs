@@ -175,8 +175,10 @@ enum InputCmd {
 #[derive(Subcommand)]
 enum PullCmd {
     /// Start pulling an SRT stream into segments: `srt://host:port` (caller)
-    /// or `srt://:port?mode=listener` (port 0: one from the node's pool);
-    /// query options latency (ms), passphrase, pbkeylen, streamid.
+    /// or `srt://:port?mode=listener&passphrase=…` (port 0: one from the
+    /// node's pool); query options latency (ms), passphrase, pbkeylen,
+    /// streamid, allow_from (networks, comma-separated), allow_unencrypted
+    /// (a listener without a passphrase is refused unless it is true).
     Start {
         /// Source URL.
         url: String,

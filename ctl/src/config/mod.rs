@@ -869,6 +869,18 @@ impl Context<'_> {
         // SRT listener ports: inside the range, each used once.
         let mut ports: BTreeMap<u16, String> = BTreeMap::new();
         let mut listener = |cx: &mut Self, at: usize, key: String, srt: &SrtSpec| {
+            for (field, message) in srt.problems() {
+                match field {
+                    "passphrase" => cx.at(
+                        at,
+                        &key,
+                        "an SRT listener without a passphrase serves whoever connects first; \
+                         set passphrase = \"…\" (10 to 79 bytes), or allow_unencrypted = true to run it \
+                         unencrypted anyway (/health then warns: unencrypted_listener)",
+                    ),
+                    other => cx.at(at, &format!("{key}.{other}"), message),
+                }
+            }
             if let SrtMode::Listener { port } = srt.mode {
                 let port = port.get();
                 if !config.srt.port_range.contains(port) {
@@ -899,7 +911,8 @@ impl Context<'_> {
                                 flow.name, input.name
                             ),
                         };
-                        listener(self, *at, key, &s.srt);
+                        let at = self.name_offset(*at, input.name.as_str());
+                        listener(self, at, key, &s.srt);
                     }
                 }
             }
@@ -907,9 +920,10 @@ impl Context<'_> {
                 if let ConsumerSpec::Encoded(e) = &output.consumer
                     && let TsSink::Srt(s) = &e.sink
                 {
+                    let at = self.name_offset(*at, output.name.as_str());
                     listener(
                         self,
-                        *at,
+                        at,
                         format!("flow[{}].output[{}].consumer.encoded.sink.srt", flow.name, output.name),
                         s,
                     );
@@ -917,7 +931,8 @@ impl Context<'_> {
             }
         }
         for (at, pull) in pulls {
-            listener(self, *at, format!("pull[{}].source", pull.name), &pull.source);
+            let source = self.key_offset(*at, "source");
+            listener(self, source, format!("pull[{}].source", pull.name), &pull.source);
         }
         for (at, target) in s3 {
             let key = format!("s3[{}]", target.name);
@@ -978,6 +993,32 @@ impl Context<'_> {
                 }
             }
         }
+    }
+
+    /// Where `name = "NAME"` is first written after `from` inside the same
+    /// `[[flow]]` (an input or output's own table), else `from`.
+    fn name_offset(&self, from: usize, name: &str) -> usize {
+        let Some(rest) = self.text.get(from..) else { return from };
+        let mut offset = from;
+        for (i, line) in rest.split_inclusive('\n').enumerate() {
+            let trimmed = line.trim_start();
+            if i > 0 && trimmed.starts_with("[[flow]]") {
+                break;
+            }
+            for (at, _) in line.match_indices("name") {
+                let after = line[at + 4..].trim_start();
+                if let Some(value) = after.strip_prefix('=')
+                    && value
+                        .trim_start()
+                        .strip_prefix('"')
+                        .is_some_and(|v| v.starts_with(&format!("{name}\"")))
+                {
+                    return offset + at;
+                }
+            }
+            offset += line.len();
+        }
+        from
     }
 
     /// Where `key = …` is written in the table that starts at `table`
@@ -1071,6 +1112,55 @@ rescan_secs = 0
         let bad =
             parse("[upload]\nspeed = 1\n", "u.toml", Path::new("."), &Overrides::default()).unwrap_err();
         assert!(bad.to_string().contains("unknown field `speed`"), "{bad}");
+    }
+
+    #[test]
+    fn an_unencrypted_srt_listener_is_refused_unless_opted_out() {
+        let text = r#"[srt]
+port_range = "31000-31010"
+
+[[flow]]
+name = "main"
+
+[[flow.input]]
+name = "tone"
+producer = { test_signal = { kind = "silence" } }
+
+[[flow.input]]
+name = "studio"
+producer = { srt_in = { srt = { mode = { listener = { port = 31000 } } } } }
+
+[[pull]]
+name = "ingest"
+segments = { job = "ingest", target_seconds = 6 }
+source = { mode = { listener = { port = 31001 } } }
+"#;
+        let errors = parse(text, "l.toml", Path::new("."), &Overrides::default()).unwrap_err();
+        let shown = errors.to_string();
+        assert!(
+            shown.contains("l.toml:12:1: flow[main].input[studio].producer.srt_in.srt: an SRT listener without a passphrase"),
+            "{shown}"
+        );
+        assert!(shown.contains("allow_unencrypted = true"), "{shown}");
+        assert!(shown.contains("l.toml:18:1: pull[ingest].source: an SRT listener"), "{shown}");
+        assert_eq!(errors.0.len(), 2, "{shown}");
+
+        let opted_out =
+            text.replace("port = 31000 } } }", "port = 31000 } }, allow_unencrypted = true }").replace(
+                "port = 31001 } } }",
+                "port = 31001 } }, allow_unencrypted = true, allow_from = [\"10.0.0.0/8\"] }",
+            );
+        let config = parse(&opted_out, "l.toml", Path::new("."), &Overrides::default()).unwrap();
+        assert!(config.state.pulls[0].source.allow_unencrypted);
+        assert_eq!(config.state.pulls[0].source.allow_from[0].to_string(), "10.0.0.0/8");
+        let encrypted = text
+            .replace("port = 31000 } } }", "port = 31000 } }, passphrase = \"correct horse\" }")
+            .replace("port = 31001 } } }", "port = 31001 } }, passphrase = \"correct horse\" }");
+        parse(&encrypted, "l.toml", Path::new("."), &Overrides::default()).unwrap();
+        // A malformed network is refused with its own message.
+        let bad = opted_out.replace("10.0.0.0/8", "10.0.0.1/8");
+        let shown = parse(&bad, "l.toml", Path::new("."), &Overrides::default()).unwrap_err().to_string();
+        assert!(shown.contains("the network is 10.0.0.0/8"), "{shown}");
     }
 
     #[test]

@@ -373,7 +373,7 @@ impl Torture {
                 let out = self.node.gdbus(
                     "StartPull",
                     &[
-                        "'srt://:0?mode=listener&latency=80'",
+                        "'srt://:0?mode=listener&latency=80&allow_unencrypted=true'",
                         "{'name': <'cam'>, 'segment_seconds': <uint32 1>}",
                     ],
                 );

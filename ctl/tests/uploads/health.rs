@@ -379,7 +379,7 @@ fn rows() -> Vec<Row> {
                 w.hold(port);
                 w.add(format!(
                     "[[flow]]\nname = \"b\"\n[[flow.input]]\nname = \"contribution\"\n\
-                     producer = {{ srt_in = {{ srt = {{ mode = {{ listener = {{ port = {port} }} }} }} }} }}\n\
+                     producer = {{ srt_in = {{ srt = {{ mode = {{ listener = {{ port = {port} }} }}, allow_unencrypted = true }} }} }}\n\
                      [[flow.output]]\nname = \"void\"\nconsumer = \"null\"\n"
                 ));
             },
@@ -395,7 +395,7 @@ fn rows() -> Vec<Row> {
                 let port = w.ports[1];
                 w.hold(port);
                 w.add(format!(
-                    "[[pull]]\nname = \"cam\"\nsource = {{ mode = {{ listener = {{ port = {port} }} }} }}\n\
+                    "[[pull]]\nname = \"cam\"\nsource = {{ mode = {{ listener = {{ port = {port} }} }}, allow_unencrypted = true }}\n\
                      segments = {{ job = \"cam\", target_seconds = 2 }}\n"
                 ));
             },
@@ -409,7 +409,7 @@ fn rows() -> Vec<Row> {
                 let port = w.ports[2];
                 w.hold(port);
                 w.add(format!(
-                    "[[pull]]\nname = \"gone\"\nsource = {{ mode = {{ listener = {{ port = {port} }} }} }}\n\
+                    "[[pull]]\nname = \"gone\"\nsource = {{ mode = {{ listener = {{ port = {port} }} }}, allow_unencrypted = true }}\n\
                      segments = {{ job = \"gone\", target_seconds = 2 }}\n"
                 ));
             },

@@ -8,7 +8,8 @@
 //!   target (SSE2 on plain x86-64).
 //! - [`MixKernel::Avx2Fma`]: the same block loop compiled with
 //!   `#[target_feature(enable = "avx2,fma")]`, so LLVM emits 256-bit FMA code
-//!   while the rest of the binary still runs on baseline x86-64.
+//!   while the rest of the binary still runs on baseline x86-64. It can only
+//!   be had from [`MixKernel::detect`] (it carries a [`CpuHasAvx2Fma`] proof).
 //!
 //! All three are frame-blocked: a block of [`BLOCK`] output frames stays in
 //! registers while every term is added into it, so the output is written once
@@ -34,14 +35,39 @@ pub struct MixTerm {
 }
 
 /// Which build of the kernel runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// [`MixKernel::Avx2Fma`] holds a [`CpuHasAvx2Fma`] proof that only
+/// [`MixKernel::detect`] (and [`MixKernel::available`]) can make, after the
+/// CPU reported both features: safe code cannot name the AVX2 kernel on a
+/// CPU without them, so `mix` may run it without a check.
+///
+/// ```compile_fail
+/// use airlift_engine::dsp::mix::{CpuHasAvx2Fma, MixKernel};
+/// let forged = MixKernel::Avx2Fma(CpuHasAvx2Fma(()));
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub enum MixKernel {
     /// Scalar reference.
     Scalar,
     /// `wide` at the build's baseline instruction set.
     Wide,
     /// AVX2 + FMA, chosen at run time.
-    Avx2Fma,
+    Avx2Fma(CpuHasAvx2Fma),
+}
+
+/// Proof that this CPU runs AVX2 and FMA instructions: made only by
+/// [`MixKernel::detect`] after asking the CPU (its field is private).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuHasAvx2Fma(());
+
+impl std::fmt::Debug for MixKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MixKernel::Scalar => "Scalar",
+            MixKernel::Wide => "Wide",
+            MixKernel::Avx2Fma(_) => "Avx2Fma",
+        })
+    }
 }
 
 impl MixKernel {
@@ -49,7 +75,7 @@ impl MixKernel {
     pub fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            return MixKernel::Avx2Fma;
+            return MixKernel::Avx2Fma(CpuHasAvx2Fma(()));
         }
         MixKernel::Wide
     }
@@ -57,8 +83,8 @@ impl MixKernel {
     /// Every kernel this CPU can run (for tests and benches).
     pub fn available() -> Vec<Self> {
         let mut all = vec![MixKernel::Scalar, MixKernel::Wide];
-        if Self::detect() == MixKernel::Avx2Fma {
-            all.push(MixKernel::Avx2Fma);
+        if let k @ MixKernel::Avx2Fma(_) = Self::detect() {
+            all.push(k);
         }
         all
     }
@@ -79,10 +105,10 @@ impl MixKernel {
         match self {
             MixKernel::Scalar => mix_scalar(out, planes, stride, terms),
             MixKernel::Wide => mix_wide(out, planes, stride, terms),
-            MixKernel::Avx2Fma => {
+            MixKernel::Avx2Fma(_) => {
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: `Avx2Fma` is only produced by `detect`/`available`
-                // after the CPU reported both avx2 and fma.
+                // SAFETY: `Avx2Fma` carries a `CpuHasAvx2Fma`, which only
+                // `detect` makes, after the CPU reported both avx2 and fma.
                 unsafe {
                     mix_avx2_fma(out, planes, stride, terms)
                 }
@@ -102,9 +128,9 @@ impl MixKernel {
         match self {
             MixKernel::Scalar => sum_body(out, planes, stride, plane_ids),
             MixKernel::Wide => sum_wide(out, planes, stride, plane_ids),
-            MixKernel::Avx2Fma => {
+            MixKernel::Avx2Fma(_) => {
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: as in `mix`: only chosen after feature detection.
+                // SAFETY: as in `mix`: the proof is only made after feature detection.
                 unsafe {
                     sum_avx2(out, planes, stride, plane_ids)
                 }
@@ -336,6 +362,15 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx2_kernel_comes_only_from_detection() {
+        let cpu = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
+        assert_eq!(matches!(MixKernel::detect(), MixKernel::Avx2Fma(_)), cpu);
+        assert_eq!(MixKernel::available().iter().any(|k| matches!(k, MixKernel::Avx2Fma(_))), cpu);
+        assert_eq!(format!("{:?}", MixKernel::detect()), if cpu { "Avx2Fma" } else { "Wide" });
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub fn options(spec: &SrtSpec) -> SrtOptions {
         passphrase: spec.passphrase.as_ref().map(|p| p.expose().to_owned()),
         key_length: spec.key_length.bytes(),
         stream_id: spec.stream_id.as_ref().map(|s| s.as_str().to_owned()),
+        allow_from: spec.allow_from.clone(),
     }
 }
 

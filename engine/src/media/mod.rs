@@ -8,6 +8,7 @@
 //!   encoder → TS muxer → file or SRT sender (`airlift-srt-tx-<output>`).
 //! - [`srt_in`]: the SRT input producer (`airlift-srt-rx-<input>`).
 //! - [`file_in`]: the file producer for anything FFmpeg decodes.
+//! - [`untrusted`]: logging what peers send: escaped, cut, rate-limited.
 //!
 //! Nothing here runs on the audio thread; it meets it only through rtrb rings.
 
@@ -21,3 +22,4 @@ pub mod spool;
 pub mod srt;
 pub mod srt_in;
 pub mod ts;
+pub mod untrusted;

@@ -7,12 +7,15 @@
 //! threads only, never from the audio thread.
 
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
-use std::net::{SocketAddr, SocketAddrV4, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
+use airlift_ipc::units::{PeerNetwork, peer_allowed};
 use airlift_srt_sys as sys;
+
+use crate::media::untrusted::{RateLimit, untrusted};
 
 /// Payload of one SRT packet: seven 188-byte TS packets.
 pub const SRT_PAYLOAD: usize = 1316;
@@ -120,6 +123,9 @@ pub struct SrtOptions {
     pub key_length: u32,
     /// Stream id a caller sends; a listener accepts only callers sending it.
     pub stream_id: Option<String>,
+    /// The peer networks a listener accepts callers from (checked in the
+    /// handshake); empty: any peer. Callers ignore it.
+    pub allow_from: Vec<PeerNetwork>,
 }
 
 impl std::fmt::Debug for SrtOptions {
@@ -129,6 +135,7 @@ impl std::fmt::Debug for SrtOptions {
             .field("passphrase", &self.passphrase.as_ref().map(|_| "***"))
             .field("key_length", &self.key_length)
             .field("stream_id", &self.stream_id)
+            .field("allow_from", &self.allow_from)
             .finish()
     }
 }
@@ -174,15 +181,23 @@ unsafe extern "C" fn log_to_tracing(
             if area.is_null() { Default::default() } else { CStr::from_ptr(area).to_string_lossy() },
         )
     };
-    let message = message.trim_end();
+    // libsrt's lines can quote what a peer sent (a stream id, a bad
+    // handshake): escape them, cap them, and let a flood of refusals through
+    // only as a count.
+    let message = untrusted(message.trim_end(), 300);
     let _ = std::panic::catch_unwind(|| {
+        let Some(suppressed) = LIBSRT_LOG.admit() else { return };
         if level <= 3 {
-            tracing::error!(target: "libsrt", area = %area, "{message}");
+            tracing::error!(target: "libsrt", area = %area, suppressed, "{message}");
         } else {
-            tracing::warn!(target: "libsrt", area = %area, "{message}");
+            tracing::warn!(target: "libsrt", area = %area, suppressed, "{message}");
         }
     });
 }
+
+/// libsrt's own warnings: at most 5 lines per [`RateLimit::WINDOW`] over
+/// the whole process.
+static LIBSRT_LOG: RateLimit = RateLimit::new(5);
 
 fn startup() {
     static START: Once = Once::new();
@@ -260,6 +275,11 @@ impl Handle {
             )
         };
         if r < 0 { Err(SrtError::Option { option: name, message: last_error().1 }) } else { Ok(()) }
+    }
+
+    fn set_bool(&self, opt: sys::SRT_SOCKOPT, name: &'static str, value: bool) -> Result<(), SrtError> {
+        // libsrt reads boolean options as an int (or a bool) of the given size.
+        self.set_int(opt, name, i32::from(value))
     }
 
     fn set_str(&self, opt: sys::SRT_SOCKOPT, name: &'static str, value: &str) -> Result<(), SrtError> {
@@ -561,22 +581,63 @@ impl SrtSocket {
 /// are refused (`SRT_REJX_OVERLOAD`), so nobody streams into a queue that is
 /// never read. A caller arriving while the current one has been silent for
 /// a second is let in (it replaces a peer that died without saying so).
+/// Callers from outside [`SrtOptions::allow_from`] or with another stream id
+/// are refused in the handshake, before any data flows. Accepting never
+/// blocks longer than the timeout asked for (the socket is non-blocking).
 /// Worker threads only.
 pub struct SrtListener {
     epoll: Epoll,
-    handle: Handle,
+    socket: ListeningSocket,
     port: u16,
-    /// What libsrt's listen callback checks; boxed so its address is stable.
-    /// Declared after `handle`, so the socket is closed (and the callback
-    /// gone) before the box is freed.
+}
+
+/// The listening handle and what its callback reads. Field order is drop
+/// order: the socket is closed first — after `srt_close` returns libsrt
+/// never calls the callback again (it unregisters the listener under the
+/// lock it calls the callback with) — and only then is the gate freed, on
+/// every path, including an error half-way through [`SrtListener::bind`].
+struct ListeningSocket {
+    handle: Handle,
+    /// Boxed so its address is stable while libsrt holds it.
     gate: Box<ListenGate>,
 }
 
-/// The listen callback's view: the required stream id, and whether a
-/// caller is being served.
+/// The listen callback's view: the required stream id, the allowed peer
+/// networks, whether a caller is being served, and the refusal log's limit.
 struct ListenGate {
+    port: u16,
     stream_id: Option<CString>,
+    allow_from: Vec<PeerNetwork>,
     busy: Arc<Busy>,
+    /// The first refusal is logged; then one line per [`RateLimit::WINDOW`]
+    /// with the count of those in between.
+    refusals: RateLimit,
+}
+
+impl ListenGate {
+    /// Logs a refusal within the rate limit. `stream_id` came from the
+    /// peer: it is escaped and cut. Called from libsrt's thread.
+    fn log_refusal(&self, peer: Option<SocketAddr>, stream_id: &CStr, why: &str) {
+        let Some(earlier) = self.refusals.admit() else { return };
+        let stream_id = untrusted(&stream_id.to_string_lossy(), 64);
+        let peer = peer.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
+        tracing::warn!(
+            port = self.port,
+            peer = %peer,
+            stream_id = %stream_id,
+            refused_before = earlier,
+            "SRT listener refused a caller: {why} (further refusals are summed up every {} s)",
+            RateLimit::WINDOW.as_secs()
+        );
+    }
+
+    /// Logs how many refusals went unlogged once their window is over.
+    fn flush_refusals(&self) {
+        let n = self.refusals.take_overdue();
+        if n > 0 {
+            tracing::warn!(port = self.port, refused = n, "SRT listener refused {n} more caller(s)");
+        }
+    }
 }
 
 /// Whether the listener serves a caller, and when data last moved.
@@ -616,32 +677,70 @@ impl std::fmt::Debug for SrtListener {
     }
 }
 
-/// libsrt's listen callback: refuses callers while one is served, and
-/// callers whose stream id differs from the required one.
+/// The address in a `sockaddr` from libsrt (IPv4 or IPv6), if any.
+///
+/// # Safety
+/// `addr` is null or points to a socket address whose family field tells
+/// its real type, readable for the call.
+unsafe fn peer_address(addr: *const sys::sockaddr) -> Option<SocketAddr> {
+    if addr.is_null() {
+        return None;
+    }
+    // SAFETY: per the contract the family field is readable, and it says
+    // which structure the address really is.
+    unsafe {
+        match i32::from((*addr.cast::<libc::sockaddr>()).sa_family) {
+            libc::AF_INET => {
+                let sin = &*addr.cast::<libc::sockaddr_in>();
+                Some(SocketAddr::new(
+                    IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))),
+                    u16::from_be(sin.sin_port),
+                ))
+            }
+            libc::AF_INET6 => {
+                let sin6 = &*addr.cast::<libc::sockaddr_in6>();
+                Some(SocketAddr::new(
+                    IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)),
+                    u16::from_be(sin6.sin6_port),
+                ))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// libsrt's listen callback: refuses callers from outside `allow_from`,
+/// callers while one is served, and callers whose stream id differs from
+/// the required one.
 unsafe extern "C" fn check_caller(
     opaque: *mut c_void,
     ns: sys::SRTSOCKET,
     _hs_version: c_int,
-    _peer: *const sys::sockaddr,
+    peer: *const sys::sockaddr,
     stream_id: *const c_char,
 ) -> c_int {
     // SAFETY: `opaque` is the ListenGate boxed in the listener, alive while
-    // the listener socket is open; `stream_id` is NUL-terminated (or null).
-    let (gate, got) = unsafe {
+    // the listener socket is open; `stream_id` is NUL-terminated (or null);
+    // `peer` is the caller's address as libsrt received it.
+    let (gate, got, peer) = unsafe {
         let gate = &*opaque.cast::<ListenGate>();
         let got = if stream_id.is_null() { c"" } else { CStr::from_ptr(stream_id) };
-        (gate, got)
+        (gate, got, peer_address(peer))
     };
-    let (reason, why) = if gate.busy.active() {
+    let allowed = match peer {
+        Some(p) => peer_allowed(&gate.allow_from, p.ip()),
+        None => gate.allow_from.is_empty(),
+    };
+    let (reason, why) = if !allowed {
+        (1403, "peer address not in allow_from") // SRT_REJX_FORBIDDEN (1000 + HTTP 403)
+    } else if gate.busy.active() {
         (1503, "busy with another caller") // SRT_REJX_OVERLOAD (1000 + HTTP 503)
     } else if gate.stream_id.as_deref().is_some_and(|want| want != got) {
         (1403, "unknown stream id") // SRT_REJX_FORBIDDEN (1000 + HTTP 403)
     } else {
         return 0;
     };
-    let _ = std::panic::catch_unwind(|| {
-        tracing::warn!(stream_id = %got.to_string_lossy(), "SRT listener refused a caller: {why}");
-    });
+    let _ = std::panic::catch_unwind(|| gate.log_refusal(peer, got, why));
     // SAFETY: `ns` is the socket being accepted; setting its reject reason is allowed here.
     unsafe {
         sys::srt_setrejectreason(ns, reason);
@@ -652,8 +751,6 @@ unsafe extern "C" fn check_caller(
 impl SrtListener {
     /// Listens on `port` (all interfaces).
     pub fn bind(port: u16, options: &SrtOptions) -> Result<Self, SrtError> {
-        let handle = Handle::new()?;
-        handle.configure(options)?;
         let stream_id = match &options.stream_id {
             Some(id) => Some(CString::new(id.as_str()).map_err(|_| SrtError::Option {
                 option: "stream id",
@@ -666,7 +763,21 @@ impl SrtListener {
             epoch: Instant::now(),
             last_data_ms: AtomicU64::new(0),
         });
-        let gate = Box::new(ListenGate { stream_id, busy });
+        let gate = Box::new(ListenGate {
+            port,
+            stream_id,
+            allow_from: options.allow_from.clone(),
+            busy,
+            refusals: RateLimit::new(1),
+        });
+        // From here on every early return drops `socket`: the handle is
+        // closed before the gate is freed.
+        let socket = ListeningSocket { handle: Handle::new()?, gate };
+        let handle = &socket.handle;
+        handle.configure(options)?;
+        // Non-blocking accept: `srt_accept` answers at once, with
+        // SRT_EASYNCRCV when the caller that woke the epoll is gone again.
+        handle.set_bool(sys::SRT_SOCKOPT::SRTO_RCVSYN, "receive blocking", false)?;
         let sa = sockaddr(SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, port));
         // SAFETY: `sa` is a valid sockaddr_in of the length passed.
         let r = unsafe {
@@ -679,10 +790,10 @@ impl SrtListener {
         if r < 0 {
             return Err(SrtError::Bind { port, message: last_error().1 });
         }
-        let opaque = (&*gate as *const ListenGate).cast_mut().cast::<c_void>();
+        let opaque = (&*socket.gate as *const ListenGate).cast_mut().cast::<c_void>();
         // SAFETY: the callback matches libsrt's signature; `opaque` points
-        // into a box owned by the listener, which outlives the listening
-        // socket (fields drop in order: the handle before the gate).
+        // into a box that `ListeningSocket` frees only after closing the
+        // socket.
         let r = unsafe { sys::srt_listen_callback(handle.0, Some(check_caller), opaque) };
         if r < 0 {
             return Err(SrtError::Option { option: "listen callback", message: last_error().1 });
@@ -691,8 +802,8 @@ impl SrtListener {
         if unsafe { sys::srt_listen(handle.0, 4) } < 0 {
             return Err(SrtError::Bind { port, message: last_error().1 });
         }
-        let epoll = Epoll::watch(&handle)?;
-        Ok(Self { epoll, handle, port, gate })
+        let epoll = Epoll::watch(handle)?;
+        Ok(Self { epoll, socket, port })
     }
 
     /// The bound port.
@@ -700,34 +811,55 @@ impl SrtListener {
         self.port
     }
 
-    /// Waits up to `timeout` for a caller. `Ok(None)` when none came.
+    /// Waits up to `timeout` for a caller. `Ok(None)` when none came; never
+    /// blocks longer than `timeout` (and the time to set the socket up).
     pub fn accept(&self, timeout: Duration) -> Result<Option<SrtSocket>, SrtError> {
+        self.socket.gate.flush_refusals();
         if !self.epoll.ready(timeout) {
             return Ok(None);
         }
         let mut storage = sys::sockaddr_storage::default();
         let mut len = size_of::<sys::sockaddr_storage>() as c_int;
-        // SAFETY: storage/len describe a writable sockaddr_storage.
+        // SAFETY: storage/len describe a writable sockaddr_storage; the
+        // listener is non-blocking, so this returns at once.
         let s = unsafe {
-            sys::srt_accept(self.handle.0, (&mut storage as *mut sys::sockaddr_storage).cast(), &mut len)
+            sys::srt_accept(
+                self.socket.handle.0,
+                (&mut storage as *mut sys::sockaddr_storage).cast(),
+                &mut len,
+            )
         };
         if s == sys::SRT_INVALID_SOCK {
-            return Err(SrtError::Io { op: "accept", message: last_error().1 });
+            let (code, message) = last_error();
+            if code == sys::SRT_EASYNCRCV as c_int {
+                return Ok(None);
+            }
+            return Err(SrtError::Io { op: "accept", message });
         }
         let handle = Handle(s);
-        let peer = if storage.ss_family == sys::AF_INET as sys::sa_family_t {
-            // SAFETY: the family says this storage holds a sockaddr_in.
-            let sin = unsafe { &*(&storage as *const sys::sockaddr_storage).cast::<sys::sockaddr_in>() };
-            SocketAddrV4::new(u32::from_be(sin.sin_addr.s_addr).into(), u16::from_be(sin.sin_port))
-                .to_string()
-        } else {
-            "peer".to_owned()
-        };
+        // SAFETY: libsrt filled `storage` with the peer's address; its family
+        // says which structure it is, and sockaddr_storage holds either.
+        let peer = unsafe { peer_address((&storage as *const sys::sockaddr_storage).cast()) }
+            .map_or_else(|| "peer".to_owned(), |p| p.to_string());
+        // The accepted socket inherits the listener's non-blocking receive;
+        // the connection's own reads block (up to their timeout) as a
+        // caller's do.
+        handle.set_bool(sys::SRT_SOCKOPT::SRTO_RCVSYN, "receive blocking", true)?;
         handle.set_timeouts(Duration::from_millis(100), Duration::from_millis(500))?;
-        self.gate.busy.touch();
-        self.gate.busy.serving.store(true, Ordering::Release);
-        let busy = Some(BusyGuard(self.gate.busy.clone()));
+        let busy = &self.socket.gate.busy;
+        busy.touch();
+        busy.serving.store(true, Ordering::Release);
+        let busy = Some(BusyGuard(busy.clone()));
         Ok(Some(SrtSocket { epoll: Epoll::watch(&handle)?, handle, peer, busy }))
+    }
+}
+
+impl Drop for SrtListener {
+    fn drop(&mut self) {
+        let n = self.socket.gate.refusals.take_all();
+        if n > 0 {
+            tracing::warn!(port = self.port, refused = n, "SRT listener refused {n} more caller(s)");
+        }
     }
 }
 

@@ -54,13 +54,25 @@ fn srt() -> impl Strategy<Value = SrtSpec> {
         prop::option::of("[ -~]{10,79}"),
         prop::sample::select(vec![KeyLength::Aes128, KeyLength::Aes192, KeyLength::Aes256]),
         prop::option::of("[ -~]{0,40}"),
+        any::<bool>(),
+        prop::collection::vec((any::<[u8; 4]>(), 0u8..=32), 0..3),
     )
-        .prop_map(|(mode, latency, pass, key_length, sid)| SrtSpec {
+        .prop_map(|(mode, latency, pass, key_length, sid, allow_unencrypted, nets)| SrtSpec {
             mode,
             latency_ms: SrtLatencyMs::new(latency).unwrap(),
             passphrase: pass.map(|p| Passphrase::new(p).unwrap()),
             key_length,
             stream_id: sid.map(|s| StreamId::new(s).unwrap()),
+            allow_unencrypted,
+            allow_from: nets
+                .into_iter()
+                .map(|(a, prefix)| {
+                    let net = std::net::Ipv4Addr::from(
+                        u32::from_be_bytes(a) & u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0),
+                    );
+                    PeerNetwork::new(&format!("{net}/{prefix}")).unwrap()
+                })
+                .collect(),
         })
 }
 
