@@ -20,9 +20,13 @@ test-rust:
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 
+## cargo-deny on Cargo.lock: licences, bans and sources (deny.toml; offline).
+## The advisory check needs the RustSec database from github.com:
+## `cargo deny check advisories` where that is reachable.
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) deny --offline check licenses bans sources
 
 ## The fuzz workspace must build; its committed corpus is replayed by `make test-rust`.
 fuzz-check:

@@ -4,7 +4,9 @@
 //! Interfaces are registered through `connection::Builder` before the name
 //! is taken. Methods that change the node check the caller's uid (from the
 //! bus) against root, ctld's own user and the configured group, on top of the
-//! bus policy. Refusals are named errors `org.airlift.Node1.Error.*`.
+//! bus policy; the engine's user (`airlift-engine`, which parses media from
+//! the network) is refused even when it is in the group. Refusals are named
+//! errors `org.airlift.Node1.Error.*`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -91,6 +93,12 @@ impl CallerPolicy {
             .map_err(|e| NodeError::AccessDenied(format!("cannot identify the caller: {e}")))?;
         if uid == 0 || uid == self.own_uid {
             return Ok(());
+        }
+        if Some(uid) == crate::engine_link::engine_user_uid() {
+            return Err(NodeError::AccessDenied(format!(
+                "uid {uid} is {}, the engine's user, which may not change the node",
+                crate::engine_link::ENGINE_USER
+            )));
         }
         if let Some(group) = &self.group
             && user_in_group(uid, group)

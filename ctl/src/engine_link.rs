@@ -370,6 +370,15 @@ async fn retire_leftover(socket: &Path) {
     }
 }
 
+/// The user the packaged engine runs as (`airlift-engine.service`): it may
+/// serve the engine socket, and may not change the node over D-Bus.
+pub const ENGINE_USER: &str = "airlift-engine";
+
+/// The uid of [`ENGINE_USER`], when that user exists.
+pub fn engine_user_uid() -> Option<u32> {
+    nix::unistd::User::from_name(ENGINE_USER).ok().flatten().map(|u| u.uid.as_raw())
+}
+
 fn spawn_engine(binary: &Path, socket: &Path, args: &[String]) -> std::io::Result<tokio::process::Child> {
     if socket.exists() {
         std::fs::remove_file(socket)?;
@@ -392,13 +401,16 @@ async fn connect(socket: &Path, within: Duration) -> std::io::Result<Session> {
     loop {
         match UnixStream::connect(socket).await {
             Ok(stream) => {
-                // SO_PEERCRED: only root or our own uid may serve the engine socket.
+                // SO_PEERCRED: only root, our own uid or the engine's user
+                // may serve the engine socket.
                 let uid = stream.peer_cred()?.uid();
                 let own = crate::own_uid();
-                if uid != 0 && uid != own {
+                if uid != 0 && uid != own && Some(uid) != engine_user_uid() {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::PermissionDenied,
-                        format!("the engine socket is served by uid {uid}, not by root or uid {own}"),
+                        format!(
+                            "the engine socket is served by uid {uid}, not by root, uid {own} or the user {ENGINE_USER}"
+                        ),
                     ));
                 }
                 return Ok(Session {

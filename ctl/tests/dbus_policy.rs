@@ -2,7 +2,10 @@
 //! system.conf with our policy folder), with real users: a non-member is
 //! denied every method and cannot own the name, a member of the `airlift`
 //! group can call, and ctld's own uid check refuses changes from a user the
-//! bus lets through but who is not in the group.
+//! bus lets through but who is not in the group. The engine's user
+//! (`airlift-engine`) is refused by the bus even when a group it is in may
+//! call, and by ctld even when the bus lets it through and it is in ctld's
+//! group.
 //!
 //! Needs root (it creates the users and groups it uses, idempotently).
 
@@ -117,8 +120,11 @@ fn shipped_policy_on_a_system_like_bus() {
         return;
     }
     ensure_group("airlift");
+    ensure_group("airlift-t-crew");
     ensure_user("airlift", &["airlift"]);
-    ensure_user("airlift-t-member", &["airlift"]);
+    ensure_user("airlift-t-member", &["airlift", "airlift-t-crew"]);
+    // The engine's user, here (unlike in the package) in ctld's group.
+    ensure_user("airlift-engine", &["airlift-t-crew"]);
     ensure_user("airlift-t-other", &[]);
     ensure_user("airlift-t-reader", &[]);
 
@@ -128,11 +134,13 @@ fn shipped_policy_on_a_system_like_bus() {
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/dbus/org.airlift.Node1.conf");
     std::fs::copy(&shipped, dir.join("policy/org.airlift.Node1.conf")).unwrap();
-    // Test-only: a user the bus lets call, but who is not in the group.
+    // Test-only: a user the bus lets call, but who is not in the group; and
+    // a group (ctld's, in this test) the bus lets call.
     std::fs::write(
         dir.join("policy/zz-test-reader.conf"),
         r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN" "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig><policy user="airlift-t-reader"><allow send_destination="org.airlift.Node1"/></policy></busconfig>"#,
+<busconfig><policy user="airlift-t-reader"><allow send_destination="org.airlift.Node1"/></policy>
+<policy group="airlift-t-crew"><allow send_destination="org.airlift.Node1"/></policy></busconfig>"#,
     )
     .unwrap();
     std::fs::write(dir.join("bus.conf"), system_like_config(&dir)).unwrap();
@@ -173,7 +181,7 @@ fn shipped_policy_on_a_system_like_bus() {
     std::fs::create_dir_all(&node_dir).unwrap();
     std::fs::write(
         node_dir.join("airlift.toml"),
-        "[engine]\nsocket = \"engine.sock\"\n[spool]\npath = \"spool\"\n[[flow]]\nname = \"main\"\n[[flow.input]]\nname = \"tone\"\nproducer = { test_signal = { kind = \"sine\" } }\n",
+        "[engine]\nsocket = \"engine.sock\"\n[spool]\npath = \"spool\"\n[[flow]]\nname = \"main\"\n[[flow.input]]\nname = \"tone\"\nproducer = { test_signal = { kind = \"sine\" } }\n[dbus]\ngroup = \"airlift-t-crew\"\n",
     )
     .unwrap();
     run("chown", &["-R", "airlift:airlift", node_dir.to_str().unwrap()]);
@@ -244,4 +252,56 @@ fn shipped_policy_on_a_system_like_bus() {
     assert!(r.starts_with("OK"), "reader RuntimeState: {r}");
     let r = call_as("airlift-t-reader", &address, "ResetState", "s", &[""]);
     assert!(r.starts_with("FAILED") && r.contains("may not change the node"), "reader ResetState: {r}");
+
+    // The engine's user: the shipped policy's user rule beats the group
+    // rule that lets airlift-t-crew call; it may only introspect and ping.
+    for (m, sig, args) in methods {
+        let r = call_as("airlift-engine", &address, m, sig, args);
+        assert!(
+            r.starts_with("FAILED") && r.contains("Access denied") && !r.contains("engine's user"),
+            "{m} as airlift-engine must be refused by the bus: {r}"
+        );
+    }
+    let ping = busctl_as(
+        "airlift-engine",
+        &address,
+        &["call", "org.airlift.Node1", "/org/airlift/Node1", "org.freedesktop.DBus.Peer", "Ping"],
+    );
+    assert!(ping.status.success(), "airlift-engine Ping: {}", String::from_utf8_lossy(&ping.stderr));
+    // Now the bus lets everyone through (a mandatory rule, reloaded): ctld
+    // itself refuses the engine's uid, although it is in ctld's group.
+    std::fs::write(
+        dir.join("policy/zz-test-open.conf"),
+        r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN" "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig><policy context="mandatory"><allow send_destination="org.airlift.Node1"/></policy></busconfig>"#,
+    )
+    .unwrap();
+    run("kill", &["-HUP", &guard.0[0].id().to_string()]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = call_as("airlift-engine", &address, "ListFlows", "", &[]);
+        if r.starts_with("OK") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the reloaded bus still refuses airlift-engine: {r}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for (m, sig, args) in [
+        ("SetGain", "ssd", &["main", "tone", "-6"][..]),
+        ("StopFlow", "s", &["main"][..]),
+        ("StartPull", "sa{sv}", &["srt://127.0.0.1:9000", "0"][..]),
+        ("Reload", "", &[][..]),
+        ("ResetState", "s", &[""][..]),
+    ] {
+        let r = call_as("airlift-engine", &address, m, sig, args);
+        assert!(
+            r.starts_with("FAILED")
+                && r.contains("is airlift-engine, the engine's user, which may not change the node"),
+            "{m} as airlift-engine must be refused by ctld: {r}"
+        );
+    }
+    let r = call_as("airlift-engine", &address, "Status", "", &[]);
+    assert!(r.starts_with("OK"), "airlift-engine Status (read-only) once the bus lets it: {r}");
+    let r = call_as("airlift-t-member", &address, "SetGain", "ssd", &["main", "tone", "-3"]);
+    assert!(r.starts_with("OK"), "member SetGain after the reload: {r}");
 }

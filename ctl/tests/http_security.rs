@@ -1,6 +1,7 @@
 //! HTTPS with a bearer token and a per-client rate limit, checked with curl.
 
-use std::path::PathBuf;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -99,7 +100,8 @@ fn https_token_and_rate_limit() {
 
 /// Opens `idle` silent connections and `slow` ones that send a header
 /// byte a second to 127.0.0.1:`port`, from 127.0.0.3, by a Python process (which may
-/// raise its own descriptor limit), for `seconds`.
+/// raise its own descriptor limit), for `seconds`. Once all are open it
+/// prints `held IDLE SLOW` (how many connected) on its stdout.
 fn flood(port: u16, idle: usize, slow: usize, seconds: u64) -> Child {
     let script = format!(
         r#"
@@ -117,6 +119,7 @@ for _ in range({slow}):
         s = socket.create_connection(("127.0.0.1", {port}), timeout=2, source_address=("127.0.0.3", 0)); s.setblocking(False); slow.append(s)
     except OSError:
         pass
+print("held", len(idle), len(slow), flush=True)
 end = time.time() + {seconds}
 while time.time() < end:
     for s in slow:
@@ -127,29 +130,111 @@ while time.time() < end:
     time.sleep(1)
 "#
     );
-    Command::new("python3").args(["-c", &script]).spawn().expect("python3")
+    Command::new("python3").args(["-c", &script]).stdout(Stdio::piped()).spawn().expect("python3")
+}
+
+/// Waits (at most `limit`) for the flood's `held IDLE SLOW` line.
+fn held(attack: &mut Child, limit: Duration) -> (usize, usize) {
+    use std::io::BufRead;
+    let out = attack.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(out).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(limit).expect("the flood did not open its connections in time");
+    let f: Vec<usize> = line.split_whitespace().skip(1).filter_map(|n| n.parse().ok()).collect();
+    assert_eq!(f.len(), 2, "flood said {line:?}");
+    (f[0], f[1])
+}
+
+const AK: &str = "airlifttest";
+const SK: &str = "airlifttestsecret";
+const BUCKET: &str = "archive";
+
+/// `s3s-fs` on 127.0.0.1:`port`, storing under `data`, killed on drop.
+struct S3(Child);
+
+impl S3 {
+    fn start(data: &Path, port: u16) -> Self {
+        std::fs::create_dir_all(data.join(BUCKET)).unwrap();
+        let child = Command::new("s3s-fs")
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", AK, "--secret-key", SK])
+            .arg(data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("s3s-fs is installed (scripts/install-deps)");
+        let s3 = Self(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "s3s-fs did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        s3
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Object keys stored by s3s-fs under `root` (its bucket folder), from its
+/// own storage: every file not starting with a dot.
+fn stored(root: &Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if !e.file_name().to_string_lossy().starts_with('.') {
+                out.insert(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
 }
 
 /// ctld at systemd's default soft limit of 1024 descriptors, under 1100
 /// idle connections and 50 that send a header byte a second (from
 /// 127.0.0.3): `/health` from another client (127.0.0.2) answers in under a second throughout, and ctld's
-/// descriptors stay below its connection cap.
+/// descriptors stay below its connection cap. Uploads keep running: a flow
+/// cuts a segment a second (mp2 in TS, by the real engine) and segments cut
+/// while the connections are held reach a real S3 server (s3s-fs), each
+/// object byte for byte the segment ctld kept in `retained/`.
 #[test]
 fn idle_and_slow_connections_cannot_exhaust_ctld() {
     let dir = std::env::temp_dir().join(format!("airlift-http-flood-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let s3_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let _s3 = S3::start(&dir.join("s3data"), s3_port);
+    std::fs::write(dir.join("creds"), format!("{AK}:{SK}\n")).unwrap();
     std::fs::write(
         dir.join("airlift.toml"),
         format!(
-            "[engine]\nsocket = \"engine.sock\"\n[spool]\npath = \"spool\"\n[dbus]\nbus = \"none\"\n\
+            "[engine]\nsocket = \"engine.sock\"\n[spool]\npath = \"spool\"\nretention_hours = 1\n[dbus]\nbus = \"none\"\n\
              [http]\nlisten = \"127.0.0.1:{port}\"\nrate_limit_per_second = 1000\n\
+             [upload]\nrescan_secs = 1\nbackoff_min_ms = 50\nbackoff_max_ms = 1000\nrequest_timeout_secs = 10\n\
+             [[s3]]\nname = \"local\"\nendpoint = \"http://127.0.0.1:{s3_port}\"\nbucket = \"{BUCKET}\"\n\
+             prefix = \"flood/\"\ncredentials_file = \"creds\"\n\
              [[flow]]\nname = \"a\"\n[[flow.input]]\nname = \"t\"\n\
-             producer = {{ test_signal = {{ kind = \"sine\" }} }}\n[[flow.output]]\nname = \"n\"\nconsumer = \"null\"\n"
+             producer = {{ test_signal = {{ kind = \"sine\" }} }}\n[[flow.output]]\nname = \"n\"\nconsumer = \"null\"\n\
+             [[flow.output]]\nname = \"archive\"\n\
+             consumer = {{ encoded = {{ codec = \"mp2\", bitrate = 64000, sink = {{ segments = {{ job = \"a\", target_seconds = 1 }} }} }} }}\n"
         ),
     )
     .unwrap();
+    let objects = dir.join("s3data").join(BUCKET).join("flood");
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_airlift-ctld"));
     let child = Command::new("sh")
         .args(["-c", "ulimit -n 1024 && exec \"$0\" \"$@\""])
@@ -179,7 +264,19 @@ fn idle_and_slow_connections_cannot_exhaust_ctld() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let mut attack = flood(port, 1100, 50, 12);
+    // The uploader runs before the flood starts.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stored(&objects).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no segment uploaded before the flood: {}",
+            std::fs::read_to_string(dir.join("ctld.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut attack = flood(port, 1100, 50, 14);
+    let (idle_held, slow_held) = held(&mut attack, Duration::from_secs(20));
+    let before = stored(&objects);
     let started = Instant::now();
     let mut worst = Duration::ZERO;
     let mut most_fds = 0;
@@ -191,11 +288,39 @@ fn idle_and_slow_connections_cannot_exhaust_ctld() {
         most_fds = most_fds.max(fds);
         std::thread::sleep(Duration::from_millis(300));
     }
+    // Segments (`.ts`) and their manifests (`.json`) both go up.
+    let during: Vec<String> = stored(&objects).difference(&before).cloned().collect();
+    let segments = during.iter().filter(|k| k.ends_with(".ts")).count();
+    let flood_alive = attack.try_wait().unwrap().is_none();
     let _ = attack.kill();
     let _ = attack.wait();
     println!(
-        "under 1100 idle + 50 slow connections: slowest /health {worst:?}, most ctld descriptors {most_fds}"
+        "under 1100 idle + 50 slow connections ({idle_held} idle and {slow_held} slow connected): slowest \
+         /health {worst:?}, most ctld descriptors {most_fds}, {segments} segments uploaded meanwhile \
+         ({} objects)",
+        during.len()
     );
+    assert!(flood_alive, "the flood ended before the measurement did");
+    assert_eq!((idle_held, slow_held), (1100, 50), "the flood could not open its connections");
     assert!(worst < Duration::from_secs(1), "slowest /health {worst:?}");
     assert!(most_fds < 200, "ctld held {most_fds} descriptors");
+    // A segment a second for 10 s: most of them must have gone up.
+    assert!(
+        segments >= 5,
+        "only {segments} segments uploaded during the flood: {}",
+        std::fs::read_to_string(dir.join("ctld.log")).unwrap_or_default()
+    );
+    for key in &during {
+        let object = std::fs::read(objects.join(key)).unwrap();
+        let kept = std::fs::read(dir.join("spool/retained").join(key))
+            .unwrap_or_else(|e| panic!("{key}: uploaded but not in retained/: {e}"));
+        if key.ends_with(".ts") {
+            assert!(
+                object.len() > 188 && object.len().is_multiple_of(188),
+                "{key}: {} bytes is not TS",
+                object.len()
+            );
+        }
+        assert!(object == kept, "{key}: the object differs from the segment");
+    }
 }

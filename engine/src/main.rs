@@ -79,8 +79,13 @@ enum Mode {
         #[command(flatten)]
         limits: LimitArgs,
         /// Also accept connections from this uid.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "allow_user")]
         allow_uid: Option<u32>,
+        /// Also accept connections from this user (by name; the packaged
+        /// unit, where the engine runs as airlift-engine, names ctld's
+        /// user `airlift`).
+        #[arg(long)]
+        allow_user: Option<String>,
         #[command(flatten)]
         rt: RtArgs,
     },
@@ -322,8 +327,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             node.shutdown(&mut events);
             Ok(())
         }
-        Mode::Serve { listen, config, spool, limits, allow_uid, rt } => {
+        Mode::Serve { listen, config, spool, limits, allow_uid, allow_user, rt } => {
             let (listen, rt, spool, limits) = serve_settings(listen, config.as_deref(), spool, limits, rt)?;
+            let allow_uid = match allow_user {
+                Some(name) => Some(uid_of(&name)?),
+                None => allow_uid,
+            };
             // First of all: a second engine on this spool leaves everything
             // (the first one's socket included) as it is.
             let spool = Spool::new(spool);
@@ -414,6 +423,15 @@ struct ConfigFile {
     spool: toml::Table,
     #[serde(default)]
     limits: toml::Table,
+}
+
+/// The uid of user `name`, from the user database.
+fn uid_of(name: &str) -> anyhow::Result<u32> {
+    match nix::unistd::User::from_name(name) {
+        Ok(Some(user)) => Ok(user.uid.as_raw()),
+        Ok(None) => anyhow::bail!("--allow-user {name}: no such user"),
+        Err(e) => anyhow::bail!("--allow-user {name}: cannot look the user up: {e}"),
+    }
 }
 
 /// Merges `--config`'s `[engine]` section under the command-line flags.
