@@ -320,6 +320,10 @@ impl Decoder {
         // SAFETY: `stream` indexes the context's streams (checked above).
         let st = unsafe { *(*fmt).streams.add(stream as usize) };
         dec.stream = stream;
+        // Other accepted audio streams (a second language) are not needed
+        // either: discarded too.
+        dec.known_streams = 0;
+        dec.discard_new_streams();
         // SAFETY: allocation for a valid codec, owned by `dec` at once.
         dec.codec = CodecContext(unsafe { ff::avcodec_alloc_context3(codec) });
         if dec.codec.0.is_null() {
