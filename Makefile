@@ -35,7 +35,7 @@ fuzz-check:
 ## Run the fuzz targets with libFuzzer for FUZZ_SECONDS each (default 60).
 fuzz:
 	scripts/install-deps --fuzz
-	cd fuzz && for t in ipc_decode ts_reader config_parse srt_url; do \
+	cd fuzz && for t in ipc_decode ts_reader config_parse srt_url srt_input; do \
 	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 
 ## Criterion benches; each reports against a baseline measured in the same run:

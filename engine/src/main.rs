@@ -132,6 +132,8 @@ impl RtArgs {
 
 fn main() -> ExitCode {
     init_logging();
+    // FFmpeg logs through tracing (rate limited), never to stderr directly.
+    airlift_engine::media::ffmpeg::log::install();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

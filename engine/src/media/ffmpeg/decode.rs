@@ -1,19 +1,45 @@
-//! Decoder: any format FFmpeg reads (file path or a Rust byte source),
-//! first audio stream, resampled by swresample to interleaved f32 at the
-//! flow's rate.
+//! Decoder: a file (audio containers only) or an MPEG-TS byte source
+//! (SRT inputs), first accepted audio stream, resampled by swresample to
+//! interleaved f32 at the flow's rate. What is accepted is decided in
+//! [`super::input`].
 
-use std::ffi::{CString, c_int, c_void};
+use std::ffi::{CStr, CString, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
 use ffmpeg_sys_next as ff;
 
-use super::{CodecContext, Frame, MediaError, Packet, check, default_layout, quiet};
+use super::input::{self, Policy};
+use super::{CodecContext, Frame, MediaError, Packet, check, default_layout};
 
 /// A byte source for a demuxer (e.g. an SRT connection carrying MPEG-TS).
 pub trait TsInput: Send {
     /// Fills `buf` with the next bytes; `Ok(0)` ends the stream.
     fn read_ts(&mut self, buf: &mut [u8]) -> std::io::Result<usize>;
+}
+
+/// A [`TsInput`] over bytes in memory (tests and the fuzz target).
+#[derive(Debug, Clone)]
+pub struct TsBytes {
+    data: Vec<u8>,
+    at: usize,
+}
+
+impl TsBytes {
+    /// Serves `data`, then ends.
+    pub fn new(data: Vec<u8>) -> Self {
+        Self { data, at: 0 }
+    }
+}
+
+impl TsInput for TsBytes {
+    fn read_ts(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let rest = &self.data[self.at.min(self.data.len())..];
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 struct CustomInput {
@@ -35,6 +61,23 @@ impl Drop for CustomInput {
     }
 }
 
+/// A file opened through FFmpeg's `file` protocol, owned by us (the format
+/// context is told it is custom I/O and leaves it alone).
+struct FileInput(*mut ff::AVIOContext);
+
+impl Drop for FileInput {
+    fn drop(&mut self) {
+        // SAFETY: ours; avio_closep closes, frees and nulls (null ignored).
+        unsafe { ff::avio_closep(&mut self.0) };
+    }
+}
+
+/// What a decoder reads from; only dropped, after the format context.
+enum InputIo {
+    Custom(#[allow(dead_code)] CustomInput),
+    File(#[allow(dead_code)] FileInput),
+}
+
 unsafe extern "C" fn read_cb(opaque: *mut c_void, buf: *mut u8, size: c_int) -> c_int {
     if size <= 0 {
         return 0;
@@ -53,16 +96,19 @@ unsafe extern "C" fn read_cb(opaque: *mut c_void, buf: *mut u8, size: c_int) -> 
 
 /// An input being decoded. Worker threads only.
 pub struct Decoder {
-    // Field order is drop order: the format context before its custom input.
+    // Field order is drop order: the format context (closed in `drop`)
+    // before its input.
     fmt: *mut ff::AVFormatContext,
-    /// Owns the custom AVIO and its source; only dropped, after `fmt`.
-    _input: Option<CustomInput>,
+    _input: InputIo,
     codec: CodecContext,
     swr: *mut ff::SwrContext,
     swr_in: (c_int, c_int, c_int),
     packet: Packet,
     frame: Frame,
     stream: c_int,
+    known_streams: u32,
+    /// Samples decoded while opening, delivered by the first `read`.
+    pending: Vec<f32>,
     channels: usize,
     rate: u32,
     label: String,
@@ -81,39 +127,72 @@ impl std::fmt::Debug for Decoder {
 unsafe impl Send for Decoder {}
 
 impl Decoder {
-    /// Opens a file. `channels`: the output channel count, or `None` for the
-    /// file's own. Output is at `rate` Hz.
+    /// Opens a local file: the `file` protocol only (a `concat:`, `http:`,
+    /// `pipe:` ... path is refused with [`MediaError::ProtocolRefused`]),
+    /// an audio container of [`input::FILE_FORMATS`] only (anything else,
+    /// e.g. an HLS playlist, is refused with [`MediaError::FormatRefused`]),
+    /// audio decoders only. `channels`: the output channel count, or `None`
+    /// for the file's own. Output is at `rate` Hz. Worker or control thread.
     pub fn open_file(path: &Path, rate: u32, channels: Option<usize>) -> Result<Self, MediaError> {
-        quiet();
+        super::log::install();
         let label = path.display().to_string();
         let cpath = CString::new(path.as_os_str().as_encoded_bytes())
             .map_err(|_| MediaError::Nul { field: "path" })?;
-        let mut fmt: *mut ff::AVFormatContext = std::ptr::null_mut();
-        // WAV and other PCM demuxers cut 4 KiB packets by default: 32 frames
-        // of a 64-channel file, a packet and a decode call each. 16 KiB
-        // packets halve the decoding time of such files; larger ones cost
-        // more in the WAV demuxer's S/PDIF probe of the first packet than
-        // they save. Demuxers without the option leave it in the
-        // dictionary, which is freed below.
-        let mut options: *mut ff::AVDictionary = std::ptr::null_mut();
-        // SAFETY: valid out pointer and NUL-terminated key and value; on
-        // failure FFmpeg frees the context and leaves `fmt` null; the
-        // dictionary is ours to free afterwards either way.
+        let protocol = input::protocol_of(&cpath);
+        if protocol != "file" {
+            return Err(MediaError::ProtocolRefused { path: label, protocol });
+        }
+        let mut io = FileInput(std::ptr::null_mut());
+        let mut open = input::Options::default();
+        open.set(c"protocol_whitelist", c"file")?;
+        // SAFETY: valid out pointer, NUL-terminated URL, our dictionary.
         let r = unsafe {
-            ff::av_dict_set(&mut options, c"max_size".as_ptr(), c"16384".as_ptr(), 0);
-            let r = ff::avformat_open_input(&mut fmt, cpath.as_ptr(), std::ptr::null(), &mut options);
-            ff::av_dict_free(&mut options);
-            r
+            ff::avio_open2(
+                &mut io.0,
+                cpath.as_ptr(),
+                ff::AVIO_FLAG_READ as c_int,
+                std::ptr::null(),
+                &mut open.0,
+            )
         };
         check(r, || format!("open {label}"))?;
-        Self::finish_open(fmt, None, label, rate, channels)
+        let mut format: *const ff::AVInputFormat = std::ptr::null();
+        // SAFETY: an open AVIO context; probing rewinds it afterwards.
+        let r = unsafe {
+            ff::av_probe_input_buffer2(io.0, &mut format, cpath.as_ptr(), std::ptr::null_mut(), 0, 0)
+        };
+        check(r, || format!("{label}: not a recognised audio file"))?;
+        // SAFETY: a probed format has a static name.
+        let name = unsafe { CStr::from_ptr((*format).name) }.to_string_lossy().into_owned();
+        if !input::format_allowed(&name, input::FILE_FORMATS) {
+            return Err(MediaError::FormatRefused { input: label, format: name });
+        }
+        // SAFETY: plain allocation, checked.
+        let mut fmt = unsafe { ff::avformat_alloc_context() };
+        if fmt.is_null() {
+            return Err(MediaError::Alloc { what: "format context" });
+        }
+        let mut options = Policy::File.format_options()?;
+        // SAFETY: `fmt` is fresh; our AVIO is attached as custom I/O (FFmpeg
+        // never closes it); the probed format is forced. On failure
+        // avformat_open_input frees `fmt` and nulls it.
+        let r = unsafe {
+            (*fmt).pb = io.0;
+            (*fmt).flags |= ff::AVFMT_FLAG_CUSTOM_IO as c_int;
+            ff::avformat_open_input(&mut fmt, cpath.as_ptr(), format, &mut options.0)
+        };
+        check(r, || format!("open {label}"))?;
+        Self::finish_open(fmt, InputIo::File(io), Policy::File, label, rate, channels)
     }
 
     /// Opens an MPEG-TS byte stream read from `source`, output as
     /// `channels` channels at `rate` Hz. Blocks until the stream's audio
-    /// parameters are known (or the source ends).
+    /// parameters are known (or the source ends). Only the MPEG-TS demuxer
+    /// and the audio codecs of [`input::TS_CODECS`] are used; other streams
+    /// (video, data) are discarded before probing, and probing is bounded.
+    /// Worker threads only.
     pub fn open_ts(source: Box<dyn TsInput>, rate: u32, channels: usize) -> Result<Self, MediaError> {
-        quiet();
+        super::log::install();
         const CHUNK: usize = 1316 * 8;
         // SAFETY: plain allocations, checked below.
         let (fmt, buffer) = unsafe { (ff::avformat_alloc_context(), ff::av_malloc(CHUNK).cast::<u8>()) };
@@ -140,24 +219,38 @@ impl Decoder {
             return Err(MediaError::Alloc { what: "TS input" });
         }
         let mut fmt = fmt;
+        let mut options = match Policy::Ts.format_options() {
+            Ok(o) => o,
+            Err(e) => {
+                // SAFETY: not opened yet: a plain free.
+                unsafe { ff::avformat_free_context(fmt) };
+                return Err(e);
+            }
+        };
         // SAFETY: `fmt` is a fresh context; we attach our AVIO and mark it
-        // custom so FFmpeg never closes it; the demuxer is chosen by name.
-        // On failure avformat_open_input frees `fmt` and nulls it.
+        // custom so FFmpeg never closes it; the demuxer is forced (no
+        // probing of other formats). On failure avformat_open_input frees
+        // `fmt` and nulls it.
         let r = unsafe {
             (*fmt).pb = input.avio;
-            (*fmt).flags |= ff::AVFMT_FLAG_CUSTOM_IO;
-            (*fmt).probesize = 256 * 1024;
-            (*fmt).max_analyze_duration = 1_000_000;
+            (*fmt).flags |= ff::AVFMT_FLAG_CUSTOM_IO as c_int;
+            (*fmt).probesize = input::TS_PROBE_BYTES;
+            (*fmt).max_analyze_duration = input::TS_ANALYZE_MICROS;
             let mpegts = ff::av_find_input_format(c"mpegts".as_ptr());
-            ff::avformat_open_input(&mut fmt, std::ptr::null(), mpegts, std::ptr::null_mut())
+            if mpegts.is_null() {
+                ff::avformat_free_context(fmt);
+                return Err(MediaError::DemuxerMissing { name: "mpegts" });
+            }
+            ff::avformat_open_input(&mut fmt, std::ptr::null(), mpegts, &mut options.0)
         };
         check(r, || "open MPEG-TS stream".into())?;
-        Self::finish_open(fmt, Some(input), "TS stream".into(), rate, Some(channels))
+        Self::finish_open(fmt, InputIo::Custom(input), Policy::Ts, "TS stream".into(), rate, Some(channels))
     }
 
     fn finish_open(
         fmt: *mut ff::AVFormatContext,
-        input: Option<CustomInput>,
+        input: InputIo,
+        policy: Policy,
         label: String,
         rate: u32,
         channels: Option<usize>,
@@ -172,6 +265,8 @@ impl Decoder {
             packet: Packet::new()?,
             frame: Frame::new()?,
             stream: -1,
+            known_streams: 0,
+            pending: Vec::new(),
             channels: 0,
             rate,
             label,
@@ -179,33 +274,71 @@ impl Decoder {
             done: false,
         };
         let label = dec.label.clone();
+        // Streams the header declared (for MPEG-TS: the PMT's, parsed in
+        // avformat_open_input): everything but accepted audio is dropped
+        // before anything else is read, so no video is ever parsed or
+        // decoded.
         // SAFETY: `fmt` is an open input context we own.
-        check(unsafe { ff::avformat_find_stream_info(fmt, std::ptr::null_mut()) }, || {
-            format!("{label}: stream info")
-        })?;
+        let mut refused = unsafe { input::discard_unwanted(fmt, policy) };
+        if policy.probes_stream_info() {
+            // SAFETY: as above.
+            check(unsafe { ff::avformat_find_stream_info(fmt, std::ptr::null_mut()) }, || {
+                format!("{label}: stream info")
+            })?;
+            // Streams found only while probing are discarded now.
+            // SAFETY: as above.
+            refused = unsafe { input::discard_unwanted(fmt, policy) }.or(refused);
+        }
+        // SAFETY: plain field of our open context.
+        dec.known_streams = unsafe { (*fmt).nb_streams };
         let mut codec: *const ff::AVCodec = std::ptr::null();
         // SAFETY: open context; `codec` receives a static descriptor.
-        let stream = unsafe {
+        let mut stream = unsafe {
             ff::av_find_best_stream(fmt, ff::AVMediaType::AVMEDIA_TYPE_AUDIO, -1, -1, &mut codec, 0)
         };
-        if stream < 0 || codec.is_null() {
-            return Err(MediaError::NoAudio { input: label });
+        // FFmpeg's pick ignores discarding: when it chose a refused stream,
+        // take the first accepted audio stream instead.
+        // SAFETY: open context; indices below `nb_streams`.
+        if stream < 0 || unsafe { !accepted(fmt, stream) } {
+            // SAFETY: as above.
+            stream = (0..dec.known_streams as c_int).find(|&i| unsafe { accepted(fmt, i) }).unwrap_or(-1);
+            codec = if stream < 0 {
+                std::ptr::null()
+            } else {
+                // SAFETY: as above; a static descriptor or null.
+                unsafe {
+                    ff::avcodec_find_decoder((*(*(*(*fmt).streams.add(stream as usize))).codecpar).codec_id)
+                }
+            };
         }
+        if stream < 0 || codec.is_null() {
+            return Err(match refused {
+                Some(id) => MediaError::CodecRefused { input: label, codec: input::codec_name(id) },
+                None => MediaError::NoAudio { input: label },
+            });
+        }
+        // SAFETY: `stream` indexes the context's streams (checked above).
+        let st = unsafe { *(*fmt).streams.add(stream as usize) };
         dec.stream = stream;
+        // Other accepted audio streams (a second language) are not needed
+        // either: discarded too.
+        dec.known_streams = 0;
+        dec.discard_new_streams();
         // SAFETY: allocation for a valid codec, owned by `dec` at once.
         dec.codec = CodecContext(unsafe { ff::avcodec_alloc_context3(codec) });
         if dec.codec.0.is_null() {
             return Err(MediaError::Alloc { what: "decoder context" });
         }
-        // SAFETY: `stream` indexes the context's streams (av_find_best_stream
-        // returned it); its parameters are copied into our context.
+        let mut options = input::Options::default();
+        options.set(c"codec_whitelist", policy.decoders())?;
+        // SAFETY: the stream's parameters are copied into our context; the
+        // decoder opens only if it is on the whitelist.
         unsafe {
-            let st = *(*fmt).streams.add(stream as usize);
             check(ff::avcodec_parameters_to_context(dec.codec.0, (*st).codecpar), || {
                 format!("{label}: decoder parameters")
             })?;
             (*dec.codec.0).pkt_timebase = (*st).time_base;
-            check(ff::avcodec_open2(dec.codec.0, codec, std::ptr::null_mut()), || {
+            check(ff::avcodec_open2(dec.codec.0, codec, &mut options.0), || {
                 format!("{label}: open decoder")
             })?;
         }
@@ -216,7 +349,50 @@ impl Decoder {
             return Err(MediaError::Channels { input: label, channels: out });
         }
         dec.channels = out as usize;
+        if !policy.probes_stream_info() {
+            dec.prime()?;
+        }
         Ok(dec)
+    }
+
+    /// Decodes up to the first samples, so that the stream's parameters
+    /// are known when the decoder is handed out (MPEG-TS, where no
+    /// stream-info probing ran). Reads at most [`input::TS_PROBE_BYTES`]
+    /// more bytes.
+    fn prime(&mut self) -> Result<(), MediaError> {
+        // SAFETY: our open context and its (custom) AVIO; plain field.
+        let start = unsafe { (*(*self.fmt).pb).pos };
+        let mut pending = Vec::new();
+        loop {
+            let more = self.read(&mut pending)?;
+            if !pending.is_empty() {
+                self.pending = pending;
+                return Ok(());
+            }
+            // SAFETY: as above.
+            let read = unsafe { (*(*self.fmt).pb).pos } - start;
+            if !more || read > input::TS_PROBE_BYTES {
+                return Err(MediaError::NoAudio { input: self.label.clone() });
+            }
+        }
+    }
+
+    /// Discards streams that appeared since the last look (MPEG-TS adds
+    /// streams when a new PMT arrives), so no new stream is ever parsed.
+    fn discard_new_streams(&mut self) {
+        // SAFETY: our open context; plain field.
+        let n = unsafe { (*self.fmt).nb_streams };
+        if n != self.known_streams {
+            self.known_streams = n;
+            // SAFETY: our open context; streams are only marked.
+            unsafe {
+                for i in 0..n as usize {
+                    if i as c_int != self.stream {
+                        (*(*(*self.fmt).streams.add(i))).discard = ff::AVDiscard::AVDISCARD_ALL;
+                    }
+                }
+            }
+        }
     }
 
     /// Output channels.
@@ -234,6 +410,10 @@ impl Decoder {
     /// Decodes the next piece, appending interleaved f32 to `out`. Returns
     /// `Ok(false)` once the input is exhausted and everything was delivered.
     pub fn read(&mut self, out: &mut Vec<f32>) -> Result<bool, MediaError> {
+        if !self.pending.is_empty() {
+            out.append(&mut self.pending);
+            return Ok(true);
+        }
         loop {
             if self.done {
                 return Ok(false);
@@ -266,6 +446,7 @@ impl Decoder {
                 unsafe { ff::avcodec_send_packet(self.codec.0, std::ptr::null()) };
                 continue;
             }
+            self.discard_new_streams();
             // SAFETY: the packet was filled by av_read_frame.
             unsafe {
                 if (*self.packet.0).stream_index == self.stream {
@@ -302,6 +483,8 @@ impl Decoder {
         if !self.swr.is_null() && key == self.swr_in {
             return Ok(());
         }
+        let format = input::sample_format(key.0)
+            .ok_or_else(|| MediaError::SampleFormat { input: self.label.clone(), format: key.0 })?;
         // SAFETY: we own the old resampler (if any) and replace it; layouts
         // are valid for the call; the new context is checked and initialised.
         unsafe {
@@ -319,7 +502,7 @@ impl Decoder {
                 ff::AVSampleFormat::AV_SAMPLE_FMT_FLT,
                 self.rate as c_int,
                 &mut in_layout,
-                std::mem::transmute::<c_int, ff::AVSampleFormat>(key.0),
+                format,
                 key.1,
                 0,
                 std::ptr::null_mut(),
@@ -370,6 +553,41 @@ impl Decoder {
             out.set_len(out.len() + n * self.channels);
         }
         Ok(())
+    }
+}
+
+/// Feeds `data` through the SRT input's reading path — a [`TsInput`],
+/// [`Decoder::open_ts`], [`Decoder::read`] until the end — as the engine
+/// does for a connection; returns the samples decoded (stereo, 48 kHz).
+/// Refusals and decode errors are normal outcomes; it must never crash,
+/// hang or leak. Used by the `srt_input` fuzz target and its corpus replay
+/// test. Worker threads only.
+pub fn check_srt_input_path(data: &[u8]) -> Result<usize, MediaError> {
+    const CHANNELS: usize = 2;
+    let mut decoder = Decoder::open_ts(Box::new(TsBytes::new(data.to_vec())), 48_000, CHANNELS)?;
+    let mut samples = Vec::new();
+    let mut total = 0;
+    loop {
+        let more = decoder.read(&mut samples)?;
+        assert_eq!(samples.len() % CHANNELS, 0, "interleaved output cut mid-frame");
+        total += samples.len();
+        samples.clear();
+        if !more {
+            return Ok(total);
+        }
+    }
+}
+
+/// Whether stream `i` of `fmt` is audio that was not discarded.
+///
+/// # Safety
+/// `fmt` is an open input context and `i` below its `nb_streams`.
+unsafe fn accepted(fmt: *mut ff::AVFormatContext, i: c_int) -> bool {
+    // SAFETY: the caller's guarantees.
+    unsafe {
+        let st = *(*fmt).streams.add(i as usize);
+        (*st).discard != ff::AVDiscard::AVDISCARD_ALL
+            && (*(*st).codecpar).codec_type == ff::AVMediaType::AVMEDIA_TYPE_AUDIO
     }
 }
 

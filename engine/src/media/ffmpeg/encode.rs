@@ -7,7 +7,7 @@ use ff::AVSampleFormat as Fmt;
 use ffmpeg_sys_next as ff;
 
 use super::mux::sealed::WritePacket;
-use super::{CodecContext, Frame, MediaError, Packet, check, default_layout, quiet};
+use super::{CodecContext, Frame, MediaError, Packet, check, default_layout};
 
 /// An open encoder taking interleaved f32 at the flow's rate. Worker threads only.
 pub struct Encoder {
@@ -112,7 +112,7 @@ impl Encoder {
     /// Opens `codec` for `channels` at `rate` Hz; `bitrate` in bit/s (the
     /// codec's default when `None`; ignored by S302M).
     pub fn new(codec: Codec, channels: usize, rate: u32, bitrate: Option<u32>) -> Result<Self, MediaError> {
-        quiet();
+        super::log::install();
         let (name, default_bitrate) = encoder_name(codec);
         let (enc, name) = find_encoder(name)?;
         if codec == Codec::S302m && (rate != 48_000 || !matches!(channels, 2 | 4 | 6 | 8)) {
@@ -136,7 +136,7 @@ impl Encoder {
         rate: u32,
         bitrate: Option<u32>,
     ) -> Result<Self, MediaError> {
-        quiet();
+        super::log::install();
         let (enc, name, default_bitrate) = (setup.codec, setup.name, setup.default_bitrate);
         let settings = |reason| MediaError::Settings { codec: name, channels, rate, reason };
         if channels == 0 || channels > 64 {

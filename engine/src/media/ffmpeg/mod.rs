@@ -8,6 +8,8 @@
 mod chunked;
 mod decode;
 mod encode;
+pub mod input;
+pub mod log;
 mod mux;
 mod record;
 
@@ -16,7 +18,7 @@ use std::ffi::{CStr, c_char, c_int};
 use ffmpeg_sys_next as ff;
 
 pub use chunked::{AudioEncoder, ChunkedEncoder, MAX_THREADS as MAX_ENCODE_THREADS};
-pub use decode::{Decoder, TsInput};
+pub use decode::{Decoder, TsBytes, TsInput, check_srt_input_path};
 pub use encode::Encoder;
 pub use mux::{Muxer, TsMetadata, TsMuxer, TsOutput};
 pub use record::{FileMuxer, FileRecording};
@@ -96,6 +98,54 @@ pub enum MediaError {
         /// The field.
         field: &'static str,
     },
+    /// A file input's path names another FFmpeg protocol than a local file
+    /// (`concat:`, `http:`, `pipe:` ...); give the path of a local file.
+    #[error(
+        "{path}: the {protocol:?} protocol is not allowed for file inputs; give the path of a local audio file"
+    )]
+    ProtocolRefused {
+        /// The path as configured.
+        path: String,
+        /// The protocol FFmpeg would have used.
+        protocol: String,
+    },
+    /// A file input is not an accepted audio container (e.g. an HLS
+    /// playlist); convert it to WAV, FLAC, MP3, Ogg, MP4/M4A, Matroska ...
+    #[error(
+        "{input}: container {format:?} is not accepted for file inputs (accepted: wav, w64, flac, mp3, ogg, mp4/m4a/mov, matroska/webm, aac, aiff, caf, au, ac3, eac3, wavpack, mpegts)"
+    )]
+    FormatRefused {
+        /// The file.
+        input: String,
+        /// FFmpeg's name for the container found.
+        format: String,
+    },
+    /// The input's audio is in a codec this input does not decode; send
+    /// one of AAC, MP2, MP3, Opus, AC-3, E-AC-3, S302M.
+    #[error(
+        "{input}: audio codec {codec} is not accepted here (accepted: aac, aac_latm, mp2, mp3, opus, ac3, eac3, s302m)"
+    )]
+    CodecRefused {
+        /// The file or stream.
+        input: String,
+        /// FFmpeg's name for the codec.
+        codec: String,
+    },
+    /// The decoder produced a sample format FFmpeg does not define (a
+    /// broken decoder); the input cannot be used.
+    #[error("{input}: decoder produced unknown sample format {format}")]
+    SampleFormat {
+        /// The file or stream.
+        input: String,
+        /// The value reported.
+        format: i32,
+    },
+    /// The demuxer is not in this FFmpeg build; install a full FFmpeg.
+    #[error("demuxer {name} is not in this FFmpeg build")]
+    DemuxerMissing {
+        /// FFmpeg's demuxer name.
+        name: &'static str,
+    },
     /// FFmpeg could not allocate memory.
     #[error("out of memory: {what}")]
     Alloc {
@@ -121,15 +171,6 @@ fn check(code: c_int, what: impl FnOnce() -> String) -> Result<c_int, MediaError
     } else {
         Ok(code)
     }
-}
-
-/// Keeps FFmpeg's own logging to errors (it prints to stderr).
-fn quiet() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: sets a global integer.
-        unsafe { ff::av_log_set_level(ff::AV_LOG_ERROR) };
-    });
 }
 
 /// An owned `AVFrame`.

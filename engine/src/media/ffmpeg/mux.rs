@@ -100,7 +100,7 @@ impl TsMuxer {
         metadata: &TsMetadata,
         chunk: usize,
     ) -> Result<Self, MediaError> {
-        super::quiet();
+        super::log::install();
         let chunk = (chunk / 188).max(1) * 188;
         let mut fmt: *mut ff::AVFormatContext = std::ptr::null_mut();
         // SAFETY: a valid out pointer and a static format name.

@@ -12,7 +12,7 @@ use ffmpeg_sys_next as ff;
 
 use super::encode::{EncoderSetup, find_encoder};
 use super::mux::{Muxer, free_output, sealed, write_stream_packet};
-use super::{Encoder, MediaError, check, quiet};
+use super::{Encoder, MediaError, check};
 
 /// Usual bitrates for lossy encoders when the spec names none; other
 /// encoders keep FFmpeg's own default (lossless ones ignore it).
@@ -127,7 +127,7 @@ impl FileMuxer {
     /// [`FileMuxer::path`]) and writes the header. Nothing is created when
     /// the choice is refused.
     pub fn create(rec: &FileRecording<'_>) -> Result<(Encoder, Self), MediaError> {
-        quiet();
+        super::log::install();
         let shown = rec.path.display().to_string();
         let ofmt = output_format(rec.format, rec.path)?;
         // SAFETY: a static muxer descriptor from av_guess_format.
