@@ -20,8 +20,14 @@ static GLOBAL: counting_alloc::Counting = counting_alloc::Counting;
 
 const PERIODS: u64 = 100_000;
 
+/// The tests of this file run one at a time: the first spins its audio
+/// thread flat out, which would starve the second's real-time sender and
+/// receiver on a 2-core machine.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn audio_path_never_allocates() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::env::temp_dir().join(format!("airlift-rt-safety-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     // A looped WAV input exercises the input ring from a worker thread.
@@ -160,6 +166,7 @@ fn placeholder() -> airlift_engine::graph::rt_graph::RtGraph {
 /// allocating or freeing.
 #[test]
 fn a_resampled_srt_input_with_failover_never_allocates() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     use airlift_ipc::spec::{BackupSpec, FailoverSpec, ProducerSpec, SrtInSpec, TestSignalSpec};
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
