@@ -228,7 +228,7 @@ channels = 2
 
 [[flow.input]]
 name = "contrib"
-producer = { srt_in = { srt = { mode = { listener = { port = PORT } } }, jitter_ms = 200 } }
+producer = { srt_in = { srt = { mode = { listener = { port = PORT } }, allow_unencrypted = true }, jitter_ms = 200 } }
 
 [[flow.output]]
 name = "rec"
