@@ -3,10 +3,15 @@ SHELL := /bin/bash
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
 
-.PHONY: deps demo test test-rust lint fuzz-check fuzz bench stress chaos soak doc clean deb test-package
+.PHONY: deps test-deps demo test test-rust lint fuzz-check fuzz bench stress chaos soak doc clean deb test-package
 
+## What building and running need (Debian packages; idempotent).
 deps:
 	scripts/install-deps
+
+## Also what the tests, lints, benches and package checks need.
+test-deps:
+	scripts/install-deps --test
 
 ## Run the main job on the built-in default configuration.
 demo: deps
@@ -14,7 +19,7 @@ demo: deps
 
 ## Run every test: unit, property, integration, examples, lints, fuzz corpus
 ## replay, and the Debian package (lintian, unit hardening, install in a chroot).
-test: deps lint test-rust fuzz-check test-package
+test: test-deps lint test-rust fuzz-check test-package
 
 test-rust:
 	$(CARGO) test --workspace --all-targets
@@ -38,14 +43,16 @@ fuzz:
 	cd fuzz && for t in ipc_decode ts_reader config_parse srt_url srt_input; do \
 	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 
-## Criterion benches; each reports against a baseline measured in the same run:
-## mix, rings, render, encode (vs ffmpeg), upload (vs s3cmd put, on a local s3s-fs).
-bench: deps
-	$(CARGO) bench -p airlift-benches
+## Criterion benches, each against a baseline measured in the same run (mix vs
+## the pure-add limit, rings vs raw rtrb, render and encode vs the ffmpeg CLI,
+## upload vs s3cmd put on a local s3s-fs), the realtime stress run vs
+## cyclictest (as root) and pull jobs per core; writes docs/benchmarks.md.
+bench: test-deps
+	scripts/bench
 
 ## Realtime stress run (as root): 128-frame periods under stress-ng, STRESS_SECONDS long.
 STRESS_SECONDS ?= 600
-stress: deps
+stress: test-deps
 	scripts/rt-stress $(STRESS_SECONDS)
 
 ## The transition torture test with more steps than CI's 60: reloads, kills,
@@ -58,11 +65,11 @@ chaos:
 ## Network-input drift soak: senders 100 ppm fast and slow into SRT inputs
 ## for 10 minutes each (engine/tests/srt_drift.rs), checked for phase
 ## continuity, the drift estimate and zero dropped/inserted frames.
-soak: deps
+soak: test-deps
 	$(CARGO) test -p airlift-engine --test srt_drift -- --ignored --nocapture --test-threads=2
 
 ## Build target/debian/airlift_*.deb.
-deb: deps
+deb: test-deps
 	scripts/build-deb
 
 ## lintian, systemd-analyze security, and install/remove/purge in a Debian 12 chroot.
