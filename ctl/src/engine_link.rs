@@ -255,7 +255,11 @@ async fn supervise(
             view.links_down.clear();
         }
         gap_started = Some((Instant::now(), std::time::SystemTime::now()));
-        tracing::error!("engine link lost: {reason}");
+        if reason == SHUTTING_DOWN {
+            tracing::info!("engine link closed: {reason}");
+        } else {
+            tracing::error!("engine link lost: {reason}");
+        }
         if let Some(mut c) = child {
             let _ = c.kill().await;
             let _ = c.wait().await;
@@ -263,7 +267,7 @@ async fn supervise(
         if connected_at.elapsed() > Duration::from_secs(30) {
             backoff = Duration::from_millis(100);
         }
-        if reason == "ctld is shutting down" {
+        if reason == SHUTTING_DOWN {
             return;
         }
         // Restart at once the first time; back off if it keeps failing.
@@ -449,6 +453,9 @@ impl Session {
     }
 }
 
+/// The end of a session that ctld asked for.
+const SHUTTING_DOWN: &str = "ctld is shutting down";
+
 async fn run_session(
     session: &mut Session,
     state: &mut DesiredState,
@@ -468,6 +475,9 @@ async fn run_session(
         return format!("cannot send the desired state: {e}");
     }
     let mut chunk = vec![0u8; 64 * 1024];
+    // Set once ctld has asked the engine to shut down: its closing the
+    // connection is then the expected end, not a loss.
+    let mut shutdown_sent = false;
     loop {
         let retry_at = session.retry.map(|(at, _)| at);
         let retry = async {
@@ -484,6 +494,7 @@ async fn run_session(
         };
         tokio::select! {
             read = session.stream.read(&mut chunk) => match read {
+                Ok(0) if shutdown_sent => return SHUTTING_DOWN.into(),
                 Ok(0) => return "the engine closed the connection".into(),
                 Err(e) => return format!("read from the engine failed: {e}"),
                 Ok(n) => {
@@ -521,7 +532,10 @@ async fn run_session(
                         session.retry = None;
                         session.command(Command::ApplyState(state.clone()), Some(reply)).await
                     }
-                    Some(Request::Command(c, reply)) => session.command(c, Some(reply)).await,
+                    Some(Request::Command(c, reply)) => {
+                        shutdown_sent |= matches!(c, Command::Shutdown);
+                        session.command(c, Some(reply)).await
+                    }
                     Some(Request::Tune(s, command, reply)) => {
                         *state = s;
                         record_state(shared, state);
@@ -533,7 +547,7 @@ async fn run_session(
                             }
                         }
                     }
-                    None => return "ctld is shutting down".into(),
+                    None => return SHUTTING_DOWN.into(),
                 };
                 if let Err(e) = result {
                     return format!("write to the engine failed: {e}");
