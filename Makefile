@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
 
-.PHONY: deps test-deps demo test test-rust lint fuzz-check fuzz bench stress chaos soak doc clean deb test-package
+.PHONY: deps test-deps demo test test-rust lint fuzz-check fuzz bench stress chaos soak sanitize doc clean deb test-package
 
 ## What building and running need (Debian packages; idempotent).
 deps:
@@ -67,6 +67,11 @@ chaos:
 ## continuity, the drift estimate and zero dropped/inserted frames.
 soak: test-deps
 	$(CARGO) test -p airlift-engine --test srt_drift -- --ignored --nocapture --test-threads=2
+
+## AddressSanitizer (and LeakSanitizer) over the ipc crate and the engine's
+## unit tests and FFI-driving integration tests; Miri needs a nightly toolchain.
+sanitize: test-deps
+	scripts/sanitize
 
 ## Build target/debian/airlift_*.deb.
 deb: test-deps

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Load test for pull jobs: N SRT listeners in one engine, N ffmpeg callers
-# replaying a ~5 Mbit/s H.264 (720p25) + AAC TS, each cut into 4 s segments.
+# replaying an H.264 (720p25, capped at 4.8 Mbit/s; testsrc2 at ultrafast
+# comes out near 2.5 Mbit/s) + AAC TS, each cut into 4 s segments.
 # Makes the input once (under $PULL_LOAD_DIR, default /tmp/seg-load) and
 # prints the engine's CPU over the run and per job, then the engine's counters.
 #

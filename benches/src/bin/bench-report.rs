@@ -241,8 +241,19 @@ fn pulls_headline(text: &str) -> Option<Headline> {
     let jobs = number_after(line, "pull-load:")?;
     let total = number_after(line, "=")?;
     let per_job = number_after(line, "of one core,")?;
+    // The rate each job measured: "pull camN: …, 2.55 Mbit/s, …".
+    let rates: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with("pull "))
+        .filter_map(|l| l.split(", ").find_map(|f| f.strip_suffix(" Mbit/s")?.parse().ok()))
+        .collect();
+    let rate = if rates.is_empty() {
+        String::new()
+    } else {
+        format!(" of {:.1} Mbit/s each", rates.iter().sum::<f64>() / rates.len() as f64)
+    };
     Some(Headline {
-        what: format!("Pull jobs: {jobs:.0} SRT streams of ~5 Mbit/s H.264 + AAC cut into segments"),
+        what: format!("Pull jobs: {jobs:.0} SRT streams{rate} (720p25 H.264 + AAC) cut into segments at key frames"),
         ours: format!("{total:.1}% of one core in all, {per_job:.2}% per job"),
         baseline: "one core (100%)".into(),
         ratio: format!("≈ {:.0} pull jobs per core", 100.0 / per_job),
@@ -398,8 +409,11 @@ cyclictest: 0 wake-ups later than one period (2667 us)\n";
 
     #[test]
     fn pulls_line_is_read() {
-        let text = "pull-load: 4 jobs: engine CPU over 26.0 s: user 1.00 s, sys 0.30 s = 5.0% of one core, 1.25% per job\n";
+        let text = "pull-load: 4 jobs: engine CPU over 26.0 s: user 1.00 s, sys 0.30 s = 5.0% of one core, 1.25% per job\n\
+pull cam1: Failed { reason: \"source lost\" }, 1 connects, 18891180 bytes, 100485 packets, 2.50 Mbit/s, 0 CC errors\n\
+pull cam2: Failed { reason: \"source lost\" }, 1 connects, 18891180 bytes, 100485 packets, 2.70 Mbit/s, 0 CC errors\n";
         let h = pulls_headline(text).expect("headline");
+        assert!(h.what.contains("of 2.6 Mbit/s each"), "{}", h.what);
         assert_eq!(h.ratio, "≈ 80 pull jobs per core");
     }
 }
