@@ -14,6 +14,6 @@ fuzz_target!(|data: &[u8]| {
             let port = Port::new(30_000).ok();
             assert!(url.into_spec(port).is_some(), "an accepted URL yields a spec");
         }
-        Err(e) => assert!(!e.message.is_empty()),
+        Err(e) => assert!(!e.to_string().is_empty()),
     }
 });

@@ -9,15 +9,21 @@
 //! The same types deserialise from TOML (the engine's `--flows` files and
 //! ctld's config): enums are externally tagged, e.g.
 //! `producer = { test_signal = { kind = "sine", frequency = 1000.0 } }`.
+//! An SRT endpoint ([`SrtSpec`]) is written either as an
+//! `srt://` URL or as a table.
 
 use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
 use crate::units::{
-    Bitrate, Channels, FfmpegName, FrequencyHz, GainDb, Host, LevelDbfs, Name, Pan, Passphrase, PeerNetwork,
-    PeriodFrames, Periods, Port, SafePath, SampleRate, SegmentSeconds, SrtLatencyMs, StreamId,
+    Bitrate, Channels, FfmpegName, FrequencyHz, GainDb, LevelDbfs, Name, Pan, PeriodFrames, Periods,
+    SafePath, SampleRate, SegmentSeconds,
 };
+
+mod srt;
+
+pub use srt::{KeyLength, MAX_ALLOW_FROM, SrtMode, SrtSpec};
 
 /// One flow: producers → per-input gain/mute/pan → mixer bus → processors →
 /// consumers, at one sample rate and period size.
@@ -509,119 +515,6 @@ pub struct AlsaSpec {
 
 fn default_periods() -> Periods {
     Periods::new(3).expect("3 is a valid period count")
-}
-
-/// SRT connection mode.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SrtMode {
-    /// Connect to a remote listener.
-    Caller {
-        /// Remote host.
-        host: Host,
-        /// Remote port.
-        port: Port,
-    },
-    /// Wait for callers on a local port (allocated by ctl).
-    Listener {
-        /// Local port.
-        port: Port,
-    },
-}
-
-/// Key length for SRT encryption.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum KeyLength {
-    /// AES-128.
-    #[default]
-    Aes128,
-    /// AES-192.
-    Aes192,
-    /// AES-256.
-    Aes256,
-}
-
-impl KeyLength {
-    /// The value of libsrt's `SRTO_PBKEYLEN` in bytes.
-    pub fn bytes(self) -> u32 {
-        match self {
-            KeyLength::Aes128 => 16,
-            KeyLength::Aes192 => 24,
-            KeyLength::Aes256 => 32,
-        }
-    }
-}
-
-/// An SRT endpoint and its options.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SrtSpec {
-    /// Caller or listener.
-    pub mode: SrtMode,
-    /// Receiver latency.
-    #[serde(default = "default_latency")]
-    pub latency_ms: SrtLatencyMs,
-    /// Encryption passphrase; `None` for no encryption.
-    #[serde(default)]
-    pub passphrase: Option<Passphrase>,
-    /// Key length used with the passphrase.
-    #[serde(default)]
-    pub key_length: KeyLength,
-    /// Stream id sent by a caller / required by a listener.
-    #[serde(default)]
-    pub stream_id: Option<StreamId>,
-    /// A listener without a passphrase is refused unless this says so: anyone
-    /// who reaches the port could otherwise feed (or take) the stream. With
-    /// it the listener runs and ctld's health carries `unencrypted_listener`.
-    /// Callers need no opt-out.
-    #[serde(default)]
-    pub allow_unencrypted: bool,
-    /// Peer networks a listener accepts callers from (`"10.0.0.0/8"`,
-    /// `"127.0.0.1/32"`, `"::1/128"`); empty: any peer. Checked in the
-    /// handshake, before any data flows. Meaningless for a caller.
-    #[serde(default)]
-    pub allow_from: Vec<PeerNetwork>,
-}
-
-/// Longest `allow_from` list of one endpoint.
-pub const MAX_ALLOW_FROM: usize = 64;
-
-impl SrtSpec {
-    /// True for a listener that carries no passphrase (allowed or not).
-    pub fn is_unencrypted_listener(&self) -> bool {
-        matches!(self.mode, SrtMode::Listener { .. }) && self.passphrase.is_none()
-    }
-
-    /// The rules of one endpoint, each as `(field, message)` relative to
-    /// the endpoint: a listener needs a passphrase unless
-    /// `allow_unencrypted = true`; `allow_from` only applies to listeners and
-    /// holds at most [`MAX_ALLOW_FROM`] networks.
-    pub fn problems(&self) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
-        if self.is_unencrypted_listener() && !self.allow_unencrypted {
-            out.push((
-                "passphrase",
-                "an SRT listener needs a passphrase (10 to 79 bytes): without one, anyone who reaches \
-                 the port can connect; to run it unencrypted anyway, set allow_unencrypted = true"
-                    .to_owned(),
-            ));
-        }
-        if !self.allow_from.is_empty() && !matches!(self.mode, SrtMode::Listener { .. }) {
-            out.push((
-                "allow_from",
-                "only a listener checks its peers; a caller chooses its peer".to_owned(),
-            ));
-        }
-        if self.allow_from.len() > MAX_ALLOW_FROM {
-            out.push(("allow_from", format!("{} networks; at most {MAX_ALLOW_FROM}", self.allow_from.len())));
-        }
-        out
-    }
-}
-
-fn default_latency() -> SrtLatencyMs {
-    SrtLatencyMs::new(120).expect("120 ms is a valid latency")
 }
 
 /// An SRT input of MPEG-TS audio.

@@ -13,7 +13,7 @@ proptest! {
     fn arbitrary_text_never_panics(tail in ".{0,300}", prefixed in any::<bool>()) {
         let url = if prefixed { format!("srt://{tail}") } else { tail };
         if let Err(e) = SrtUrl::parse(&url) {
-            prop_assert!(!e.message.is_empty());
+            prop_assert!(!e.to_string().is_empty());
         }
     }
 

@@ -39,6 +39,10 @@ enum Cmd {
     CheckConfig {
         /// The file.
         file: PathBuf,
+        /// Also print the effective configuration (defaults filled in,
+        /// secrets redacted) as TOML on standard output.
+        #[arg(long)]
+        print: bool,
     },
 }
 
@@ -60,16 +64,33 @@ fn main() -> ExitCode {
             }
         };
     }
-    if let Some(Cmd::CheckConfig { file }) = &cli.command {
+    if let Some(Cmd::CheckConfig { file, print }) = &cli.command {
         return match config::load(file, &overrides) {
             Ok(c) => {
-                println!(
+                let verdict = format!(
                     "{}: valid ({} flows, {} pull jobs)",
                     file.display(),
                     c.state.flows.len(),
                     c.state.pulls.len()
                 );
-                ExitCode::SUCCESS
+                if !print {
+                    println!("{verdict}");
+                    return ExitCode::SUCCESS;
+                }
+                match config::effective_toml(&c) {
+                    Ok(text) => {
+                        // The verdict as a comment: the output reads back as a configuration.
+                        println!(
+                            "# {verdict}\n# The effective configuration: defaults filled in, secrets shown as {:?}.\n\n{text}",
+                            config::REDACTED
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("airlift-ctld: {e}");
+                        ExitCode::from(1)
+                    }
+                }
             }
             Err(errors) => {
                 eprintln!("{errors}");

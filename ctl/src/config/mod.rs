@@ -5,6 +5,7 @@
 //! own, so one run reports all the errors of a file at once, each with the
 //! file, line, column and key.
 
+mod print;
 mod units;
 
 use std::collections::{BTreeMap, HashSet};
@@ -21,6 +22,7 @@ use airlift_ipc::spec::{
 };
 use airlift_ipc::units::{Name, SafePath};
 
+pub use print::{PrintError, REDACTED, effective_toml};
 pub use units::{ByteSize, ListenAddr, PortRange};
 
 /// The built-in default configuration: the demo node (see README).
@@ -720,6 +722,64 @@ fn check_ca_file(path: &Path) -> Result<usize, String> {
     Ok(certs.len())
 }
 
+/// Where offset `at` lies inside `value`: `.input[remote].producer.srt_in.srt`
+/// (an entry of an array of tables by its `name`, else its index), or ""
+/// when `at` is not inside a nested value.
+///
+/// An inline value's span covers it; a table or array of tables written
+/// with a header (`[[flow.input]]`) spans only its header, and its keys
+/// follow it: the place is in the last such table that starts before `at`.
+fn path_to(value: &Spanned<DeValue<'_>>, at: usize) -> String {
+    fn pick<'v, 'i>(
+        children: Vec<(String, &'v Spanned<DeValue<'i>>)>,
+        at: usize,
+    ) -> Option<(String, &'v Spanned<DeValue<'i>>)> {
+        let container =
+            |v: &Spanned<DeValue<'_>>| matches!(v.get_ref(), DeValue::Table(_) | DeValue::Array(_));
+        let inline = children.iter().position(|(_, v)| v.span().contains(&at));
+        let index = inline.or_else(|| {
+            let headed =
+                children.iter().enumerate().filter(|(_, (_, v))| container(v) && v.span().start <= at);
+            headed.max_by_key(|(_, (_, v))| v.span().start).map(|(i, _)| i)
+        })?;
+        children.into_iter().nth(index)
+    }
+    let mut path = String::new();
+    let mut current = value;
+    loop {
+        let next = match current.get_ref() {
+            DeValue::Table(table) => {
+                pick(table.iter().map(|(k, v)| (format!(".{}", k.get_ref()), v)).collect(), at)
+            }
+            DeValue::Array(items) => pick(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        let name = match v.get_ref() {
+                            DeValue::Table(t) => t.get("name").and_then(|n| match n.get_ref() {
+                                DeValue::String(n) => Some(n.to_string()),
+                                _ => None,
+                            }),
+                            _ => None,
+                        };
+                        (format!("[{}]", name.unwrap_or_else(|| i.to_string())), v)
+                    })
+                    .collect(),
+                at,
+            ),
+            _ => None,
+        };
+        match next {
+            Some((step, v)) => {
+                path.push_str(&step);
+                current = v;
+            }
+            None => return path,
+        }
+    }
+}
+
 struct Context<'a> {
     text: &'a str,
     file: &'a str,
@@ -744,12 +804,19 @@ impl Context<'_> {
         });
     }
 
+    /// A serde error inside the entry `key`, whose value was `value`: the
+    /// key is completed with the path to the error's place in the value.
+    fn value_error(&mut self, key: &str, value: &Spanned<DeValue<'_>>, e: toml::de::Error) {
+        let inner = e.span().map(|s| path_to(value, s.start)).unwrap_or_default();
+        self.toml_error(&format!("{key}{inner}"), e);
+    }
+
     fn toml_error(&mut self, key: &str, e: toml::de::Error) {
         let position = e.span().map(|s| self.position(s.start));
         self.errors.push(ConfigError {
             file: self.file.into(),
             position,
-            key: key.into(),
+            key: key.to_owned(),
             message: e.message().trim().to_string(),
         });
     }
@@ -760,10 +827,10 @@ impl Context<'_> {
         name: &str,
     ) -> Option<T> {
         let value = sections.remove(name)?;
-        match T::deserialize(value.into_deserializer()) {
+        match T::deserialize(value.clone().into_deserializer()) {
             Ok(v) => Some(v),
             Err(e) => {
-                self.toml_error(name, e);
+                self.value_error(name, &value, e);
                 None
             }
         }
@@ -783,9 +850,9 @@ impl Context<'_> {
         let mut out = Vec::new();
         for (i, item) in items.into_iter().enumerate() {
             let start = item.span().start;
-            match T::deserialize(item.into_deserializer()) {
+            match T::deserialize(item.clone().into_deserializer()) {
                 Ok(v) => out.push((start, v)),
-                Err(e) => self.toml_error(&format!("{name}[{i}]"), e),
+                Err(e) => self.value_error(&format!("{name}[{i}]"), &item, e),
             }
         }
         out
@@ -1164,6 +1231,44 @@ source = { mode = { listener = { port = 31001 } } }
     }
 
     #[test]
+    fn url_listeners_get_the_same_port_checks_as_tables() {
+        let text = r#"[srt]
+port_range = "31000-31010"
+
+[[flow]]
+name = "main"
+
+[[flow.input]]
+name = "a"
+producer = { srt_in = { srt = "srt://:31000?mode=listener&passphrase=correct-horse" } }
+
+[[flow.input]]
+name = "b"
+producer = { srt_in = { srt = { mode = { listener = { port = 31000 } }, passphrase = "correct-horse" } } }
+
+[[pull]]
+name = "ingest"
+segments = { job = "ingest", target_seconds = 6 }
+source = "srt://:32000?mode=listener&passphrase=correct-horse"
+"#;
+        let shown = parse(text, "p.toml", Path::new("."), &Overrides::default()).unwrap_err().to_string();
+        assert!(
+            shown.contains("p.toml:12:1: flow[main].input[b].producer.srt_in.srt: listener port 31000 is already used by flow[main].input[a]"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("pull[ingest].source: listener port 32000 is outside srt.port_range 31000-31010"),
+            "{shown}"
+        );
+        let fixed = text.replace("port = 31000 }", "port = 31001 }").replace(":32000?", ":31002?");
+        let config = parse(&fixed, "p.toml", Path::new("."), &Overrides::default()).unwrap();
+        assert_eq!(
+            config.state.pulls[0].source.mode,
+            SrtMode::Listener { port: airlift_ipc::units::Port::new(31002).unwrap() }
+        );
+    }
+
+    #[test]
     fn every_error_is_reported_with_its_line() {
         let text = r#"
 [node]
@@ -1199,7 +1304,7 @@ bucket = "B"
         let all = shown.join("\n");
         for needle in [
             "test.toml:4:1: node: unknown field `colour`",
-            "srt: ",
+            "test.toml:7:14: srt.port_range: ",
             "inverted",
             "http",
             "loopback",
