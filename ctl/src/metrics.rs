@@ -266,10 +266,14 @@ pub struct TargetLabel {
 /// The uploader's metrics.
 #[derive(Debug, Default)]
 pub struct UploadMetrics {
-    /// Segments in the spool waiting for upload.
+    /// Segments in the spool waiting for upload (queued or not).
     pub queue_segments: Gauge,
-    /// Bytes of those segments.
+    /// Bytes of the segments in the upload queue.
     pub queue_bytes: Gauge,
+    /// Segments waiting in the spool for room in the upload queue.
+    pub unqueued_segments: Gauge,
+    /// `[limits] upload_queue`: most segments in the upload queue at once.
+    pub queue_limit: Gauge,
     /// Age of the oldest waiting segment (now − its UTC start), 0 when none waits.
     pub lag_seconds: Gauge<f64, AtomicU64>,
     /// Segments uploaded and verified on every target.
@@ -618,8 +622,18 @@ impl Metrics {
         registry.register("upload_queue_segments", "Segments waiting for upload", u.queue_segments.clone());
         registry.register(
             "upload_queue_bytes",
-            "Bytes of segments waiting for upload",
+            "Bytes of the segments in the upload queue",
             u.queue_bytes.clone(),
+        );
+        registry.register(
+            "upload_unqueued_segments",
+            "Segments waiting in the spool for room in the upload queue (limits.upload_queue)",
+            u.unqueued_segments.clone(),
+        );
+        registry.register(
+            "upload_queue_limit_segments",
+            "Most segments in the upload queue at once (limits.upload_queue)",
+            u.queue_limit.clone(),
         );
         registry.register(
             "upload_lag_seconds",
