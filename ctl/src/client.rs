@@ -48,15 +48,15 @@ pub trait Node1 {
     /// Segments waiting for upload.
     #[zbus(property)]
     fn upload_backlog(&self) -> zbus::Result<u32>;
-    /// Levels signal.
+    /// Levels signal: peak and RMS per channel (empty without a meter),
+    /// loudness keys only with a loudness processor; silence is −∞.
     #[zbus(signal)]
     fn levels(
         &self,
         flow: &str,
         peak_dbfs: Vec<f64>,
         rms_dbfs: Vec<f64>,
-        momentary_lufs: f64,
-        integrated_lufs: f64,
+        loudness: HashMap<String, f64>,
     ) -> zbus::Result<()>;
 }
 
@@ -155,20 +155,24 @@ pub struct MeterView {
 /// How long a peak is held.
 const HOLD: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// The loudness keys of the `Levels` signal, in display order, with their labels and units.
+const LOUDNESS: [(&str, &str, &str); 3] =
+    [("momentary_lufs", "M", "LUFS"), ("integrated_lufs", "I", "LUFS"), ("true_peak_dbtp", "TP", "dBTP")];
+
 impl MeterView {
     /// Renders one frame: a bar per channel (−60 … 0 dBFS) with a peak-hold
-    /// mark, and the loudness line.
+    /// mark, and a loudness line when the flow has a loudness processor
+    /// (`loudness` is not empty). Only what the flow measures is shown.
     pub fn render(
         &mut self,
         flow: &str,
         peak: &[f64],
         rms: &[f64],
-        momentary: f64,
-        integrated: f64,
+        loudness: &HashMap<String, f64>,
         width: usize,
     ) -> Vec<String> {
         let now = std::time::Instant::now();
-        self.hold.resize(peak.len(), (-200.0, now));
+        self.hold.resize(peak.len(), (f64::NEG_INFINITY, now));
         let mut lines = vec![format!("flow {flow}")];
         for (c, (&p, &r)) in peak.iter().zip(rms).enumerate() {
             let h = &mut self.hold[c];
@@ -183,19 +187,59 @@ impl MeterView {
                 bar[hold_at] = '|';
             }
             let bar: String = bar.into_iter().collect();
-            lines.push(format!("ch{c:<2} [{bar}] peak {} rms {}", db(p), db(r)));
+            lines.push(format!("ch{c:<2} [{bar}] peak {} rms {}", level(p, "dBFS"), level(r, "dBFS")));
         }
-        lines.push(format!("loudness M {} I {}", lufs(momentary), lufs(integrated)));
+        if let Some(line) = loudness_line(loudness) {
+            lines.push(format!("loudness {line}"));
+        }
         lines
     }
 }
 
-fn db(v: f64) -> String {
-    if v <= -120.0 { "  -inf dBFS".into() } else { format!("{v:6.1} dBFS") }
+/// `M -23.0 LUFS I -23.1 LUFS TP -1.0 dBTP`, or None without loudness.
+pub fn loudness_line(loudness: &HashMap<String, f64>) -> Option<String> {
+    let parts: Vec<String> = LOUDNESS
+        .iter()
+        .filter_map(|(key, label, unit)| loudness.get(*key).map(|v| format!("{label} {}", level(*v, unit))))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(" "))
 }
 
-fn lufs(v: f64) -> String {
-    if v <= -120.0 { "  -inf LUFS".into() } else { format!("{v:6.1} LUFS") }
+/// A level for people: one decimal, `-inf` for silence (−∞; also for NaN,
+/// which a daemon should never send).
+pub fn level(v: f64, unit: &str) -> String {
+    if v.is_nan() || v == f64::NEG_INFINITY {
+        format!("{:>6} {unit}", "-inf")
+    } else {
+        format!("{v:6.1} {unit}")
+    }
+}
+
+/// A level for JSON, which has no infinity: a number, or `null` for −∞
+/// (silence).
+pub fn level_json(v: f64) -> serde_json::Value {
+    serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number)
+}
+
+/// One `Levels` signal as a JSON object with only the fields the flow has.
+pub fn levels_json(
+    flow: &str,
+    peak: &[f64],
+    rms: &[f64],
+    loudness: &HashMap<String, f64>,
+) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    map.insert("flow".into(), flow.into());
+    if !peak.is_empty() {
+        map.insert("peak_dbfs".into(), peak.iter().copied().map(level_json).collect());
+        map.insert("rms_dbfs".into(), rms.iter().copied().map(level_json).collect());
+    }
+    let mut keys: Vec<&String> = loudness.keys().collect();
+    keys.sort();
+    for k in keys {
+        map.insert(k.clone(), level_json(loudness[k]));
+    }
+    serde_json::Value::Object(map)
 }
 
 #[cfg(test)]
@@ -205,11 +249,33 @@ mod tests {
     #[test]
     fn meter_bars_follow_the_level() {
         let mut m = MeterView::default();
-        let loud = m.render("f", &[-6.0], &[-9.0], -10.0, -12.0, 20);
+        let lufs =
+            HashMap::from([("momentary_lufs".to_string(), -10.0), ("integrated_lufs".to_string(), -12.0)]);
+        let loud = m.render("f", &[-6.0], &[-9.0], &lufs, 20);
         assert!(loud[1].starts_with("ch0  [#################"), "{loud:?}");
-        let quiet = m.render("f", &[-200.0], &[-200.0], -200.0, -200.0, 20);
-        assert!(quiet[1].contains("-inf dBFS"), "{quiet:?}");
+        assert_eq!(loud[2], "loudness M  -10.0 LUFS I  -12.0 LUFS");
+        let silent = HashMap::from([("momentary_lufs".to_string(), f64::NEG_INFINITY)]);
+        let quiet = m.render("f", &[f64::NEG_INFINITY], &[f64::NEG_INFINITY], &silent, 20);
+        assert!(quiet[1].contains("peak   -inf dBFS rms   -inf dBFS"), "{quiet:?}");
+        assert_eq!(quiet[2], "loudness M   -inf LUFS");
         // The peak of -6 dB is still held.
         assert!(quiet[1].contains('|'), "{quiet:?}");
+        // A quiet but measurable level is a number, not -inf.
+        assert!(m.render("f", &[-130.0], &[-140.0], &silent, 20)[1].contains("-130.0 dBFS"));
+    }
+
+    #[test]
+    fn only_the_fields_a_flow_has_are_shown() {
+        let mut m = MeterView::default();
+        let no_loudness = m.render("f", &[-6.0, -7.0], &[-9.0, -10.0], &HashMap::new(), 20);
+        assert_eq!(no_loudness.len(), 3, "{no_loudness:?}");
+        assert!(!no_loudness.iter().any(|l| l.contains("LUFS")), "{no_loudness:?}");
+        let lufs = HashMap::from([("integrated_lufs".to_string(), f64::NEG_INFINITY)]);
+        let loudness_only = m.render("f", &[], &[], &lufs, 20);
+        assert_eq!(loudness_only, vec!["flow f".to_string(), "loudness I   -inf LUFS".to_string()]);
+        let json = levels_json("f", &[f64::NEG_INFINITY], &[-20.0], &HashMap::new());
+        assert_eq!(json, serde_json::json!({"flow": "f", "peak_dbfs": [null], "rms_dbfs": [-20.0]}));
+        let json = levels_json("f", &[], &[], &lufs);
+        assert_eq!(json, serde_json::json!({"flow": "f", "integrated_lufs": null}));
     }
 }

@@ -418,6 +418,20 @@ impl Controller {
             }
         };
         let mut current = self.config.lock().await;
+        // New upload targets and settings are checked (credentials read)
+        // before anything changes; a bad one refuses the whole reload.
+        let uploads = if crate::upload::UploadSettings::changed(&current, &new) {
+            match crate::upload::UploadSettings::from_config(&new) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::error!("reload refused, the old configuration keeps running: {e}");
+                    self.shared.metrics.reloads.get_or_create(&result(false)).inc();
+                    return Err(ControlError::InvalidArgument(e.to_string()));
+                }
+            }
+        } else {
+            None
+        };
         if new.engine != current.engine
             || new.http != current.http
             || new.spool != current.spool
@@ -449,6 +463,11 @@ impl Controller {
         }
         for line in &dropped {
             tracing::info!("reload: {line}");
+        }
+        if let Some(settings) = uploads
+            && let Err(e) = self.http.uploads.reconfigure(settings)
+        {
+            tracing::error!("reload: [[s3]] and [upload] not applied: {e}");
         }
         self.shared.metrics.reloads.get_or_create(&result(true)).inc();
         if let Ok(mut d) = self.http.desired_flows.lock() {

@@ -460,17 +460,18 @@ impl NodeService {
     #[zbus(signal)]
     async fn alarm(emitter: &SignalEmitter<'_>, kind: &str, flow: &str, message: &str) -> zbus::Result<()>;
 
-    /// Levels of a flow's bus: peak and RMS dBFS per channel, and EBU R128
-    /// momentary and integrated loudness (−200 without a loudness
-    /// processor), at most 5 per second.
+    /// Levels of a flow's bus, at most 5 per second: peak and RMS dBFS per
+    /// channel (empty without a `meter` processor) and EBU R128 loudness,
+    /// whose keys `momentary_lufs`, `short_term_lufs`, `integrated_lufs` and
+    /// `true_peak_dbtp` are present only with a `loudness` processor.
+    /// Silence is −∞ (IEEE negative infinity); NaN is never sent.
     #[zbus(signal)]
     async fn levels(
         emitter: &SignalEmitter<'_>,
         flow: &str,
         peak_dbfs: Vec<f64>,
         rms_dbfs: Vec<f64>,
-        momentary_lufs: f64,
-        integrated_lufs: f64,
+        loudness: HashMap<String, f64>,
     ) -> zbus::Result<()>;
 }
 
@@ -698,16 +699,12 @@ async fn forward_events(
                         }
                         NodeService::segment_closed(&emitter, m.job.as_str(), m.sequence, &m.path, m.bytes, &m.sha256).await
                     }
-                    EngineToCtl::Meters { flow, channels, loudness } if !channels.is_empty() => {
+                    EngineToCtl::Meters { flow, channels, loudness } if !channels.is_empty() || loudness.is_some() => {
                         let due = last_levels.get(flow.as_str()).is_none_or(|t| t.elapsed() >= Duration::from_millis(200));
                         if due {
                             last_levels.insert(flow.to_string(), Instant::now());
-                            let peak = channels.iter().map(|c| f64::from(c.peak_dbfs).max(-200.0)).collect();
-                            let rms = channels.iter().map(|c| f64::from(c.rms_dbfs).max(-200.0)).collect();
-                            let (m, i) = loudness.map_or((-200.0, -200.0), |l| {
-                                (l.momentary_lufs.max(-200.0), l.integrated_lufs.max(-200.0))
-                            });
-                            NodeService::levels(&emitter, flow.as_str(), peak, rms, m, i).await
+                            let (peak, rms, loudness) = levels_args(channels, loudness.as_ref());
+                            NodeService::levels(&emitter, flow.as_str(), peak, rms, loudness).await
                         } else {
                             Ok(())
                         }
@@ -751,9 +748,70 @@ async fn forward_events(
     }
 }
 
+/// The arguments of the `Levels` signal from an engine meters report: −∞
+/// stays −∞, NaN becomes −∞, absent meters are absent.
+fn levels_args(
+    channels: &[airlift_ipc::message::ChannelMeter],
+    loudness: Option<&airlift_ipc::message::Loudness>,
+) -> (Vec<f64>, Vec<f64>, HashMap<String, f64>) {
+    use crate::metrics::level;
+    let peak = channels.iter().map(|c| level(f64::from(c.peak_dbfs))).collect();
+    let rms = channels.iter().map(|c| level(f64::from(c.rms_dbfs))).collect();
+    let loudness = loudness
+        .map(|l| {
+            HashMap::from([
+                ("momentary_lufs".to_string(), level(l.momentary_lufs)),
+                ("short_term_lufs".to_string(), level(l.short_term_lufs)),
+                ("integrated_lufs".to_string(), level(l.integrated_lufs)),
+                ("true_peak_dbtp".to_string(), level(l.true_peak_dbtp)),
+            ])
+        })
+        .unwrap_or_default();
+    (peak, rms, loudness)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn levels_carry_minus_inf_and_never_nan() {
+        use airlift_ipc::message::{ChannelMeter, Loudness};
+        let silent = ChannelMeter { peak_dbfs: f32::NEG_INFINITY, rms_dbfs: f32::NAN };
+        let (peak, rms, loudness) = levels_args(&[silent], None);
+        assert_eq!((peak, rms), (vec![f64::NEG_INFINITY], vec![f64::NEG_INFINITY]));
+        assert!(loudness.is_empty(), "no loudness processor, no loudness keys");
+        let l = Loudness {
+            momentary_lufs: f64::NAN,
+            short_term_lufs: -30.0,
+            integrated_lufs: f64::NEG_INFINITY,
+            true_peak_dbtp: -1.0,
+        };
+        let (peak, _, loudness) = levels_args(&[], Some(&l));
+        assert!(peak.is_empty());
+        assert_eq!(loudness["momentary_lufs"], f64::NEG_INFINITY);
+        assert_eq!(loudness["integrated_lufs"], f64::NEG_INFINITY);
+        assert_eq!(loudness["short_term_lufs"], -30.0);
+    }
+
+    #[test]
+    fn the_engine_link_carries_minus_inf() {
+        use airlift_ipc::message::{ChannelMeter, Loudness};
+        let flow = airlift_ipc::units::Name::new("quiet").unwrap();
+        let sent = EngineToCtl::Meters {
+            flow,
+            channels: vec![ChannelMeter { peak_dbfs: f32::NEG_INFINITY, rms_dbfs: f32::NEG_INFINITY }],
+            loudness: Some(Loudness {
+                momentary_lufs: f64::NEG_INFINITY,
+                short_term_lufs: f64::NEG_INFINITY,
+                integrated_lufs: f64::NEG_INFINITY,
+                true_peak_dbtp: f64::NEG_INFINITY,
+            }),
+        };
+        let bytes = airlift_ipc::frame::encode(&sent).unwrap();
+        let (got, _) = airlift_ipc::frame::decode::<EngineToCtl>(&bytes).unwrap().unwrap();
+        assert_eq!(got, sent);
+    }
 
     #[test]
     fn pull_options_are_typed() {

@@ -133,6 +133,10 @@ struct LastUploadHealth {
 struct UploadsHealth {
     targets: Vec<String>,
     backlog: u32,
+    /// Of the backlog, segments waiting in the spool for room in the queue.
+    unqueued: u64,
+    /// `[limits] upload_queue`.
+    queue_limit: u64,
     recording_stopped: bool,
 }
 
@@ -184,8 +188,10 @@ fn health(state: &HttpState) -> Health {
             }
         }),
         uploads: UploadsHealth {
-            targets: up.targets.clone(),
+            targets: up.targets(),
             backlog: up.backlog(),
+            unqueued: up.unqueued(),
+            queue_limit: up.queue_limit(),
             recording_stopped: up.recording_stopped(),
         },
     }

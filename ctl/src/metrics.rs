@@ -266,10 +266,14 @@ pub struct TargetLabel {
 /// The uploader's metrics.
 #[derive(Debug, Default)]
 pub struct UploadMetrics {
-    /// Segments in the spool waiting for upload.
+    /// Segments in the spool waiting for upload (queued or not).
     pub queue_segments: Gauge,
-    /// Bytes of those segments.
+    /// Bytes of the segments in the upload queue.
     pub queue_bytes: Gauge,
+    /// Segments waiting in the spool for room in the upload queue.
+    pub unqueued_segments: Gauge,
+    /// `[limits] upload_queue`: most segments in the upload queue at once.
+    pub queue_limit: Gauge,
     /// Age of the oldest waiting segment (now − its UTC start), 0 when none waits.
     pub lag_seconds: Gauge<f64, AtomicU64>,
     /// Segments uploaded and verified on every target.
@@ -618,8 +622,18 @@ impl Metrics {
         registry.register("upload_queue_segments", "Segments waiting for upload", u.queue_segments.clone());
         registry.register(
             "upload_queue_bytes",
-            "Bytes of segments waiting for upload",
+            "Bytes of the segments in the upload queue",
             u.queue_bytes.clone(),
+        );
+        registry.register(
+            "upload_unqueued_segments",
+            "Segments waiting in the spool for room in the upload queue (limits.upload_queue)",
+            u.unqueued_segments.clone(),
+        );
+        registry.register(
+            "upload_queue_limit_segments",
+            "Most segments in the upload queue at once (limits.upload_queue)",
+            u.queue_limit.clone(),
         );
         registry.register(
             "upload_lag_seconds",
@@ -849,15 +863,15 @@ impl Metrics {
     pub fn record_meters(&self, flow: &str, channels: &[ChannelMeter], loudness: Option<&Loudness>) {
         for (i, c) in channels.iter().enumerate() {
             let l = ChannelLabel { flow: flow.to_string(), channel: i.to_string() };
-            self.peak.get_or_create(&l).set(finite(f64::from(c.peak_dbfs)));
-            self.rms.get_or_create(&l).set(finite(f64::from(c.rms_dbfs)));
+            self.peak.get_or_create(&l).set(level(f64::from(c.peak_dbfs)));
+            self.rms.get_or_create(&l).set(level(f64::from(c.rms_dbfs)));
         }
         if let Some(lo) = loudness {
             let l = FlowLabel { flow: flow.to_string() };
-            self.loudness_momentary.get_or_create(&l).set(finite(lo.momentary_lufs));
-            self.loudness_short.get_or_create(&l).set(finite(lo.short_term_lufs));
-            self.loudness_integrated.get_or_create(&l).set(finite(lo.integrated_lufs));
-            self.true_peak.get_or_create(&l).set(finite(lo.true_peak_dbtp));
+            self.loudness_momentary.get_or_create(&l).set(level(lo.momentary_lufs));
+            self.loudness_short.get_or_create(&l).set(level(lo.short_term_lufs));
+            self.loudness_integrated.get_or_create(&l).set(level(lo.integrated_lufs));
+            self.true_peak.get_or_create(&l).set(level(lo.true_peak_dbtp));
         }
     }
 
@@ -950,9 +964,22 @@ impl Metrics {
     }
 }
 
-/// Prometheus has no −∞ for gauges in every consumer; silence is −200 dB.
-fn finite(db: f64) -> f64 {
-    if db.is_finite() { db } else { -200.0 }
+/// A level (dBFS, LUFS, dBTP) as ctld passes it on: −∞ (silence) stays
+/// −∞ (`-Inf` in /metrics, `-inf` on D-Bus), and NaN, which no meter should
+/// produce, becomes −∞ too so that it never reaches a consumer.
+pub fn level(db: f64) -> f64 {
+    if db.is_nan() { f64::NEG_INFINITY } else { db }
+}
+
+/// A sample value in the spelling of the Prometheus text format:
+/// `prometheus-client` writes infinities as `inf`/`-inf` (Rust's spelling),
+/// Prometheus documents `+Inf`/`-Inf`.
+fn prometheus_value(line: &str) -> std::borrow::Cow<'_, str> {
+    match line.rsplit_once(' ') {
+        Some((series, "-inf")) => format!("{series} -Inf").into(),
+        Some((series, "inf")) => format!("{series} +Inf").into(),
+        _ => line.into(),
+    }
 }
 
 /// Turns `prometheus-client`'s OpenMetrics text into the classic Prometheus
@@ -983,7 +1010,7 @@ fn to_prometheus_text(open_metrics: &str) -> String {
             out.push_str(&format!("# TYPE {renamed} {kind}\n"));
             continue;
         }
-        out.push_str(line);
+        out.push_str(&prometheus_value(line));
         out.push('\n');
     }
     out
@@ -992,6 +1019,31 @@ fn to_prometheus_text(open_metrics: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn silence_is_minus_inf_and_nan_never_leaks() {
+        let m = Metrics::new();
+        let silent = ChannelMeter { peak_dbfs: f32::NEG_INFINITY, rms_dbfs: f32::NAN };
+        let loudness = Loudness {
+            momentary_lufs: f64::NEG_INFINITY,
+            short_term_lufs: f64::NAN,
+            integrated_lufs: -23.5,
+            true_peak_dbtp: f64::NEG_INFINITY,
+        };
+        m.record_meters("quiet", &[silent], Some(&loudness));
+        let text = m.encode();
+        for line in [
+            "airlift_meter_peak_dbfs{flow=\"quiet\",channel=\"0\"} -Inf",
+            "airlift_meter_rms_dbfs{flow=\"quiet\",channel=\"0\"} -Inf",
+            "airlift_loudness_momentary_lufs{flow=\"quiet\"} -Inf",
+            "airlift_loudness_short_term_lufs{flow=\"quiet\"} -Inf",
+            "airlift_loudness_integrated_lufs{flow=\"quiet\"} -23.5",
+            "airlift_true_peak_dbtp{flow=\"quiet\"} -Inf",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
+        }
+        assert!(!text.contains("NaN") && !text.contains("-inf") && !text.contains("-200"), "{text}");
+    }
 
     #[test]
     fn segment_gaps_and_pull_junk_are_exported_as_counters() {

@@ -725,3 +725,126 @@ consumer = {{ encoded = {{ codec = "mp2", sink = {{ srt = {{ mode = {{ caller = 
     let _ = monitor.wait();
     let _ = reader.join();
 }
+
+/// Silence end to end: a flow with a silent source and a flow whose input
+/// is muted (after `airliftctl gain … -6` without `--`) show `-Inf` in
+/// `/metrics` (which promtool accepts), `-inf` in `airliftctl meter`, and
+/// only the meters each flow has.
+#[test]
+fn silence_is_minus_inf_in_metrics_and_the_cli() {
+    let config = r#"
+[engine]
+socket = "engine.sock"
+
+[spool]
+path = "spool"
+
+[[flow]]
+name = "main"
+period = 128
+
+[[flow.input]]
+name = "tone"
+producer = { test_signal = { kind = "sine", frequency = 1000.0, level_dbfs = -20.0 } }
+
+[[flow.processor]]
+meter = {}
+
+[[flow.processor]]
+loudness = {}
+
+[[flow.output]]
+name = "void"
+consumer = "null"
+
+[[flow]]
+name = "quiet"
+period = 128
+
+[[flow.input]]
+name = "nothing"
+producer = { test_signal = { kind = "silence" } }
+
+[[flow.processor]]
+meter = {}
+
+[[flow.output]]
+name = "void"
+consumer = "null"
+"#;
+    let node = Node::start_with("silence", config);
+
+    // A negative gain needs no `--`, and the bus then says -6.
+    let out = airliftctl(&node, &["gain", "main", "tone", "-6"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let settings = text(&node.busctl(&[
+        "get-property",
+        "org.airlift.Node1",
+        "/org/airlift/Node1/flow/main",
+        "org.airlift.Flow1",
+        "InputSettings",
+    ]));
+    assert!(settings.contains("\"tone\" -6 false"), "{settings}");
+    let out = airliftctl(&node, &["pan", "main", "tone", "-0.25"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(airliftctl(&node, &["mute", "main", "tone"]).status.success());
+
+    let scrape = || {
+        let out = Command::new("curl")
+            .args(["-sf", &format!("http://127.0.0.1:{}/metrics", node.http)])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let wanted = [
+        "airlift_meter_peak_dbfs{flow=\"quiet\",channel=\"0\"} -Inf",
+        "airlift_meter_rms_dbfs{flow=\"quiet\",channel=\"1\"} -Inf",
+        "airlift_meter_peak_dbfs{flow=\"main\",channel=\"0\"} -Inf",
+        "airlift_loudness_momentary_lufs{flow=\"main\"} -Inf",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let metrics = loop {
+        let m = scrape();
+        if wanted.iter().all(|w| m.lines().any(|l| l == *w)) {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "no -Inf silence in /metrics:\n{m}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(!metrics.contains("-200") && !metrics.contains("NaN"), "{metrics}");
+    assert!(
+        !metrics.contains("airlift_loudness_momentary_lufs{flow=\"quiet\"}"),
+        "quiet has no loudness meter"
+    );
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is installed");
+    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), metrics.as_bytes()).unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(checked.status.success(), "promtool: {}", String::from_utf8_lossy(&checked.stderr));
+
+    // The meter, off a terminal: one line per update, only what each flow has.
+    let meter = |args: &[&str]| {
+        let out = Command::new("timeout")
+            .arg("20")
+            .arg(env!("CARGO_BIN_EXE_airliftctl"))
+            .args(["--address", &node.bus.address])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "meter: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let lines = meter(&["meter", "--count", "10"]);
+    let quiet = lines.lines().find(|l| l.starts_with("quiet ")).unwrap_or_else(|| panic!("{lines}"));
+    assert_eq!(quiet, "quiet peak/rms dBFS -inf/-inf -inf/-inf", "{lines}");
+    let main = lines.lines().rev().find(|l| l.starts_with("main ")).unwrap_or_else(|| panic!("{lines}"));
+    assert!(main.starts_with("main peak/rms dBFS -inf/-inf -inf/-inf M -inf LUFS I "), "{lines}");
+    let json = meter(&["--json", "meter", "quiet", "--count", "1"]);
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(v, serde_json::json!({"flow": "quiet", "peak_dbfs": [null, null], "rms_dbfs": [null, null]}));
+}

@@ -11,7 +11,10 @@ use clap::{CommandFactory, Parser, Subcommand};
 use futures_util::StreamExt;
 use zbus::{OwnedVariant, Variant};
 
-use airlift_ctl::client::{BusChoice, Failure, MeterView, Node1Proxy, classify, connect, status_json};
+use airlift_ctl::client::{
+    BusChoice, Failure, MeterView, Node1Proxy, classify, connect, level, levels_json, loudness_line,
+    status_json,
+};
 
 #[derive(Parser)]
 #[command(name = "airliftctl", version, about = "Control an Airlift node over D-Bus")]
@@ -47,8 +50,8 @@ enum Cmd {
         flow: String,
         /// Input.
         input: String,
-        /// Gain in dB (−120 … 24).
-        #[arg(allow_negative_numbers = true)]
+        /// Gain in dB (−120 … 24); a negative value needs no `--`.
+        #[arg(allow_hyphen_values = true)]
         db: f64,
     },
     /// Mute an input (`--off` to unmute).
@@ -67,8 +70,8 @@ enum Cmd {
         flow: String,
         /// Input.
         input: String,
-        /// Position.
-        #[arg(allow_negative_numbers = true)]
+        /// Position; a negative value needs no `--`.
+        #[arg(allow_hyphen_values = true)]
         position: f64,
     },
     /// Pull jobs.
@@ -108,7 +111,10 @@ enum Cmd {
         #[command(subcommand)]
         action: Option<StateCmd>,
     },
-    /// Live level meters (bars redrawn in place on a terminal, lines otherwise).
+    /// Live level meters (bars redrawn in place on a terminal, lines
+    /// otherwise): peak and RMS per channel for flows with a `meter`
+    /// processor, loudness for flows with a `loudness` processor. Silence is
+    /// `-inf` (`null` with `--json`).
     Meter {
         /// Only this flow.
         flow: Option<String>,
@@ -443,17 +449,12 @@ async fn meter(
         if only.as_ref().is_some_and(|f| f != &flow) {
             continue;
         }
-        let (peak, rms) = (args.peak_dbfs().clone(), args.rms_dbfs().clone());
-        let (m, i) = (*args.momentary_lufs(), *args.integrated_lufs());
+        let (peak, rms, loudness) = (args.peak_dbfs(), args.rms_dbfs(), args.loudness());
         let mut out = std::io::stdout().lock();
         if json {
-            let _ = writeln!(
-                out,
-                "{}",
-                serde_json::json!({"flow": flow, "peak_dbfs": peak, "rms_dbfs": rms, "momentary_lufs": m, "integrated_lufs": i})
-            );
+            let _ = writeln!(out, "{}", levels_json(&flow, peak, rms, loudness));
         } else if tty {
-            let lines = views.entry(flow.clone()).or_default().render(&flow, &peak, &rms, m, i, width);
+            let lines = views.entry(flow.clone()).or_default().render(&flow, peak, rms, loudness, width);
             // Move back over the previous frame and redraw it in place.
             if drawn_lines > 0 {
                 let _ = write!(out, "\x1b[{drawn_lines}A");
@@ -463,8 +464,17 @@ async fn meter(
             }
             drawn_lines = lines.len();
         } else {
-            let chans: Vec<String> = peak.iter().zip(&rms).map(|(p, r)| format!("{p:.1}/{r:.1}")).collect();
-            let _ = writeln!(out, "{flow} peak/rms dBFS {} M {m:.1} LUFS I {i:.1} LUFS", chans.join(" "));
+            let mut line = flow.clone();
+            if !peak.is_empty() {
+                let short = |v: f64| level(v, "").trim().to_string();
+                let chans: Vec<String> =
+                    peak.iter().zip(rms).map(|(p, r)| format!("{}/{}", short(*p), short(*r))).collect();
+                line.push_str(&format!(" peak/rms dBFS {}", chans.join(" ")));
+            }
+            if let Some(l) = loudness_line(loudness) {
+                line.push_str(&format!(" {}", l.split_whitespace().collect::<Vec<_>>().join(" ")));
+            }
+            let _ = writeln!(out, "{line}");
         }
         let _ = out.flush();
         n += 1;

@@ -328,7 +328,9 @@ pub struct LimitsSection {
     /// Largest segment.
     #[serde(default = "default_max_segment")]
     pub max_segment_bytes: ByteSize,
-    /// Most segments queued for upload.
+    /// Most segments in the upload queue at once, 1–1000000. Segments
+    /// beyond it wait in the spool (nothing is dropped for it) and are
+    /// queued as uploads finish; the spool's own limit is `[spool] max_bytes`.
     #[serde(default = "default_upload_queue")]
     pub upload_queue: u32,
 }
@@ -874,6 +876,9 @@ impl Context<'_> {
         if limits.max_pull_jobs > 256 {
             self.errors.push(self.plain("limits.max_pull_jobs", "must be 0 to 256"));
         }
+        if !(1..=1_000_000).contains(&limits.upload_queue) {
+            self.errors.push(self.plain("limits.upload_queue", "must be 1 to 1000000"));
+        }
         if flows.len() > limits.max_flows as usize {
             let at = flows[limits.max_flows as usize].0;
             self.at(
@@ -1162,6 +1167,8 @@ backoff_min_ms = 5000
 backoff_max_ms = 100
 breaker_failures = 0
 rescan_secs = 0
+[limits]
+upload_queue = 0
 "#;
         let errors = parse(text, "u.toml", Path::new("."), &Overrides::default()).unwrap_err().0;
         let all: Vec<String> = errors.iter().map(|e| e.key.clone()).collect();
@@ -1173,6 +1180,7 @@ rescan_secs = 0
             "upload.backoff_max_ms",
             "upload.breaker_failures",
             "upload.rescan_secs",
+            "limits.upload_queue",
         ] {
             assert!(all.iter().any(|k| k == key), "missing {key} in {all:?}");
         }

@@ -34,7 +34,9 @@ pub mod spool_lock;
 
 use std::path::PathBuf;
 
-pub use queue::{LastUpload, SpoolAction, UploadEntry, UploadEvent, UploadStatus, UploadTask, start};
+pub use queue::{
+    LastUpload, SpoolAction, UploadEntry, UploadEvent, UploadSettings, UploadStatus, UploadTask, start,
+};
 
 /// What went wrong with one upload; every variant is retried except
 /// [`UploadError::Corrupt`] and [`UploadError::Conflict`] (quarantined) and

@@ -5,6 +5,18 @@
 //! `[upload] concurrency` in flight; retries failures with backoff and
 //! jitter behind a circuit breaker per target; and applies the spool limit
 //! policy. Its only state besides the spool is timing (when to retry).
+//!
+//! The queue in memory holds at most `[limits] upload_queue` segments; the
+//! others wait in the spool (nothing is dropped for it) and are queued,
+//! oldest of each job first and jobs in turn, as uploads make room.
+//!
+//! A reload that changes `[[s3]]`, `[upload]` or `[limits] upload_queue`
+//! hands the scheduler new [`UploadSettings`]: uploads in flight finish (or
+//! fail) on the targets they started on, every other segment goes to the
+//! new targets. Nothing leaves the spool without being stored and verified
+//! on every target of its settings, and a segment stored before the reload
+//! is not sent again (an upload that failed on the old targets starts over
+//! on the new ones; a partial copy left on an old target stays there).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -101,8 +113,14 @@ struct Job {
 #[derive(Debug)]
 pub struct UploadStatus {
     /// Names of the configured targets (empty: uploads are off).
-    pub targets: Vec<String>,
+    targets: Mutex<Vec<String>>,
     queue: Mutex<BTreeMap<PathBuf, Job>>,
+    /// Segments in the spool left out of the queue for want of room.
+    unqueued: AtomicU64,
+    /// `[limits] upload_queue`.
+    queue_limit: AtomicU64,
+    /// New settings for the scheduler (reloads).
+    settings: mpsc::UnboundedSender<UploadSettings>,
     last: Mutex<Option<LastUpload>>,
     recording_stopped: AtomicBool,
     /// Targets whose circuit breaker is open or half-open.
@@ -116,9 +134,37 @@ impl UploadStatus {
         self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Segments waiting (or being uploaded).
+    /// Segments waiting (or being uploaded), in the queue or in the spool
+    /// for want of room in it.
     pub fn backlog(&self) -> u32 {
-        u32::try_from(self.lock().len()).unwrap_or(u32::MAX)
+        let n = (self.lock().len() as u64).saturating_add(self.unqueued());
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    /// Segments waiting in the spool for room in the queue (`[limits]
+    /// upload_queue`); they are queued as uploads finish.
+    pub fn unqueued(&self) -> u64 {
+        self.unqueued.load(Relaxed)
+    }
+
+    /// `[limits] upload_queue`: most segments in the queue at once.
+    pub fn queue_limit(&self) -> u64 {
+        self.queue_limit.load(Relaxed)
+    }
+
+    /// Names of the configured targets (empty: uploads are off).
+    pub fn targets(&self) -> Vec<String> {
+        self.targets.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// Hands the scheduler new targets and settings (a reload). Uploads in
+    /// flight finish on the targets they started on; every other segment
+    /// goes to the new ones. Errors when the scheduler is not running.
+    pub fn reconfigure(&self, settings: UploadSettings) -> Result<(), UploadError> {
+        self.settings.send(settings).map_err(|_| UploadError::Target {
+            target: String::new(),
+            message: "the uploader is not running".into(),
+        })
     }
 
     /// The last verified upload.
@@ -177,6 +223,65 @@ struct Target {
     breaker: Mutex<CircuitBreaker>,
 }
 
+/// What the scheduler takes from `[[s3]]`, `[upload]` and `[limits]
+/// upload_queue`, checked (targets connected, credentials read); built at
+/// start-up and by a reload before anything changes.
+pub struct UploadSettings {
+    targets: Vec<Target>,
+    plan: PutPlan,
+    concurrency: usize,
+    backoff: (Duration, Duration),
+    rescan: Duration,
+    queue_limit: usize,
+}
+
+impl std::fmt::Debug for UploadSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.targets.iter().map(|t| t.bucket.name.as_str()).collect();
+        f.debug_struct("UploadSettings")
+            .field("targets", &names)
+            .field("concurrency", &self.concurrency)
+            .field("queue_limit", &self.queue_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UploadSettings {
+    /// Checks every `[[s3]]` target of `config` (endpoint, region,
+    /// credentials) and reads `[upload]` and `[limits] upload_queue`.
+    pub fn from_config(config: &Config) -> Result<Self, UploadError> {
+        let u = &config.upload;
+        let mut targets = Vec::new();
+        for t in &config.s3 {
+            let bucket = S3Bucket::connect(t, &config.base_dir)?;
+            let breaker = CircuitBreaker::new(u.breaker_failures, Duration::from_millis(u.breaker_open_ms));
+            targets.push(Target { bucket, breaker: Mutex::new(breaker) });
+        }
+        Ok(Self {
+            targets,
+            plan: PutPlan {
+                multipart_threshold: u.multipart_threshold.0,
+                part_size: u.part_size.0,
+                read_back_max: u.verify_read_back_max.0,
+                timeout: Duration::from_secs(u.request_timeout_secs),
+            },
+            concurrency: u.concurrency as usize,
+            backoff: (Duration::from_millis(u.backoff_min_ms), Duration::from_millis(u.backoff_max_ms)),
+            rescan: Duration::from_secs(u.rescan_secs),
+            queue_limit: config.limits.upload_queue as usize,
+        })
+    }
+
+    /// True when `new` differs from `old` in what these settings hold.
+    pub fn changed(old: &Config, new: &Config) -> bool {
+        old.s3 != new.s3 || old.upload != new.upload || old.limits.upload_queue != new.limits.upload_queue
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.targets.iter().map(|t| t.bucket.name.clone()).collect()
+    }
+}
+
 struct Ctx {
     root: PathBuf,
     targets: Vec<Target>,
@@ -218,17 +323,18 @@ pub fn start(
     config: &Config,
     shared: Arc<Shared>,
 ) -> Result<(Arc<UploadStatus>, mpsc::UnboundedReceiver<SpoolAction>, UploadTask), UploadError> {
-    let mut targets = Vec::new();
-    let u = &config.upload;
-    for t in &config.s3 {
-        let bucket = S3Bucket::connect(t, &config.base_dir)?;
-        let breaker = CircuitBreaker::new(u.breaker_failures, Duration::from_millis(u.breaker_open_ms));
-        shared.metrics.upload.breaker_state.get_or_create(&TargetLabel { target: t.name.to_string() }).set(0);
-        targets.push(Target { bucket, breaker: Mutex::new(breaker) });
+    let settings = UploadSettings::from_config(config)?;
+    for name in settings.names() {
+        shared.metrics.upload.breaker_state.get_or_create(&TargetLabel { target: name }).set(0);
     }
+    shared.metrics.upload.queue_limit.set(settings.queue_limit as i64);
+    let (settings_tx, settings_rx) = mpsc::unbounded_channel();
     let status = Arc::new(UploadStatus {
-        targets: config.s3.iter().map(|t| t.name.to_string()).collect(),
+        targets: Mutex::new(settings.names()),
         queue: Mutex::new(BTreeMap::new()),
+        unqueued: AtomicU64::new(0),
+        queue_limit: AtomicU64::new(settings.queue_limit as u64),
+        settings: settings_tx,
         last: Mutex::new(None),
         recording_stopped: AtomicBool::new(false),
         breakers_open: Mutex::new(Vec::new()),
@@ -238,13 +344,8 @@ pub fn start(
     warn_if_disk_too_small(&root, config.spool.max_bytes.0);
     let ctx = Arc::new(Ctx {
         root,
-        targets,
-        plan: PutPlan {
-            multipart_threshold: u.multipart_threshold.0,
-            part_size: u.part_size.0,
-            read_back_max: u.verify_read_back_max.0,
-            timeout: Duration::from_secs(u.request_timeout_secs),
-        },
+        targets: settings.targets,
+        plan: settings.plan,
         retain: config.spool.retention_hours > 0,
         shared,
     });
@@ -253,9 +354,12 @@ pub fn start(
         ctx,
         status: status.clone(),
         actions,
-        concurrency: u.concurrency as usize,
-        backoff: (Duration::from_millis(u.backoff_min_ms), Duration::from_millis(u.backoff_max_ms)),
-        rescan: Duration::from_secs(u.rescan_secs),
+        settings: Some(settings_rx),
+        generation: 0,
+        concurrency: settings.concurrency,
+        backoff: settings.backoff,
+        rescan: settings.rescan,
+        queue_limit: settings.queue_limit,
         retention: Duration::from_secs(u64::from(config.spool.retention_hours) * 3600),
         max_bytes: config.spool.max_bytes.0,
         policy: config.spool.full_policy,
@@ -291,9 +395,14 @@ struct Scheduler {
     ctx: Arc<Ctx>,
     status: Arc<UploadStatus>,
     actions: mpsc::UnboundedSender<SpoolAction>,
+    /// Reloads' new settings (taken by `run`).
+    settings: Option<mpsc::UnboundedReceiver<UploadSettings>>,
+    /// Counts settings changes; an upload reports the one it started under.
+    generation: u64,
     concurrency: usize,
     backoff: (Duration, Duration),
     rescan: Duration,
+    queue_limit: usize,
     retention: Duration,
     max_bytes: u64,
     policy: FullPolicy,
@@ -305,7 +414,15 @@ impl Scheduler {
     async fn run(mut self) {
         let mut events = self.ctx.shared.events.subscribe();
         let mut rescan = tokio::time::interval(self.rescan);
-        let mut tasks: JoinSet<(PathBuf, Outcome)> = JoinSet::new();
+        let mut tasks: JoinSet<(PathBuf, u64, Outcome)> = JoinSet::new();
+        let (_keep, mut settings) = match self.settings.take() {
+            Some(rx) => (None, rx),
+            // Never: `start` puts it there. A closed channel never fires.
+            None => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (Some(tx), rx)
+            }
+        };
         let mut dirty = true;
         loop {
             if dirty {
@@ -323,9 +440,18 @@ impl Scheduler {
                     Err(broadcast::error::RecvError::Closed) => events = self.ctx.shared.events.subscribe(),
                 },
                 _ = rescan.tick() => dirty = true,
+                Some(new) = settings.recv() => {
+                    self.reconfigure(new);
+                    rescan = tokio::time::interval(self.rescan);
+                    dirty = true;
+                }
                 Some(done) = tasks.join_next() => {
-                    if let Ok((path, outcome)) = done {
-                        let freed = self.finish(path, outcome);
+                    if let Ok((path, generation, outcome)) = done {
+                        let freed = self.finish(path, generation, outcome);
+                        // Room in the queue: segments waiting in the spool come in.
+                        if freed && self.status.unqueued() > 0 {
+                            dirty = true;
+                        }
                         // Space came back: the policy may release recording.
                         if freed && self.status.recording_stopped() {
                             self.police();
@@ -343,12 +469,26 @@ impl Scheduler {
         let known: std::collections::HashSet<&PathBuf> = paths.iter().collect();
         let mut q = self.status.lock();
         q.retain(|p, j| j.in_flight || known.contains(p));
+        // A smaller limit (a reload): the newest waiting segments go back
+        // to waiting in the spool only.
+        if q.len() > self.queue_limit {
+            let mut waiting: Vec<(PathBuf, (i64, String, u64))> =
+                q.iter().filter(|(_, j)| !j.in_flight).map(|(p, j)| (p.clone(), order(j))).collect();
+            waiting.sort_by(|a, b| b.1.cmp(&a.1));
+            let excess = q.len() - self.queue_limit;
+            for (path, _) in waiting.into_iter().take(excess) {
+                q.remove(&path);
+            }
+        }
         let n = self.ctx.targets.len();
         let now = Instant::now();
-        for path in &paths {
-            if q.contains_key(path) {
-                continue;
+        let candidates = fair_order(&self.ctx.root, paths.iter().filter(|p| !q.contains_key(*p)));
+        let mut unqueued = candidates.len();
+        for path in candidates {
+            if q.len() >= self.queue_limit {
+                break;
             }
+            unqueued -= 1;
             match spool::load(&self.ctx.root, path) {
                 Ok(item) => {
                     let key = spool::object_key(
@@ -381,6 +521,56 @@ impl Scheduler {
                 }
             }
         }
+        self.status.unqueued.store(unqueued as u64, Relaxed);
+    }
+
+    /// Takes new targets and settings: every segment not in flight starts
+    /// over on the new targets (its key follows the new first target's
+    /// prefix); uploads in flight finish on the old ones ([`Self::finish`]
+    /// sees their generation).
+    fn reconfigure(&mut self, new: UploadSettings) {
+        let m = &self.ctx.shared.metrics.upload;
+        let names = new.names();
+        for old in &self.ctx.targets {
+            if !names.contains(&old.bucket.name) {
+                m.breaker_state.remove(&TargetLabel { target: old.bucket.name.clone() });
+            }
+        }
+        for name in &names {
+            m.breaker_state.get_or_create(&TargetLabel { target: name.clone() }).set(0);
+        }
+        m.queue_limit.set(new.queue_limit as i64);
+        self.generation += 1;
+        {
+            let mut q = self.status.lock();
+            let prefix = new.targets.first().map_or("", |t| t.bucket.prefix.as_str());
+            let now = Instant::now();
+            for job in q.values_mut().filter(|j| !j.in_flight) {
+                restart_job(job, prefix, names.len(), now);
+            }
+        }
+        if let Ok(mut t) = self.status.targets.lock() {
+            t.clone_from(&names);
+        }
+        if let Ok(mut b) = self.status.breakers_open.lock() {
+            b.clear();
+        }
+        self.status.queue_limit.store(new.queue_limit as u64, Relaxed);
+        self.ctx = Arc::new(Ctx {
+            root: self.ctx.root.clone(),
+            targets: new.targets,
+            plan: new.plan,
+            retain: self.ctx.retain,
+            shared: self.ctx.shared.clone(),
+        });
+        self.concurrency = new.concurrency;
+        self.backoff = new.backoff;
+        self.rescan = new.rescan;
+        self.queue_limit = new.queue_limit;
+        tracing::info!(
+            targets = ?names,
+            "uploads reconfigured: waiting segments go to the new targets, uploads in flight finish on the old ones"
+        );
     }
 
     /// The spool limit policy; also expires retained segments.
@@ -478,7 +668,7 @@ impl Scheduler {
         }
     }
 
-    fn dispatch(&mut self, tasks: &mut JoinSet<(PathBuf, Outcome)>) {
+    fn dispatch(&mut self, tasks: &mut JoinSet<(PathBuf, u64, Outcome)>) {
         if self.ctx.targets.is_empty() {
             return;
         }
@@ -501,19 +691,29 @@ impl Scheduler {
             let key = job.key.clone();
             let done = job.done.clone();
             let sent = job.sent.clone();
+            let generation = self.generation;
             tasks.spawn(async move {
                 let outcome = upload(&ctx, &item, &key, done, &sent).await;
-                (path, outcome)
+                (path, generation, outcome)
             });
         }
     }
 
     /// Applies an outcome; returns true when the segment left the spool.
-    fn finish(&mut self, path: PathBuf, outcome: Outcome) -> bool {
+    /// An upload started before a reconfiguration that did not store the
+    /// segment starts over on the new targets.
+    fn finish(&mut self, path: PathBuf, generation: u64, outcome: Outcome) -> bool {
         let m = &self.ctx.shared.metrics.upload;
         let mut q = self.status.lock();
         let Some(job) = q.get_mut(&path) else { return false };
         job.in_flight = false;
+        if generation != self.generation
+            && matches!(outcome, Outcome::Failed { .. } | Outcome::Deferred { .. })
+        {
+            let prefix = self.ctx.targets.first().map_or("", |t| t.bucket.prefix.as_str());
+            restart_job(job, prefix, self.ctx.targets.len(), Instant::now());
+            return false;
+        }
         let mut open = Vec::new();
         for t in &self.ctx.targets {
             let code = t.breaker.lock().map_or(0, |b| b.state().code());
@@ -612,13 +812,53 @@ impl Scheduler {
     fn update_gauges(&self) {
         let m = &self.ctx.shared.metrics.upload;
         let q = self.status.lock();
-        m.queue_segments.set(q.len() as i64);
+        let unqueued = i64::try_from(self.status.unqueued()).unwrap_or(i64::MAX);
+        m.queue_segments.set((q.len() as i64).saturating_add(unqueued));
+        m.unqueued_segments.set(unqueued);
         m.queue_bytes.set(q.values().map(|j| j.item.manifest.bytes as i64).sum());
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
         let oldest = q.values().map(|j| j.item.manifest.utc_start_ms).min();
         m.lag_seconds.set(oldest.map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1000.0));
+    }
+}
+
+/// A queued segment as if new, for other targets: no target has it, its
+/// key follows `prefix`, it is due now.
+fn restart_job(job: &mut Job, prefix: &str, targets: usize, now: Instant) {
+    job.key = spool::object_key(prefix, &job.item.manifest);
+    job.done = vec![false; targets];
+    job.attempts = 0;
+    job.next = now;
+    job.last_error = None;
+}
+
+/// The order in which segments not queued yet come into the queue: the
+/// oldest of each job first (spool paths sort by time within a job), jobs
+/// in turn, so that one job's backlog does not hold another's back.
+fn fair_order<'a>(root: &Path, paths: impl Iterator<Item = &'a PathBuf>) -> Vec<&'a PathBuf> {
+    let mut by_job: BTreeMap<std::ffi::OsString, std::collections::VecDeque<&'a PathBuf>> = BTreeMap::new();
+    for p in paths {
+        let job = p
+            .strip_prefix(root)
+            .ok()
+            .and_then(|r| r.components().next())
+            .map(|c| c.as_os_str().to_owned())
+            .unwrap_or_default();
+        by_job.entry(job).or_default().push_back(p);
+    }
+    let mut order = Vec::new();
+    loop {
+        let before = order.len();
+        for queue in by_job.values_mut() {
+            if let Some(p) = queue.pop_front() {
+                order.push(p);
+            }
+        }
+        if order.len() == before {
+            return order;
+        }
     }
 }
 
@@ -821,7 +1061,22 @@ fn failed(e: UploadError, done: Vec<bool>, breaker_opened: Option<String>) -> Ou
 
 #[cfg(test)]
 mod tests {
-    use super::rekey;
+    use super::{fair_order, rekey};
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn jobs_come_into_the_queue_in_turn_oldest_first() {
+        let root = Path::new("/spool");
+        let paths: Vec<PathBuf> = ["a/1.json", "a/2.json", "a/3.json", "b/1.json", "c/1.json", "c/2.json"]
+            .iter()
+            .map(|p| root.join(p))
+            .collect();
+        let order: Vec<String> = fair_order(root, paths.iter())
+            .into_iter()
+            .map(|p| p.strip_prefix(root).unwrap().display().to_string())
+            .collect();
+        assert_eq!(order, ["a/1.json", "b/1.json", "c/1.json", "a/2.json", "c/2.json", "a/3.json"]);
+    }
 
     #[test]
     fn keys_move_between_prefixes() {

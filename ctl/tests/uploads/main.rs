@@ -16,6 +16,7 @@
 
 mod events;
 mod health;
+mod reload;
 mod tls;
 mod write_once;
 
