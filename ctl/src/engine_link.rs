@@ -235,8 +235,8 @@ async fn supervise(
             tracing::info!("engine connected");
         }
         first = false;
-        shared.metrics.engine_connected.set(1);
-        shared.view().connected = true;
+        // Connected counts from the engine's hello (its pid), not from the
+        // socket's accept: /health is not "healthy" with an unknown engine.
         record_state(&shared, &state);
         let connected_at = Instant::now();
         let reason = run_session(&mut session, &mut state, &shared, &mut rx, child.as_mut()).await;
@@ -638,7 +638,12 @@ fn handle_event(session: &mut Session, shared: &Arc<Shared>, msg: EngineToCtl) {
         }
         EngineToCtl::Hello { engine_version, pid, .. } => {
             tracing::info!(%engine_version, pid, "engine said hello");
-            shared.view().engine_pid = Some(*pid);
+            {
+                let mut view = shared.view();
+                view.engine_pid = Some(*pid);
+                view.connected = true;
+            }
+            shared.metrics.engine_connected.set(1);
         }
         EngineToCtl::PullState { job, state } => {
             tracing::info!(job = %job, ?state, "pull job state");

@@ -253,7 +253,9 @@ fn pulls_headline(text: &str) -> Option<Headline> {
         format!(" of {:.1} Mbit/s each", rates.iter().sum::<f64>() / rates.len() as f64)
     };
     Some(Headline {
-        what: format!("Pull jobs: {jobs:.0} SRT streams{rate} (720p25 H.264 + AAC) cut into segments at key frames"),
+        what: format!(
+            "Pull jobs: {jobs:.0} SRT streams{rate} (720p25 H.264 + AAC) cut into segments at key frames"
+        ),
         ours: format!("{total:.1}% of one core in all, {per_job:.2}% per job"),
         baseline: "one core (100%)".into(),
         ratio: format!("≈ {:.0} pull jobs per core", 100.0 / per_job),
