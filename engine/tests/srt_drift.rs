@@ -177,6 +177,18 @@ consumer = {{ wav = {{ path = "rx.wav", format = "f32" }} }}
     // (measured: 0.9958 for 0.997).
     let f = precise_frequency(&tone[tone.len().saturating_sub(60 * rate as usize)..], rate, 997.0 * readrate);
     let truth = (f / 997.0 - 1.0) * 1e6;
+    // The offset over other spans, for the record: the applied ratio over the
+    // last 10 s and 30 s (what the loop is doing now) and over the whole run
+    // (the sender's long-term pace; ffmpeg paces cumulatively from its start).
+    let spans: Vec<String> = [10usize, 30, seconds as usize]
+        .iter()
+        .map(|&s| {
+            let span = &tone[tone.len().saturating_sub(s * rate as usize)..];
+            let fs = precise_frequency(span, rate, 997.0 * readrate);
+            format!("last {s} s {:+.1} ppm", (fs / 997.0 - 1.0) * 1e6)
+        })
+        .collect();
+    eprintln!("{tag}: true offset by span: {}", spans.join(", "));
     let gaps = discontinuities(tone, f, rate);
     eprintln!(
         "{tag}: readrate {readrate}: {:.1} s of tone at {f:.3} Hz (true offset {truth:.1} ppm), drift estimate {drift:.1} ppm, {} discontinuities, dropped {dropped}, inserted {inserted}",
