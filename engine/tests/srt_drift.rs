@@ -171,16 +171,17 @@ consumer = {{ wav = {{ path = "rx.wav", format = "f32" }} }}
         "{} s recorded",
         tone.len() / rate as usize
     );
-    // The last minute: the tone plays at the sender's real pace (997 Hz ×
-    // its clock), which is the true offset — ffmpeg's `-readrate` paces by
-    // sleeping and lands off the requested rate on a busy machine
-    // (measured: 0.9958 for 0.997).
-    let f = precise_frequency(&tone[tone.len().saturating_sub(60 * rate as usize)..], rate, 997.0 * readrate);
+    // The whole recording: the tone plays at the sender's real pace (997 Hz
+    // × its clock), which is the true offset. ffmpeg's `-readrate` paces by
+    // sleeping: over tens of seconds its pace wanders by tens of ppm, and on
+    // a busy machine it lands off the requested rate (measured: 0.9958 for
+    // 0.997), but it paces from its start, so the mean over the run is what
+    // it sent. The estimate is the mean pace since the stream settled.
+    let f = precise_frequency(tone, rate, 997.0 * readrate);
     let truth = (f / 997.0 - 1.0) * 1e6;
-    // The offset over other spans, for the record: the applied ratio over the
-    // last 10 s and 30 s (what the loop is doing now) and over the whole run
-    // (the sender's long-term pace; ffmpeg paces cumulatively from its start).
-    let spans: Vec<String> = [10usize, 30, seconds as usize]
+    // The offset over the last 10 s, 30 s and 60 s, for the record: how far
+    // the sender's pace wandered from its mean.
+    let spans: Vec<String> = [10usize, 30, 60]
         .iter()
         .map(|&s| {
             let span = &tone[tone.len().saturating_sub(s * rate as usize)..];

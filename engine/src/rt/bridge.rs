@@ -2,7 +2,9 @@
 //! frames at its clock's pace, another reads them at its own, through an
 //! adaptive resampler (rubato's `Async`) whose ratio a PI controller steers
 //! from the ring's fill. The ring therefore neither overflows nor runs dry,
-//! and the controller's integral is an estimate of the clocks' offset in ppm.
+//! and the controller's integral is an estimate of the clocks' offset in ppm
+//! (for a network stream, once it has played 30 s, the writer's measured
+//! mean pace since it settled, which does not follow the sender's wander).
 //!
 //! - [`bridge`] (control thread only) allocates everything: the ring, the
 //!   resampler, its buffers.
@@ -57,6 +59,10 @@ const NETWORK_SMOOTHING_SECONDS: f64 = 1.0;
 /// Seconds after priming over which a network input's mean fill is taken
 /// as its target.
 const NETWORK_SETTLE_SECONDS: f64 = 2.0;
+
+/// Seconds a network stream plays after settling before its drift estimate
+/// is its measured mean pace rather than the controller's integral.
+const MEASURE_MIN_SECONDS: f64 = 30.0;
 
 /// How a reader's controller is tuned, and what it does when its ring runs dry.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -242,6 +248,14 @@ pub struct BridgeReader {
     inserted: u64,
     /// Input frames consumed by the resampler.
     consumed: u64,
+    /// Frames produced from input (not silence).
+    produced: u64,
+    /// Network readers: the counts (consumed, produced) and the smoothed
+    /// fill when the current stream settled, from which the writer's mean
+    /// pace since then is measured.
+    measured_from: Option<(u64, u64, f64)>,
+    /// The published drift estimate (fraction).
+    estimate: f64,
     sink: Option<DriftSink>,
 }
 
@@ -374,6 +388,9 @@ impl BridgeTail {
             starved: 0,
             inserted: 0,
             consumed: 0,
+            produced: 0,
+            measured_from: None,
+            estimate: 0.0,
             sink,
         })
     }
@@ -429,6 +446,9 @@ impl BridgeReader {
                 }
                 self.target_fill = self.prime_fill;
                 self.fill = fill - (skip / ch) as f64;
+                // A new stream (or one broken by a dry spell): measure its
+                // pace afresh once it has settled.
+                self.measured_from = None;
                 self.settle = (self.tuning.settle_periods, 0.0, 0);
                 let _ = self.resampler.set_resample_ratio_relative(1.0 / (1.0 + self.offset), true);
             } else {
@@ -446,6 +466,9 @@ impl BridgeReader {
             if left == 1 {
                 self.target_fill = sum / n as f64;
                 self.fill = self.target_fill;
+                if self.tuning.rebuffer {
+                    self.measured_from = Some((self.consumed, self.produced, self.fill));
+                }
             }
             self.publish();
         } else {
@@ -481,6 +504,7 @@ impl BridgeReader {
         // Only what the resampler took leaves the ring.
         chunk.commit(read.min(need) * ch);
         self.consumed += read.min(need) as u64;
+        self.produced += written as u64;
         for (f, frame) in self.output.chunks_exact(ch).take(written).enumerate() {
             for (c, &s) in frame.iter().enumerate() {
                 planes[c * stride + f] = s;
@@ -507,10 +531,30 @@ impl BridgeReader {
     }
 
     /// Publishes the drift estimate into the sink.
-    fn publish(&self) {
+    ///
+    /// The estimate is the controller's integral, except for a network
+    /// reader whose stream has played [`MEASURE_MIN_SECONDS`] since it
+    /// settled: then it is the writer's mean pace over that time, measured
+    /// from the frames the resampler consumed and the change of the smoothed
+    /// fill, against the frames it produced. The integral follows the
+    /// sender's pace over the loop's time constant, and a network sender's
+    /// pace wanders by tens of ppm over tens of seconds; the mean does not,
+    /// and its error shrinks as the stream plays (a few ms of fill over
+    /// minutes).
+    fn publish(&mut self) {
+        self.estimate = match self.measured_from {
+            Some((c0, p0, f0))
+                if (self.produced - p0) as f64 >= MEASURE_MIN_SECONDS * self.frames_per_ns * 1e9 =>
+            {
+                let written = (self.consumed - c0) as f64 + (self.fill - f0);
+                (written / (self.produced - p0) as f64 - 1.0)
+                    .clamp(-self.tuning.max_offset, self.tuning.max_offset)
+            }
+            _ => self.offset,
+        };
         match &self.sink {
-            Some(DriftSink::Flow(c)) => c.drift_ppb.store((self.offset * 1e9) as i64, Relaxed),
-            Some(DriftSink::Input(s)) => s.drift((self.offset * 1e9) as i64),
+            Some(DriftSink::Flow(c)) => c.drift_ppb.store((self.estimate * 1e9) as i64, Relaxed),
+            Some(DriftSink::Input(s)) => s.drift((self.estimate * 1e9) as i64),
             None => {}
         }
     }
@@ -532,7 +576,7 @@ impl BridgeReader {
     /// The writer's clock offset against the reader's, in ppm (positive: the
     /// writer runs fast).
     pub fn drift_ppm(&self) -> f64 {
-        self.offset * 1e6
+        self.estimate * 1e6
     }
 
     /// Channels carried.
@@ -623,5 +667,62 @@ mod tests {
         writer.push(&[0.5; 500], 0);
         assert!(reader.pull(&mut out, period, 0), "primed again");
         assert_eq!(reader.inserted(), 2 * period as u64);
+    }
+
+    /// The drift estimate after `seconds` of a simulated network sender
+    /// `ppm` off its nominal rate, delivering 1024-frame blocks up to 5 ms
+    /// late at random, its pace wandering by ±0.5 ms over 40 s (±78 ppm
+    /// for seconds at a time, as ffmpeg's sleep-paced `-readrate` does),
+    /// with the reader's dropped and inserted frames.
+    fn simulated(ppm: f64, seconds: u64) -> (f64, u64, u64) {
+        let (period, rate) = (256usize, 48_000u32);
+        let status = SrtLinkStatus::new("sim");
+        let (mut writer, tail) = link(rate, 1, 19_200);
+        let mut reader = tail
+            .tuned_reader(
+                period,
+                BridgeQuality::Cubic,
+                BridgeTuning::network(period, rate),
+                Some(DriftSink::Input(status.clone())),
+            )
+            .unwrap();
+        let block = vec![0.25f32; 1024];
+        let mut out = vec![0.0; period];
+        let block_ns = 1024.0 / (f64::from(rate) * (1.0 + ppm * 1e-6)) * 1e9;
+        let period_ns = period as f64 / f64::from(rate) * 1e9;
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut arrival = |k: u64| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            let late = (seed >> 33) as f64 / (1u64 << 31) as f64 * 5e6;
+            let sent = k as f64 * block_ns;
+            sent + 0.5e6 * (sent / 40e9 * std::f64::consts::TAU).sin() + late + 10e6
+        };
+        let (mut k, mut next_at) = (0u64, arrival(0));
+        for p in 0..seconds * u64::from(rate) / period as u64 {
+            let now = p as f64 * period_ns;
+            while next_at <= now {
+                writer.push(&block, next_at as u64);
+                k += 1;
+                next_at = arrival(k).max(next_at);
+            }
+            reader.pull(&mut out, period, now as u64);
+        }
+        let published = status.snapshot().drift_ppm.unwrap_or(f64::NAN);
+        assert!((published - reader.drift_ppm()).abs() < 0.01, "{published} vs {}", reader.drift_ppm());
+        (reader.drift_ppm(), writer.dropped(), reader.inserted())
+    }
+
+    #[test]
+    fn a_network_senders_mean_pace_is_the_estimate_not_its_wander() {
+        for ppm in [100.0, -100.0] {
+            let (estimate, dropped, inserted) = simulated(ppm, 600);
+            assert!((estimate - ppm).abs() <= 10.0, "{ppm} ppm: estimate {estimate:.1}");
+            assert_eq!((dropped, inserted), (0, 0), "{ppm} ppm");
+        }
+        for ppm in [3000.0, -3000.0] {
+            let (estimate, dropped, inserted) = simulated(ppm, 90);
+            assert!((estimate - ppm).abs() <= ppm.abs() * 0.1, "{ppm} ppm: estimate {estimate:.1}");
+            assert_eq!((dropped, inserted), (0, 0), "{ppm} ppm");
+        }
     }
 }
