@@ -610,10 +610,10 @@ fn handle_event(session: &mut Session, shared: &Arc<Shared>, msg: EngineToCtl) {
         }
         EngineToCtl::Meters { flow, channels, loudness } => {
             shared.metrics.record_meters(flow.as_str(), channels, loudness.as_ref());
-            shared.view().meters.insert(
-                flow.to_string(),
-                MeterReading { channels: channels.clone(), loudness: *loudness },
-            );
+            shared
+                .view()
+                .meters
+                .insert(flow.to_string(), MeterReading { channels: channels.clone(), loudness: *loudness });
         }
         EngineToCtl::Silence { flow, silent } => {
             if *silent {
