@@ -116,8 +116,12 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
     let spawned = config.engine.spawn;
     let dbus_config = config.dbus.clone();
     let api_token_file = config.api_token_file();
-    let api_token =
-        crate::api::auth::load_or_create_token(&api_token_file).context("[http] api_token_file")?;
+    // Without its token the console and the API are off (and say why);
+    // audio, uploads and D-Bus are not stopped for it.
+    let api_token = crate::api::auth::load_or_create_token(&api_token_file).map_err(|e| {
+        tracing::error!("the web console and the HTTP API are off: {e}");
+        e.to_string()
+    });
     let session_ttl = Duration::from_secs(u64::from(config.http.session_minutes) * 60);
     let controller = Arc::new(Controller::new(
         link,
@@ -134,14 +138,20 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
     // uploader starts.
     let recent = Arc::new(crate::recent::Recent::new());
     recent.start(controller.shared.clone(), http_state.uploads.clone());
-    let api = Arc::new(crate::api::Api {
-        ctl: controller.clone(),
-        auth: crate::api::auth::Auth::new(api_token, session_ttl, security.tls.is_some()),
-        recent,
+    let api = api_token.map(|token| {
+        tracing::info!(
+            token_file = %api_token_file.display(),
+            "web console on http{}://{listen_addr}/",
+            if security.tls.is_some() { "s" } else { "" }
+        );
+        Arc::new(crate::api::Api {
+            ctl: controller.clone(),
+            auth: crate::api::auth::Auth::new(token, session_ttl, security.tls.is_some()),
+            recent,
+        })
     });
-    tracing::info!(token_file = %api_token_file.display(), "web console on http{}://{listen_addr}/", if security.tls.is_some() { "s" } else { "" });
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let http_task = tokio::spawn(http::serve(listener, http_state.clone(), security, Some(api), async {
+    let http_task = tokio::spawn(http::serve(listener, http_state.clone(), security, api, async {
         let _ = http_stopped.await;
     }));
     let _dbus = match crate::dbus::serve(controller.clone(), &dbus_config).await {

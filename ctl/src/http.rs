@@ -377,9 +377,10 @@ async fn guard(
 }
 
 /// Serves until `shutdown` completes: plain HTTP, or HTTPS when `security`
-/// has TLS; the token and rate limit apply either way. With `api`, the
-/// HTTP API and the web console ([`crate::api`]) are served beside
-/// `/health` and `/metrics`, under their own credentials. Untrusted clients
+/// has TLS; the token and rate limit apply either way. The HTTP API and the
+/// web console ([`crate::api`]) are served beside `/health` and `/metrics`,
+/// under their own credentials; when `api` is an error (no token), every
+/// other path answers 503 with it. Untrusted clients
 /// cannot exhaust ctld: at most [`MAX_CONNECTIONS`] connections at once and
 /// [`MAX_PER_ADDRESS`] from one address (more are closed at once), a
 /// connection that sends nothing for 5 s or takes longer than 5 s for a
@@ -389,7 +390,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<HttpState>,
     security: HttpSecurity,
-    api: Option<Arc<crate::api::Api>>,
+    api: Result<Arc<crate::api::Api>, String>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let guard_state = Arc::new(Guard {
@@ -404,8 +405,9 @@ pub async fn serve(
         .route("/metrics", get(get_metrics))
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(guard_state.clone(), guard));
-    if let Some(api) = api {
-        app = app.merge(crate::api::router(api));
+    match api {
+        Ok(api) => app = app.merge(crate::api::router(api)),
+        Err(why) => app = app.fallback(move || crate::api::off(why.clone())),
     }
     let app = app.layer(axum::middleware::from_fn_with_state(guard_state, rate_limit));
     let acceptor = security.tls.map(tokio_rustls::TlsAcceptor::from);

@@ -22,6 +22,7 @@ const WALK: &[&str] = &[
     "airliftctl --session mute main tone",
     "airliftctl --session gain main bed -3",
     "airliftctl --session state show",
+    "curl -s -H \"Authorization: Bearer $(cat airlift-demo/api-token)\" http://127.0.0.1:9480/api/v1/flows/main",
     "cp ctl/src/config/default.toml airlift.toml",
     "scripts/demo --config airlift.toml",
     "sed -i 's/frequency = 1000.0/frequency = 440.0/' airlift.toml",
@@ -237,14 +238,23 @@ fn the_readme_walk_through_runs_command_by_command() {
     }
     let out = sh(&dir, &bus, port, WALK[7]);
     check(WALK[7], &out, state_rows_hold(&out));
+    // The web console's API: the same runtime values (the tone muted).
+    let out = sh(&dir, &bus, port, WALK[8]);
+    let flow = String::from_utf8_lossy(&out.stdout).to_string();
+    check(
+        WALK[8],
+        &out,
+        flow.contains("\"name\":\"main\"")
+            && flow.contains("\"name\":\"tone\",\"gain_db\":0.0,\"muted\":true"),
+    );
 
     // Ctrl-C: the demo stops cleanly, the segment in progress closed.
     let status = demo.interrupt();
     assert!(status.success(), "the demo's exit: {status:?}\n{}", demo.log());
     assert!(demo.log().contains("engine stopped cleanly"), "{}", demo.log());
     // cp …
-    let out = sh(&dir, &bus, port, WALK[8]);
-    check(WALK[8], &out, out.status.success());
+    let out = sh(&dir, &bus, port, WALK[9]);
+    check(WALK[9], &out, out.status.success());
     // scripts/demo --config airlift.toml
     let demo2 = Demo::start(&dir, port, &["--config", "airlift.toml"], "2");
     until(
@@ -259,14 +269,14 @@ fn the_readme_walk_through_runs_command_by_command() {
     // The runtime state came back from the state file.
     until(&dir, &bus, port, WALK[7], "runtime state after the restart", state_rows_hold, &demo2);
     // sed …, reload
-    let out = sh(&dir, &bus, port, WALK[10]);
-    check(WALK[10], &out, out.status.success());
+    let out = sh(&dir, &bus, port, WALK[11]);
+    check(WALK[11], &out, out.status.success());
     let config = std::fs::read_to_string(dir.join("airlift.toml")).expect("airlift.toml");
     assert!(config.contains("frequency = 440.0"), "sed changed nothing:\n{config}");
-    let out = sh(&dir, &bus, port, WALK[11]);
-    check(WALK[11], &out, String::from_utf8_lossy(&out.stdout).trim() == "reloaded: 1 flows");
     let out = sh(&dir, &bus, port, WALK[12]);
-    check(WALK[12], &out, state_rows_hold(&out));
+    check(WALK[12], &out, String::from_utf8_lossy(&out.stdout).trim() == "reloaded: 1 flows");
+    let out = sh(&dir, &bus, port, WALK[13]);
+    check(WALK[13], &out, state_rows_hold(&out));
     drop(demo2);
 
     // make deb and apt install: scripts/test-deb does the same in a chroot.

@@ -189,6 +189,15 @@ pub fn router(api: Arc<Api>) -> Router {
         .with_state(api)
 }
 
+/// The answer of every API and console path while they are off.
+pub async fn off(why: String) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "NotSupported",
+        format!("the web console and the HTTP API are off: {why}"),
+    )
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
 }
