@@ -63,10 +63,10 @@ chaos:
 	CHAOS_STEPS=$(CHAOS_STEPS) $(CARGO) test -p airlift-ctl --test torture -- --nocapture
 
 ## Network-input drift soak: senders 100 ppm fast and slow into SRT inputs
-## for 10 minutes each (engine/tests/srt_drift.rs), checked for phase
+## for 10 minutes each (engine/daemon/tests/srt_drift.rs), checked for phase
 ## continuity, the drift estimate and zero dropped/inserted frames.
 soak: test-deps
-	$(CARGO) test -p airlift-engine --test srt_drift -- --ignored --nocapture --test-threads=2
+	$(CARGO) test -p airlift-engine-daemon --test srt_drift -- --ignored --nocapture --test-threads=2
 
 ## AddressSanitizer (and LeakSanitizer) over the ipc crate and the engine's
 ## unit tests and FFI-driving integration tests; Miri needs a nightly toolchain.

@@ -1,4 +1,6 @@
-//! Airlift's audio engine, as a library and as the `airlift-engine` binary.
+//! Airlift's audio engine as a library; the `airlift-engine` binary (the
+//! Unix-socket server that `airlift-ctld` talks to) is the package
+//! `airlift-engine-daemon` in `engine/daemon`.
 //!
 //! # Layout
 //!
@@ -16,7 +18,6 @@
 //!   worker threads (all FFI in `media::ffmpeg` and `media::srt`).
 //! - [`flow`]: a flow on its audio thread, or rendered offline.
 //! - [`node`]: the set of flows converged to a desired state.
-//! - [`control`]: the Unix-socket server that `airlift-ctld` talks to.
 //!
 //! Which thread may call what is said on each item: "Realtime-safe." or
 //! "Control thread only.".
@@ -41,7 +42,6 @@
 //! ```
 #![deny(missing_docs)]
 
-pub mod control;
 pub mod dsp;
 pub mod flow;
 pub mod graph;

@@ -13,7 +13,7 @@
 //! in the decoder cancels their aliasing as within one encoder's stream:
 //! timestamps, packet count and duration are those of one serial encoder,
 //! and the coding noise at a splice is that of any other frame (checked by
-//! `engine/tests/parallel_encode.rs`). Live flows never use this: a chunk's
+//! `engine/daemon/tests/parallel_encode.rs`). Live flows never use this: a chunk's
 //! packets can only go out once every earlier chunk is finished, which
 //! would delay the stream by a whole chunk.
 

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 use airlift_ipc::frame::{self, FrameError};
 use airlift_ipc::message::{Command, CommandId, CtlToEngine, EngineToCtl, RejectKind, Rejection};
 
-use crate::node::Node;
-use crate::rt::stats::FlowCounters;
+use airlift_engine::node::Node;
+use airlift_engine::rt::stats::FlowCounters;
 
 /// A peer that accepts nothing for this long is disconnected.
 pub const STALL_LIMIT: Duration = Duration::from_secs(5);
@@ -249,7 +249,7 @@ pub fn serve(
                 };
                 events.push(EngineToCtl::Hello {
                     protocol: airlift_ipc::PROTOCOL_VERSION,
-                    engine_version: crate::VERSION.into(),
+                    engine_version: airlift_engine::VERSION.into(),
                     pid: std::process::id(),
                 });
                 // A ctl that restarted while the engine ran on learns where

@@ -14,7 +14,7 @@ use airlift_engine::media::ffmpeg::{Decoder, MediaError, TsBytes, check_srt_inpu
 use common::{Peer, TempDir, free_port, frequency, loud_part, read_wav, run_engine, wait_for};
 
 fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/srt_input")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/srt_input")
 }
 
 fn seed(name: &str) -> Vec<u8> {

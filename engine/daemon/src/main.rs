@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use airlift_engine::control::{PeerPolicy, serve};
+mod control;
+
+use control::{PeerPolicy, serve};
 use airlift_engine::flow::render;
 use airlift_engine::graph::BuildOptions;
 use airlift_engine::media::spool::Spool;
