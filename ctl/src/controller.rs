@@ -263,6 +263,20 @@ pub struct Controller {
     restore_problem: std::sync::Mutex<Option<String>>,
     /// The SRT port pool.
     ports: std::sync::Mutex<PortAllocator>,
+    /// A note after every change of the runtime state or the configuration,
+    /// whoever made it (D-Bus, HTTP, a reload), so every client can follow.
+    pub changes: tokio::sync::broadcast::Sender<Change>,
+}
+
+/// What changed (clients read what they show again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Change {
+    /// The operator's runtime state: a gain, mute, pan, source, a stopped
+    /// flow, a pull job.
+    Runtime,
+    /// The configuration (a reload).
+    Config,
 }
 
 fn port_error(e: PortError) -> ControlError {
@@ -326,6 +340,7 @@ impl Controller {
             state_file,
             restore_problem: std::sync::Mutex::new(restored.problem),
             ports: std::sync::Mutex::new(ports),
+            changes: tokio::sync::broadcast::channel(64).0,
         }
     }
 
@@ -345,6 +360,7 @@ impl Controller {
     /// Writes the runtime state file; a failure is logged and alarmed, and
     /// the state still holds in memory (written again with the next change).
     fn persist(&self, runtime: &RuntimeState) {
+        let _ = self.changes.send(Change::Runtime);
         if let Err(e) = state::save(&self.state_file, runtime) {
             tracing::error!("{e}; the runtime state holds in memory and is written with the next change");
             self.alarm("state_file", format!("{e}: the runtime state is not persisted"));
@@ -482,6 +498,7 @@ impl Controller {
         if *runtime != before {
             self.persist(&runtime);
         }
+        let _ = self.changes.send(Change::Config);
         Ok(n)
     }
 

@@ -112,13 +112,13 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
         }
     }
     crate::alert::start(alert_targets, config.node.name.to_string(), http_state.clone());
-    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let http_task = tokio::spawn(http::serve(listener, http_state.clone(), security, async {
-        let _ = http_stopped.await;
-    }));
 
     let spawned = config.engine.spawn;
     let dbus_config = config.dbus.clone();
+    let api_token_file = config.api_token_file();
+    let api_token =
+        crate::api::auth::load_or_create_token(&api_token_file).context("[http] api_token_file")?;
+    let session_ttl = Duration::from_secs(u64::from(config.http.session_minutes) * 60);
     let controller = Arc::new(Controller::new(
         link,
         shared,
@@ -130,6 +130,20 @@ pub async fn run(config: Config, source: ConfigSource, overrides: Overrides) -> 
         restored,
         state_file,
     ));
+    // Recent alarms and segments, for the console: subscribed before the
+    // uploader starts.
+    let recent = Arc::new(crate::recent::Recent::new());
+    recent.start(controller.shared.clone(), http_state.uploads.clone());
+    let api = Arc::new(crate::api::Api {
+        ctl: controller.clone(),
+        auth: crate::api::auth::Auth::new(api_token, session_ttl, security.tls.is_some()),
+        recent,
+    });
+    tracing::info!(token_file = %api_token_file.display(), "web console on http{}://{listen_addr}/", if security.tls.is_some() { "s" } else { "" });
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http_task = tokio::spawn(http::serve(listener, http_state.clone(), security, Some(api), async {
+        let _ = http_stopped.await;
+    }));
     let _dbus = match crate::dbus::serve(controller.clone(), &dbus_config).await {
         Ok(conn) => conn,
         Err(e) => {

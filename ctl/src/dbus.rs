@@ -647,6 +647,12 @@ async fn forward_events(
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(_) => return,
                 };
+                // The alarm an event raises: the same as the console's log.
+                if let Some((kind, flow, message)) = crate::recent::engine_alarm(&event)
+                    && let Err(e) = NodeService::alarm(&emitter, kind, &flow, &message).await
+                {
+                    tracing::debug!("D-Bus signal not sent: {e}");
+                }
                 let result = match &event {
                     EngineToCtl::FlowState { flow, state } => {
                         let text = match state {
@@ -657,28 +663,13 @@ async fn forward_events(
                         let _ = iface.get().await.flows_changed(&emitter).await;
                         NodeService::flow_state_changed(&emitter, flow.as_str(), &text).await
                     }
-                    EngineToCtl::Silence { flow, silent } => {
-                        let msg = if *silent { "silence detected" } else { "audio is back" };
-                        NodeService::alarm(&emitter, "silence", flow.as_str(), msg).await
-                    }
-                    EngineToCtl::Xrun { flow, node, total } => {
-                        let _ = iface.get().await.xruns_changed(&emitter).await;
-                        NodeService::alarm(&emitter, "xrun", flow.as_str(), &format!("{node}: {total} xruns")).await
-                    }
+                    EngineToCtl::Xrun { .. } => iface.get().await.xruns_changed(&emitter).await,
                     EngineToCtl::SrtLink { flow, link, state, connects, refusals } => {
                         let text = match state {
                             SrtLinkState::Connected => "connected",
                             SrtLinkState::Waiting => "waiting",
                             SrtLinkState::Refused => "refused",
                         };
-                        let down = match state {
-                            SrtLinkState::Waiting if *connects > 0 => Some(format!("{link}: peer lost, reconnecting")),
-                            SrtLinkState::Refused => Some(format!("{link}: refused by the peer ({refusals} refusals)")),
-                            _ => None,
-                        };
-                        if let Some(message) = down {
-                            let _ = NodeService::alarm(&emitter, "srt_down", flow.as_str(), &message).await;
-                        }
                         NodeService::srt_link_changed(&emitter, flow.as_str(), link, text, *connects, *refusals).await
                     }
                     EngineToCtl::InputSwitched { flow, input, source, reason } => {
@@ -688,15 +679,6 @@ async fn forward_events(
                         NodeService::recording_closed(&emitter, r.flow.as_str(), r.output.as_str(), &r.path, r.duration_ms, r.bytes, &r.sha256).await
                     }
                     EngineToCtl::SegmentClosed(m) => {
-                        if m.gap_90k > 0 {
-                            let message = format!(
-                                "{:.3} s of audio lost before segment {} ({}): the spool refused writes for longer than the memory hold",
-                                m.gap_90k as f64 / 90_000.0,
-                                m.sequence,
-                                m.path
-                            );
-                            let _ = NodeService::alarm(&emitter, "segment_gap", m.job.as_str(), &message).await;
-                        }
                         NodeService::segment_closed(&emitter, m.job.as_str(), m.sequence, &m.path, m.bytes, &m.sha256).await
                     }
                     EngineToCtl::Meters { flow, channels, loudness } if !channels.is_empty() || loudness.is_some() => {
@@ -722,7 +704,7 @@ async fn forward_events(
                     let _ = iface.get().await.engine_connected_changed(&emitter).await;
                     let _ = iface.get().await.state_changed(&emitter).await;
                     if !now {
-                        let _ = NodeService::alarm(&emitter, "engine", "", "the engine is not connected").await;
+                        let _ = NodeService::alarm(&emitter, "engine", "", crate::recent::ENGINE_DOWN).await;
                     }
                 }
                 let _ = iface.get().await.spool_bytes_changed(&emitter).await;

@@ -59,6 +59,21 @@ pub struct EngineView {
     /// SRT listeners of the desired state last sent that run without a
     /// passphrase (`allow_unencrypted = true`), by endpoint.
     pub unencrypted_listeners: Vec<String>,
+    /// Each running flow's last statistics report (realtime figures, SRT
+    /// links, input sources); cleared when the engine goes away.
+    pub stats: BTreeMap<String, airlift_ipc::message::FlowStats>,
+    /// Each flow's last meter reading; cleared when the engine goes away.
+    pub meters: BTreeMap<String, MeterReading>,
+}
+
+/// A flow's last meter report: per channel peak and RMS, and loudness when
+/// the flow measures it.
+#[derive(Debug, Clone, Default)]
+pub struct MeterReading {
+    /// Per channel.
+    pub channels: Vec<airlift_ipc::message::ChannelMeter>,
+    /// EBU R128 figures, if the flow has a loudness meter.
+    pub loudness: Option<airlift_ipc::message::Loudness>,
 }
 
 /// State shared between the link, HTTP and D-Bus.
@@ -253,6 +268,8 @@ async fn supervise(
             // The next engine reports its pull jobs and links afresh.
             view.pulls.clear();
             view.links_down.clear();
+            view.stats.clear();
+            view.meters.clear();
         }
         gap_started = Some((Instant::now(), std::time::SystemTime::now()));
         if reason == SHUTTING_DOWN {
@@ -593,6 +610,10 @@ fn handle_event(session: &mut Session, shared: &Arc<Shared>, msg: EngineToCtl) {
         }
         EngineToCtl::Meters { flow, channels, loudness } => {
             shared.metrics.record_meters(flow.as_str(), channels, loudness.as_ref());
+            shared.view().meters.insert(
+                flow.to_string(),
+                MeterReading { channels: channels.clone(), loudness: *loudness },
+            );
         }
         EngineToCtl::Silence { flow, silent } => {
             if *silent {
@@ -635,6 +656,8 @@ fn handle_event(session: &mut Session, shared: &Arc<Shared>, msg: EngineToCtl) {
             shared.metrics.record_stats(&stats.flows, &periods);
             shared.metrics.record_pulls(&stats.pulls);
             shared.metrics.record_segment_jobs(&stats.segment_jobs);
+            let mut view = shared.view();
+            view.stats = stats.flows.iter().map(|f| (f.flow.clone(), f.clone())).collect();
         }
         EngineToCtl::Hello { engine_version, pid, .. } => {
             tracing::info!(%engine_version, pid, "engine said hello");

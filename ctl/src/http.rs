@@ -104,8 +104,9 @@ impl HttpState {
     }
 }
 
+/// The body of `/health`.
 #[derive(Serialize)]
-struct Health {
+pub(crate) struct Health {
     status: &'static str,
     reasons: Vec<String>,
     reason_codes: Vec<&'static str>,
@@ -117,12 +118,12 @@ struct Health {
     engine_restarts: u64,
     flows: Vec<FlowHealth>,
     spool: SpoolHealth,
-    last_upload: Option<LastUploadHealth>,
+    pub(crate) last_upload: Option<LastUploadHealth>,
     uploads: UploadsHealth,
 }
 
 #[derive(Serialize)]
-struct LastUploadHealth {
+pub(crate) struct LastUploadHealth {
     key: String,
     bytes: u64,
     at_ms: i64,
@@ -155,7 +156,7 @@ struct SpoolHealth {
 }
 
 /// The health verdict ([`crate::health`]) with what it was made from.
-fn health(state: &HttpState) -> Health {
+pub(crate) fn health_report(state: &HttpState) -> Health {
     let (verdict, reasons) = state.judge();
     let inputs = state.health_inputs();
     let (connected, pid, restarts) =
@@ -198,7 +199,7 @@ fn health(state: &HttpState) -> Health {
 }
 
 async fn get_health(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
-    let h = health(&state);
+    let h = health_report(&state);
     let code = if h.status == "unhealthy" { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     let body = serde_json::to_string_pretty(&h).unwrap_or_else(|_| "{}".into());
     (code, [(header::CONTENT_TYPE, "application/json")], body)
@@ -337,7 +338,8 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn guard(
+/// Every route: at most the configured requests per second per address.
+async fn rate_limit(
     State(guard): State<Arc<Guard>>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     request: axum::extract::Request,
@@ -346,6 +348,15 @@ async fn guard(
     if !guard.limiter.allow(peer.ip()) {
         return (StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded\n").into_response();
     }
+    next.run(request).await
+}
+
+/// `/health` and `/metrics`: the bearer token of `[http] token_file`, if set.
+async fn guard(
+    State(guard): State<Arc<Guard>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
     if let Some(token) = &guard.token {
         let sent = request
             .headers()
@@ -366,7 +377,9 @@ async fn guard(
 }
 
 /// Serves until `shutdown` completes: plain HTTP, or HTTPS when `security`
-/// has TLS; the token and rate limit apply either way. Untrusted clients
+/// has TLS; the token and rate limit apply either way. With `api`, the
+/// HTTP API and the web console ([`crate::api`]) are served beside
+/// `/health` and `/metrics`, under their own credentials. Untrusted clients
 /// cannot exhaust ctld: at most [`MAX_CONNECTIONS`] connections at once and
 /// [`MAX_PER_ADDRESS`] from one address (more are closed at once), a
 /// connection that sends nothing for 5 s or takes longer than 5 s for a
@@ -376,6 +389,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<HttpState>,
     security: HttpSecurity,
+    api: Option<Arc<crate::api::Api>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let guard_state = Arc::new(Guard {
@@ -385,11 +399,15 @@ pub async fn serve(
             buckets: Default::default(),
         },
     });
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/health", get(get_health))
         .route("/metrics", get(get_metrics))
         .with_state(state)
-        .layer(axum::middleware::from_fn_with_state(guard_state, guard));
+        .layer(axum::middleware::from_fn_with_state(guard_state.clone(), guard));
+    if let Some(api) = api {
+        app = app.merge(crate::api::router(api));
+    }
+    let app = app.layer(axum::middleware::from_fn_with_state(guard_state, rate_limit));
     let acceptor = security.tls.map(tokio_rustls::TlsAcceptor::from);
     let limits = Arc::new(ConnLimits::default());
     let mut shutdown = std::pin::pin!(shutdown);

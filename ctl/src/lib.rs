@@ -8,7 +8,9 @@
 //! - [`engine_link`]: connect to or spawn and supervise `airlift-engine`,
 //!   re-send the desired state on every (re)connect, record gaps.
 //! - [`metrics`]: Prometheus metrics fed by engine events.
-//! - [`http`]: `/health` and `/metrics`.
+//! - [`http`]: the HTTP listener: `/health`, `/metrics`, and [`api`]: the
+//!   JSON API `/api/v1` and the web console, one more client of the controller.
+//! - [`recent`]: the last alarms and segments, for clients that arrive later.
 //! - [`controller`]: the operations shared by SIGHUP and D-Bus, validating every argument.
 //! - [`state`]: the runtime state (the operator's gain, mute, pan, stops and pull
 //!   jobs over the configuration), merged into the desired state and persisted.
@@ -21,6 +23,7 @@
 #![deny(missing_docs)]
 
 pub mod alert;
+pub mod api;
 pub mod client;
 pub mod config;
 pub mod controller;
@@ -31,6 +34,7 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod ports;
+pub mod recent;
 pub mod state;
 pub mod upload;
 

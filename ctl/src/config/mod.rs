@@ -131,10 +131,22 @@ pub struct HttpSection {
     /// Requests per second allowed per client address (a burst of twice that).
     #[serde(default = "default_rate")]
     pub rate_limit_per_second: u32,
+    /// File holding the token of the HTTP API and the web console (created
+    /// with a random token when missing; default `api-token` beside the
+    /// state file).
+    #[serde(default)]
+    pub api_token_file: Option<SafePath>,
+    /// Minutes a console session lasts after its login (1 … 10080).
+    #[serde(default = "default_session_minutes")]
+    pub session_minutes: u32,
 }
 
 fn default_rate() -> u32 {
     50
+}
+
+fn default_session_minutes() -> u32 {
+    720
 }
 
 /// `[http]` with its paths resolved, for [`crate::http::HttpSecurity::load`].
@@ -168,6 +180,8 @@ impl HttpSection {
             tls_key: None,
             token_file: None,
             rate_limit_per_second: default_rate(),
+            api_token_file: None,
+            session_minutes: default_session_minutes(),
         }
     }
 }
@@ -482,6 +496,15 @@ impl Config {
     pub fn http_paths(&self) -> [Option<PathBuf>; 3] {
         let r = |p: &Option<SafePath>| p.as_ref().map(|p| p.resolve(&self.base_dir));
         [r(&self.http.tls_cert), r(&self.http.tls_key), r(&self.http.token_file)]
+    }
+
+    /// The API token file, resolved: `[http] api_token_file`, else
+    /// `api-token` beside the state file.
+    pub fn api_token_file(&self) -> PathBuf {
+        match &self.http.api_token_file {
+            Some(p) => p.resolve(&self.base_dir),
+            None => self.state_file().with_file_name("api-token"),
+        }
     }
 
     /// The engine socket, resolved.
@@ -907,6 +930,9 @@ impl Context<'_> {
         }
         if !(1..=100_000).contains(&http.rate_limit_per_second) {
             self.errors.push(self.plain("http.rate_limit_per_second", "must be 1 to 100000"));
+        }
+        if !(1..=10_080).contains(&http.session_minutes) {
+            self.errors.push(self.plain("http.session_minutes", "must be 1 to 10080 (a week)"));
         }
         if let Some(p) = config.engine.rt_priority
             && !(1..=99).contains(&p)

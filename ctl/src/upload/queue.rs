@@ -85,7 +85,7 @@ pub struct LastUpload {
 }
 
 /// One segment in the queue, as `ListUploads` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct UploadEntry {
     /// The segment's object key.
     pub key: String,
