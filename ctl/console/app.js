@@ -5,7 +5,7 @@
 import { api, seg, setCsrf, setUnauthorizedHandler } from './api.js';
 import { FlowCard } from './flows.js';
 import { renderHealth, renderArchive, renderPulls, AlarmLog } from './panels.js';
-import { setText } from './dom.js';
+import { setText, whileBusy } from './dom.js';
 
 /** How often health, archive and flow figures are read again (ms). */
 const REFRESH_MS = 5000;
@@ -28,6 +28,7 @@ const ui = {
   healthBadge: $('health-badge'),
   status: $('status-line'),
   flows: $('flows'),
+  flowsTitle: $('flows-title'),
   flowsEmpty: $('flows-empty'),
   health: $('health'),
   archive: $('archive'),
@@ -192,17 +193,17 @@ const actions = {
 };
 
 /** The Stop button of a pull job. */
-async function stopPull(name, button) {
-  button.disabled = true;
-  setText(ui.pullError, '');
-  try {
-    await api('DELETE', `/pulls/${seg(name)}`);
-    showStatus(`Pull ${name} stopped`, 'info');
-  } catch (err) {
-    if (err.status !== 401) setText(ui.pullError, err.message);
-    button.disabled = false;
-  }
-  loadPulls();
+function stopPull(name, button) {
+  return whileBusy(button, async () => {
+    setText(ui.pullError, '');
+    try {
+      await api('DELETE', `/pulls/${seg(name)}`);
+      showStatus(`Pull ${name} stopped`, 'info');
+    } catch (err) {
+      if (err.status !== 401) setText(ui.pullError, err.message);
+    }
+    loadPulls();
+  });
 }
 
 ui.pullForm.addEventListener('submit', async (ev) => {
@@ -214,18 +215,17 @@ ui.pullForm.addEventListener('submit', async (ev) => {
     ui.pullUrl.focus();
     return;
   }
-  setText(ui.pullError, '');
-  ui.pullSubmit.disabled = true;
-  try {
-    const answer = await api('POST', '/pulls', name ? { url, name } : { url });
-    ui.pullForm.reset();
-    showStatus(`Pull ${answer && answer.name ? answer.name : ''} started`, 'info');
-  } catch (err) {
-    if (err.status !== 401) setText(ui.pullError, err.message);
-  } finally {
-    ui.pullSubmit.disabled = false;
-  }
-  loadPulls();
+  await whileBusy(ui.pullSubmit, async () => {
+    setText(ui.pullError, '');
+    try {
+      const answer = await api('POST', '/pulls', name ? { url, name } : { url });
+      ui.pullForm.reset();
+      showStatus(`Pull ${answer && answer.name ? answer.name : ''} started`, 'info');
+    } catch (err) {
+      if (err.status !== 401) setText(ui.pullError, err.message);
+    }
+    loadPulls();
+  });
 });
 
 // --------------------------------------------------------------------- events
@@ -375,32 +375,29 @@ ui.loginForm.addEventListener('submit', async (ev) => {
     setText(ui.loginError, 'Enter the API token.');
     return;
   }
-  setText(ui.loginError, '');
-  ui.loginSubmit.disabled = true;
-  try {
-    await api('POST', '/login', { token });
-    const s = await api('GET', '/session');
-    ui.token.value = '';
-    enterMain(s);
-  } catch (err) {
-    setText(ui.loginError, err.message);
-  } finally {
-    ui.loginSubmit.disabled = false;
-  }
+  await whileBusy(ui.loginSubmit, async () => {
+    setText(ui.loginError, '');
+    try {
+      await api('POST', '/login', { token });
+      const s = await api('GET', '/session');
+      ui.token.value = '';
+      enterMain(s);
+      ui.flowsTitle.focus(); // the sign-in form is gone: start at the top of the console
+    } catch (err) {
+      setText(ui.loginError, err.message);
+    }
+  });
 });
 
-ui.logout.addEventListener('click', async () => {
-  ui.logout.disabled = true;
+ui.logout.addEventListener('click', () => whileBusy(ui.logout, async () => {
   try {
     await api('POST', '/logout');
     showLogin();
   } catch (err) {
     if (err.status === 401) showLogin();
     else report(err, 'Logging out');
-  } finally {
-    ui.logout.disabled = false;
   }
-});
+}));
 
 /** Start: the main view with a valid session, the login page without. */
 async function boot() {

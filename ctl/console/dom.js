@@ -31,8 +31,20 @@ export function setAttr(el, name, value) {
   if (el.getAttribute(name) !== s) el.setAttribute(name, s);
 }
 
-/** CSS.escape for attribute selectors built from names. */
-export const esc = (s) => CSS.escape(String(s));
+/**
+ * Runs `task` unless `el` is still busy with the previous one, marking it
+ * aria-busy meanwhile. Unlike `disabled`, this keeps the keyboard focus on
+ * the control. Resolves to the task's result (undefined when skipped).
+ */
+export async function whileBusy(el, task) {
+  if (el.getAttribute('aria-busy') === 'true') return undefined;
+  el.setAttribute('aria-busy', 'true');
+  try {
+    return await task();
+  } finally {
+    el.removeAttribute('aria-busy');
+  }
+}
 
 /** A level (dBFS/LUFS, `null` = −∞) as text with one decimal, or `-inf`. */
 export function fmtLevel(v) {

@@ -4,7 +4,7 @@
 // a focused control survives refreshes; a card is rebuilt only when its
 // inputs or links change shape.
 
-import { h, setAttr, setText, fmtLevel, fmtNum } from './dom.js';
+import { h, setAttr, setText, fmtLevel, fmtNum, whileBusy } from './dom.js';
 import { MeterBank } from './meters.js';
 
 /** Levels from SSE newer than this (ms) win over the meters in GET /flows. */
@@ -25,6 +25,7 @@ function shapeOf(flow) {
   return JSON.stringify([
     (flow.inputs || []).map((i) => [i.name, i.sources || null]),
     (flow.links || []).map((l) => l.name),
+    flow.processors || [],
   ]);
 }
 
@@ -157,13 +158,12 @@ class InputControl {
     this.show();
   }
 
-  async sendMute() {
-    const muted = this.known.muted !== true;
-    this.mute.disabled = true;
-    const ok = await this.actions.setMute(this.flow, this.name, muted);
-    this.mute.disabled = false;
-    if (ok) this.known.muted = muted;
-    this.show();
+  sendMute() {
+    return whileBusy(this.mute, async () => {
+      const muted = this.known.muted !== true;
+      if (await this.actions.setMute(this.flow, this.name, muted)) this.known.muted = muted;
+      this.show();
+    });
   }
 
   async sendPan() {
@@ -240,6 +240,7 @@ export class FlowCard {
   constructor(flow, actions) {
     this.name = flow.name;
     this.shape = shapeOf(flow);
+    this.hasLoudness = (flow.processors || []).includes('loudness');
     this.levelsAt = -Infinity; // performance.now() of the last SSE levels event
     this.loudnessData = null;
     this.loudnessDirty = true;
@@ -328,14 +329,25 @@ export class FlowCard {
     for (const input of flow.inputs || []) this.inputs.get(input.name)?.update(input);
     for (const link of flow.links || []) this.links.get(link.name)?.update(link);
 
-    if (flow.meters && performance.now() - this.levelsAt > LIVE_LEVELS_MS) {
-      this.meters.set(flow.meters.peak_dbfs, flow.meters.rms_dbfs);
-      this.setLoudness(flow.meters.loudness ?? null);
+    const m = flow.meters;
+    if (m && performance.now() - this.levelsAt > LIVE_LEVELS_MS) {
+      const blank = (levels) => (Array.isArray(levels) ? levels.map(() => null) : []);
+      if (this.running) {
+        this.meters.set(m.peak_dbfs, m.rms_dbfs);
+        this.setLoudness(m.loudness ?? null);
+      } else {
+        this.meters.set(blank(m.peak_dbfs), blank(m.rms_dbfs));
+      }
     }
   }
 
-  /** The state text (SSE `flow_state` or GET /flows). */
+  /**
+   * The state text (SSE `flow_state` or GET /flows). A flow that is not
+   * running shows empty meters (GET /flows keeps its last levels).
+   */
   setState(state) {
+    this.running = state === 'running';
+    if (!this.running) this.meters.clear();
     setText(this.stateEl, state);
     this.stateEl.dataset.tone = state === 'running' ? 'ok' : state === 'stopped' ? 'idle' : state.startsWith('failed') ? 'bad' : 'warn';
   }
@@ -347,7 +359,13 @@ export class FlowCard {
     this.setLoudness(data.loudness ?? null);
   }
 
+  /**
+   * New loudness figures; null hides them. A flow with a loudness meter keeps
+   * its last figures through a null (ctld sends one now and then between
+   * two measurements), so the block does not flicker.
+   */
   setLoudness(loudness) {
+    if (loudness === null && this.hasLoudness && this.loudnessData) return;
     this.loudnessData = loudness;
     this.loudnessDirty = true;
   }

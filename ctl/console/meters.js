@@ -5,7 +5,7 @@
 import { h, setAttr, setText, fmtLevel } from './dom.js';
 
 /** Bottom of the scale (dBFS); anything lower, and −∞ (null), is an empty bar. */
-export const FLOOR_DB = -60;
+const FLOOR_DB = -60;
 /** How long the peak hold stays before it falls (ms). */
 const HOLD_MS = 2000;
 /** How fast the peak hold falls after that (dB per second). */
@@ -15,7 +15,7 @@ const TICKS = [-60, -48, -36, -24, -18, -12, -6, 0];
 const MINOR_TICKS = new Set([-18, -6]);
 
 /** dBFS → fraction of the bar (0…1); null (−∞) → 0. */
-export function dbToFraction(db) {
+function dbToFraction(db) {
   if (typeof db !== 'number' || !Number.isFinite(db)) return 0;
   return Math.min(1, Math.max(0, (db - FLOOR_DB) / -FLOOR_DB));
 }
@@ -136,6 +136,11 @@ export class MeterBank {
     this.rms = Array.isArray(rms) ? rms : [];
     const count = Math.max(this.peak.length, this.rms.length);
     if (count !== this.channels.length) this.build(count);
+  }
+
+  /** Empty bars (−∞) on every channel, e.g. for a stopped flow. */
+  clear() {
+    this.set(this.channels.map(() => null), this.channels.map(() => null));
   }
 
   /** Draws the stored levels; `now` from performance.now(). */

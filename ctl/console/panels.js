@@ -103,6 +103,7 @@ export function renderPulls(tbody, empty, pulls, onStop) {
     })),
   )));
   empty.hidden = list.length > 0;
+  tbody.closest('table').hidden = list.length === 0;
 }
 
 /** The alarm log `ul#alarms`: newest first, at most MAX entries. */
