@@ -300,7 +300,11 @@ function openEvents() {
   });
   onEvent(es, 'segment_closed', () => loadArchive.soon(500));
   onEvent(es, 'segment_uploaded', () => loadArchive.soon(500));
-  onEvent(es, 'alarm', (d) => alarms.add(d));
+  onEvent(es, 'alarm', (d) => {
+    alarms.add(d);
+    loadFlows.soon(500); // e.g. silence: the flow's silent flag changed
+    loadHealth.soon(500);
+  });
   onEvent(es, 'pulls', () => loadPulls.soon(100));
   onEvent(es, 'engine', (d) => {
     if (d.connected === false) showStatus('The engine is not connected.');

@@ -20,7 +20,7 @@ function fmtPan(pan) {
 }
 const fmtLufs = (v) => (typeof v === 'number' && Number.isFinite(v) ? `${v.toFixed(1)} LUFS` : '-inf');
 
-/** The shape of a flow that, when it changes, needs a new card. */
+/** The shape of a flow (inputs, links, processors): when it changes, the card is rebuilt. */
 function shapeOf(flow) {
   return JSON.stringify([
     (flow.inputs || []).map((i) => [i.name, i.sources || null]),
@@ -253,7 +253,7 @@ export class FlowCard {
     const lcell = (cls, label) => h('div', { class: 'lcell' }, h('span', { class: 'lcell-label', text: label }), h('span', { class: `${cls} mono`, text: '-inf' }));
     this.loudnessEl = h(
       'div',
-      { class: 'loudness', 'aria-label': 'Loudness' },
+      { class: 'loudness', role: 'group', 'aria-label': `${flow.name} loudness` },
       lcell('loudness-m', 'Momentary'),
       lcell('loudness-s', 'Short-term'),
       lcell('loudness-i', 'Integrated'),
@@ -308,7 +308,7 @@ export class FlowCard {
     this.update(flow);
   }
 
-  /** True when `flow` has other inputs or links than this card. */
+  /** True when `flow` has other inputs, links or processors than this card. */
   needsRebuild(flow) {
     return shapeOf(flow) !== this.shape;
   }
