@@ -182,6 +182,7 @@ impl Recent {
             use tokio::sync::broadcast::error::RecvError;
             let mut tick = tokio::time::interval(Duration::from_millis(500));
             let mut connected = false;
+            let mut pid = shared.with_view(|v| v.engine_pid);
             loop {
                 tokio::select! {
                     event = engine.recv() => match event {
@@ -203,11 +204,18 @@ impl Recent {
                         Err(RecvError::Closed) => return,
                     },
                     _ = tick.tick() => {
-                        let now = shared.with_view(|v| v.connected);
+                        let (now, now_pid, last) =
+                            shared.with_view(|v| (v.connected, v.engine_pid, v.gaps.last().map(|g| g.1)));
                         if connected && !now {
                             recent.alarm("engine", "", ENGINE_DOWN);
+                        } else if connected && now && pid.is_some() && now_pid.is_some() && now_pid != pid {
+                            // Gone and back between two looks.
+                            let gap = last.map_or(0.0, |g| g.as_secs_f64());
+                            let message = format!("the engine restarted ({gap:.1} s without it)");
+                            recent.alarm("engine", "", &message);
                         }
                         connected = now;
+                        pid = now_pid;
                     }
                 }
             }

@@ -215,7 +215,7 @@ struct Browser {
     profile: PathBuf,
 }
 
-const ELEMENT: &str = "element-6066-11e4-a52f-4a6a6b1e4f1e";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 impl Browser {
     fn start(tag: &str) -> Self {
@@ -439,16 +439,19 @@ fn the_console_drives_the_node_in_a_real_browser() {
         browser.console().into_iter().filter(|e| e["level"] == json!("SEVERE")).collect();
     assert!(errors.is_empty(), "browser console errors: {errors:?}\n{}", node.log());
 
+    browser.js("window.scrollTo(0, 0);", json!([]));
     std::thread::sleep(Duration::from_millis(800));
     browser.screenshot(&screenshot_dir().join("console.png"));
     // Phone-sized: nothing wider than the screen.
     browser.resize(390, 844);
+    browser.js("window.scrollTo(0, 0);", json!([]));
     std::thread::sleep(Duration::from_millis(500));
     let overflow = browser.js("return document.documentElement.scrollWidth - window.innerWidth;", json!([]));
     assert!(overflow.as_i64().unwrap_or(1) <= 0, "page wider than a phone by {overflow} px");
     browser.screenshot(&screenshot_dir().join("console-phone.png"));
     if let Some(to) = std::env::var_os("AIRLIFT_SCREENSHOT") {
-        browser.resize(1400, 1000);
+        browser.resize(1400, 1100);
+        browser.js("window.scrollTo(0, 0);", json!([]));
         std::thread::sleep(Duration::from_millis(800));
         browser.screenshot(Path::new(&to));
     }

@@ -17,6 +17,11 @@ use super::Api;
 const ASSETS: &[(&str, &str, &str)] = &[
     ("index.html", "text/html; charset=utf-8", include_str!("../../console/index.html")),
     ("app.js", "text/javascript; charset=utf-8", include_str!("../../console/app.js")),
+    ("api.js", "text/javascript; charset=utf-8", include_str!("../../console/api.js")),
+    ("dom.js", "text/javascript; charset=utf-8", include_str!("../../console/dom.js")),
+    ("flows.js", "text/javascript; charset=utf-8", include_str!("../../console/flows.js")),
+    ("meters.js", "text/javascript; charset=utf-8", include_str!("../../console/meters.js")),
+    ("panels.js", "text/javascript; charset=utf-8", include_str!("../../console/panels.js")),
     ("style.css", "text/css; charset=utf-8", include_str!("../../console/style.css")),
 ];
 
@@ -66,6 +71,14 @@ mod tests {
         let (_, _, html) = ASSETS[0];
         for name in ["/console/app.js", "/console/style.css"] {
             assert!(html.contains(name), "index.html loads {name}");
+        }
+        // Every module imported by a module is built in.
+        for (_, _, body) in ASSETS.iter().filter(|(n, _, _)| n.ends_with(".js")) {
+            for import in body.split("from '").skip(1).chain(body.split("from \"").skip(1)) {
+                let target = import.split(['\'', '"']).next().unwrap_or_default();
+                let name = target.trim_start_matches("./").trim_start_matches("/console/");
+                assert!(ASSETS.iter().any(|(n, _, _)| *n == name), "{target} is imported but not built in");
+            }
         }
         for (_, _, body) in ASSETS {
             assert!(

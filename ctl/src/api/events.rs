@@ -188,6 +188,8 @@ fn engine_event(
             v["flow"] = json!(flow.as_str());
             send(tx, "levels", &v)
         }
+        // A new engine (a restart can be quicker than the link's poll).
+        EngineToCtl::Hello { .. } => send(tx, "engine", &json!({ "connected": true })),
         EngineToCtl::FlowState { flow, state } => {
             send(tx, "flow_state", &json!({ "flow": flow.as_str(), "state": state_text(state) }))
         }

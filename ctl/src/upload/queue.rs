@@ -137,6 +137,10 @@ impl UploadStatus {
     /// Segments waiting (or being uploaded), in the queue or in the spool
     /// for want of room in it.
     pub fn backlog(&self) -> u32 {
+        if self.targets.lock().map(|t| t.is_empty()).unwrap_or(false) {
+            // Uploads are off: segments stay in the spool, nothing waits.
+            return 0;
+        }
         let n = (self.lock().len() as u64).saturating_add(self.unqueued());
         u32::try_from(n).unwrap_or(u32::MAX)
     }
@@ -811,6 +815,14 @@ impl Scheduler {
 
     fn update_gauges(&self) {
         let m = &self.ctx.shared.metrics.upload;
+        if self.ctx.targets.is_empty() {
+            // Uploads are off: nothing waits for one, nothing lags.
+            m.queue_segments.set(0);
+            m.unqueued_segments.set(0);
+            m.queue_bytes.set(0);
+            m.lag_seconds.set(0.0);
+            return;
+        }
         let q = self.status.lock();
         let unqueued = i64::try_from(self.status.unqueued()).unwrap_or(i64::MAX);
         m.queue_segments.set((q.len() as i64).saturating_add(unqueued));

@@ -11,7 +11,6 @@ use clap::{Args, Parser, Subcommand};
 
 mod control;
 
-use control::{PeerPolicy, serve};
 use airlift_engine::flow::render;
 use airlift_engine::graph::BuildOptions;
 use airlift_engine::media::spool::Spool;
@@ -19,6 +18,7 @@ use airlift_engine::node::Node;
 use airlift_engine::rt::thread::RealtimeRequest;
 use airlift_ipc::message::{EngineToCtl, FlowState};
 use airlift_ipc::spec::DesiredState;
+use control::{PeerPolicy, serve};
 
 #[derive(Parser)]
 #[command(name = "airlift-engine", version, about = "Airlift's realtime audio engine")]
