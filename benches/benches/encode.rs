@@ -16,8 +16,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use airlift_engine::FlowBuilder;
+use airlift_engine::assembly::BuildOptions;
 use airlift_engine::flow::render;
-use airlift_engine::graph::BuildOptions;
 use airlift_ipc::spec::{Codec, ConsumerSpec, EncodedSpec, TsSink};
 use airlift_ipc::units::{Bitrate, SafePath};
 use criterion::{Criterion, criterion_group, criterion_main};

@@ -3,8 +3,8 @@
 //! 1 s divided by the time per iteration.
 
 use airlift_engine::FlowBuilder;
+use airlift_engine::assembly::BuildOptions;
 use airlift_engine::flow::render;
-use airlift_engine::graph::BuildOptions;
 use airlift_ipc::spec::{ProducerSpec, SignalKind, TestSignalSpec};
 use airlift_ipc::units::{Channels, FrequencyHz, LevelDbfs};
 use criterion::{Criterion, criterion_group, criterion_main};

@@ -4,7 +4,7 @@
 //! `cargo run -p airlift-engine --example audio_mixing`
 
 use airlift_engine::flow::render;
-use airlift_engine::{FlowBuilder, graph::BuildOptions};
+use airlift_engine::{FlowBuilder, assembly::BuildOptions};
 use airlift_ipc::spec::{ProcessorSpec, ProducerSpec, SignalKind, TestSignalSpec};
 use airlift_ipc::units::{Channels, LevelDbfs};
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use airlift_engine::flow::render;
-use airlift_engine::{Bus, FlowBuilder, Processor, graph::BuildOptions};
+use airlift_engine::{Bus, FlowBuilder, Processor, assembly::BuildOptions};
 
 /// Soft-clips everything above `ceiling` with tanh and counts what it clipped.
 struct SoftClipper {

@@ -4,7 +4,7 @@
 //! `cargo run -p airlift-engine --example simple_recording [OUT.wav]`
 
 use airlift_engine::rt::thread::RealtimeRequest;
-use airlift_engine::{FlowBuilder, Node, graph::BuildOptions};
+use airlift_engine::{FlowBuilder, Node, assembly::BuildOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = std::env::args()

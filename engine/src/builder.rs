@@ -1,4 +1,5 @@
 //! A small builder for flows in code (the embedding API).
+#![forbid(unsafe_code)]
 
 use airlift_ipc::spec::{
     ConsumerSpec, FileSourceSpec, FlowSpec, InputSpec, OutputSpec, ProcessorSpec, ProducerSpec, SignalKind,

@@ -4,6 +4,7 @@
 //! The control side talks to the audio thread only through `rtrb` rings:
 //! [`RtCommand`]s in (parameter changes, a new graph, stop), replaced graphs
 //! back out so they are freed here and never on the audio thread.
+#![forbid(unsafe_code)]
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -13,14 +14,14 @@ use std::thread::JoinHandle;
 use airlift_ipc::message::{FlowStats, Loudness, RealtimeReport};
 use airlift_ipc::spec::FlowSpec;
 
-use crate::graph::build::{BuildError, BuildOptions, BuiltFlow, build, catch_up_frames};
+use crate::assembly::{BuildError, BuildOptions, BuiltFlow, build, catch_up_frames};
 use crate::graph::processor::{Processor, Report};
 use crate::graph::rt_graph::{Pacing, ParamChange, RtGraph};
-use crate::io::worker::Worker;
-use crate::media::link::{SrtLinkSnapshot, SrtLinkStatus};
 use crate::rt::clock::{InternalClock, now_ns};
+use crate::rt::link_status::{SrtLinkSnapshot, SrtLinkStatus};
 use crate::rt::stats::FlowCounters;
 use crate::rt::thread::{RealtimeRequest, apply};
+use crate::rt::worker::Worker;
 
 /// A message to a flow's audio thread.
 #[derive(Debug)]
@@ -215,7 +216,7 @@ pub struct RunningFlow {
     inputs: std::collections::HashMap<airlift_ipc::units::Name, usize>,
     counters: Arc<FlowCounters>,
     realtime: RealtimeReport,
-    injectors: Vec<crate::io::alsa::XrunInjector>,
+    injectors: Vec<crate::graph::alsa::XrunInjector>,
     links: Vec<Arc<SrtLinkStatus>>,
     failovers: Vec<(airlift_ipc::units::Name, Arc<crate::graph::failover::FailoverControl>)>,
 }
@@ -455,7 +456,7 @@ impl RunningFlow {
 
     /// Handles that inject xruns into the running graph's ALSA devices
     /// (fault drills and tests); empty once the graph was replaced.
-    pub fn xrun_injectors(&self) -> &[crate::io::alsa::XrunInjector] {
+    pub fn xrun_injectors(&self) -> &[crate::graph::alsa::XrunInjector] {
         &self.injectors
     }
 
@@ -467,24 +468,7 @@ impl RunningFlow {
     /// Statistics.
     pub fn stats(&self) -> FlowStats {
         let mut stats = self.counters.snapshot(self.spec.name.as_str(), self.realtime.clone());
-        stats.srt_links = self
-            .srt_links()
-            .into_iter()
-            .map(|l| airlift_ipc::message::SrtLinkStats {
-                connected: l.state == crate::media::link::LinkState::Connected,
-                name: l.name,
-                connects: l.connects,
-                refusals: l.refusals,
-                rtt_ms: l.rtt_ms,
-                bandwidth_mbps: l.bandwidth_mbps,
-                lost: l.lost,
-                retransmits: l.retransmits,
-                bytes: l.bytes,
-                dropped_frames: l.dropped_frames,
-                inserted_frames: l.inserted_frames,
-                drift_ppm: l.drift_ppm,
-            })
-            .collect();
+        stats.srt_links = self.srt_links().into_iter().collect();
         stats.input_sources = self
             .failovers
             .iter()
@@ -631,7 +615,7 @@ pub struct RenderSummary {
 /// Renders `seconds` of `spec` offline, as fast as possible, on the calling
 /// thread; every ring waits for its worker, so nothing is dropped. AAC and
 /// MP2 outputs are encoded in chunks on [`BuildOptions::encode_threads`]
-/// threads (see [`ChunkedEncoder`](crate::media::ffmpeg::ChunkedEncoder)).
+/// threads (see [`ChunkedEncoder`](crate::sys::ffmpeg::ChunkedEncoder)).
 pub fn render(
     spec: &FlowSpec,
     options: &BuildOptions,

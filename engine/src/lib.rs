@@ -2,22 +2,35 @@
 //! Unix-socket server that `airlift-ctld` talks to) is the package
 //! `airlift-engine-daemon` in `engine/daemon`.
 //!
-//! # Layout
+//! # Layout: rooms, lowest first
 //!
-//! - [`rt`]: realtime thread setup, clocks, lock-free counters, and
-//!   [`rt::bridge`], the adaptive-resampling bridge between two clock domains.
+//! A room uses its own modules and lower rooms only (checked by
+//! `engine/tests/layout.rs`, with `#![forbid(unsafe_code)]` everywhere but
+//! the FFI fence and two realtime spots); docs/architecture.md draws it.
+//!
+//! - [`sys`]: **the FFI fence**: every FFmpeg ([`sys::ffmpeg`]) and libsrt
+//!   ([`sys::srt`]) call, and nothing else.
 //! - [`dsp`]: SIMD kernels (mix, meters) with scalar references, pan law,
-//!   test signals.
-//! - [`graph`]: the flow graph; [`graph::build`] prepares it on the control
-//!   thread, [`graph::rt_graph::RtGraph::process`] runs one period on the
-//!   audio thread; the [`Processor`] trait for your own DSP.
-//! - [`io`]: WAV source and recorder on named worker threads; [`io::alsa`],
-//!   ALSA capture and playback whose blocking I/O clocks the flow's audio
-//!   thread (the only module that calls alsa-lib).
-//! - [`media`]: FFmpeg codecs and MPEG-TS, SRT input and output, on named
-//!   worker threads (all FFI in `media::ffmpeg` and `media::srt`).
-//! - [`flow`]: a flow on its audio thread, or rendered offline.
-//! - [`node`]: the set of flows converged to a desired state.
+//!   test signals (`unsafe` only for the SIMD intrinsics in `dsp::mix`).
+//! - [`rt`]: the realtime core's plumbing: thread set-up, clocks (`unsafe`
+//!   only for `clock_nanosleep` and `sched_setscheduler`), lock-free
+//!   counters, rings, worker threads, and [`rt::bridge`], the adaptive
+//!   resampler between two clock domains.
+//! - [`graph`]: the flow graph the audio thread runs
+//!   ([`graph::rt_graph::RtGraph::process`]), the [`Processor`] trait for your
+//!   own DSP, input failover, flow links, and ALSA devices ([`graph::alsa`])
+//!   whose blocking I/O clocks the audio thread.
+//! - [`net`]: SRT connection policy: callers with backoff, listeners with
+//!   their passphrase and allow-list rules.
+//! - [`archive`]: TS reading, segments, the spool, pull jobs.
+//! - [`workers`]: the threads that move audio between rings and the outside:
+//!   encoders and TS/SRT senders, the SRT and file inputs, WAV I/O.
+//! - [`assembly`]: a flow spec turned into a graph with its workers
+//!   ([`assembly::build`]), one function per producer and consumer kind.
+//! - [`flow`]: a flow on its audio thread, or rendered offline; [`node`]: the
+//!   set of flows converged to a desired state.
+//! - [`untrusted`]: escaping and rate-limiting what peers send before it is
+//!   logged (a leaf any room may use).
 //!
 //! Which thread may call what is said on each item: "Realtime-safe." or
 //! "Control thread only.".
@@ -25,7 +38,7 @@
 //! # Example: render a tone into a WAV file
 //!
 //! ```
-//! use airlift_engine::{FlowBuilder, flow::render, graph::BuildOptions};
+//! use airlift_engine::{FlowBuilder, flow::render, assembly::BuildOptions};
 //!
 //! let dir = std::env::temp_dir().join(format!("airlift-doc-{}", std::process::id()));
 //! std::fs::create_dir_all(&dir).unwrap();
@@ -42,13 +55,17 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod archive;
+pub mod assembly;
 pub mod dsp;
 pub mod flow;
 pub mod graph;
-pub mod io;
-pub mod media;
+pub mod net;
 pub mod node;
 pub mod rt;
+pub mod sys;
+pub mod untrusted;
+pub mod workers;
 
 mod builder;
 

@@ -2,6 +2,7 @@
 //!
 //! Control thread only. Every change is prepared (built) before anything
 //! running is touched, so a command either applies whole or changes nothing.
+#![forbid(unsafe_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -14,13 +15,13 @@ use airlift_ipc::spec::{
 };
 use airlift_ipc::units::{GainDb, Name, Pan};
 
+use crate::archive::pull::{PullError, PullJob};
+use crate::assembly::{BuildError, BuildOptions, build, build_replacing};
 use crate::flow::{ParamError, RunningFlow, start_built};
-use crate::graph::build::{BuildError, BuildOptions, build, build_replacing};
+use crate::graph::alsa::AlsaError;
 use crate::graph::processor::{NodeRef, Processor, Report};
 use crate::graph::rt_graph::{Pacing, ParamChange};
-use crate::io::alsa::AlsaError;
-use crate::media::link::{LinkState, SrtLinkSnapshot};
-use crate::media::pull::{PullError, PullJob};
+use crate::rt::link_status::{LinkState, SrtLinkSnapshot};
 use crate::rt::thread::RealtimeRequest;
 
 /// A command the node refused. Nothing changed.
@@ -713,205 +714,9 @@ impl Node {
         }
         self.options.spool_events.drain_into(events);
     }
-
-    /// Converges the pull jobs to `wanted`: stops jobs that are gone or
-    /// changed, starts new ones. Refuses (changing nothing) when `wanted`
-    /// exceeds [`BuildOptions::max_pulls`].
-    fn apply_pulls(&mut self, wanted: &[PullSpec], events: &mut Vec<EngineToCtl>) -> Result<(), NodeError> {
-        if wanted.len() > self.options.max_pulls {
-            return Err(NodeError::TooManyPulls { wanted: wanted.len(), max: self.options.max_pulls });
-        }
-        let stale: Vec<Name> = self
-            .pulls
-            .iter()
-            .filter(|(name, job)| !wanted.iter().any(|w| &w.name == *name && w == job.spec()))
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in stale {
-            if let Some(job) = self.pulls.remove(&name) {
-                job.stop();
-            }
-        }
-        self.pulls_failed.retain(|name, (spec, _)| wanted.iter().any(|w| &w.name == name && w == spec));
-        self.options.spool_events.drain_into(events);
-        for spec in wanted {
-            if !self.pulls.contains_key(&spec.name)
-                && !self.pulls_failed.contains_key(&spec.name)
-                && let Err(e) = self.start_pull(spec, events)
-            {
-                self.fail_pull(spec, e.to_string(), REOPEN_FIRST, events);
-            }
-        }
-        Ok(())
-    }
-
-    /// Reports pull job `spec` failed and schedules a retry after `delay`.
-    fn fail_pull(&mut self, spec: &PullSpec, reason: String, delay: Duration, events: &mut Vec<EngineToCtl>) {
-        tracing::warn!(job = %spec.name, %reason, retry_in = ?delay, "pull job cannot start; retrying with backoff");
-        self.reasons.1.insert(spec.name.clone(), reason.clone());
-        events.push(EngineToCtl::PullState { job: spec.name.clone(), state: FlowState::Failed { reason } });
-        self.pulls_failed
-            .insert(spec.name.clone(), (spec.clone(), Reopen { at: Instant::now() + delay, delay }));
-    }
-
-    /// Starts pull jobs whose retry is due.
-    fn retry_pulls(&mut self, events: &mut Vec<EngineToCtl>) {
-        let now = Instant::now();
-        let due: Vec<(PullSpec, Duration)> = self
-            .pulls_failed
-            .values()
-            .filter(|(_, r)| r.at <= now)
-            .map(|(spec, r)| (spec.clone(), r.delay))
-            .collect();
-        for (spec, delay) in due {
-            self.pulls_failed.remove(&spec.name);
-            if let Err(e) = self.start_pull(&spec, events) {
-                self.pulls_failed.insert(
-                    spec.name.clone(),
-                    (
-                        spec,
-                        Reopen { at: now + (delay * 2).min(REOPEN_MAX), delay: (delay * 2).min(REOPEN_MAX) },
-                    ),
-                );
-                tracing::debug!(error = %e, "pull job retry failed");
-            }
-        }
-    }
-
-    /// Starts pull job `spec`. Control thread only.
-    pub fn start_pull(&mut self, spec: &PullSpec, events: &mut Vec<EngineToCtl>) -> Result<(), NodeError> {
-        if self.pulls.contains_key(&spec.name) {
-            return Err(NodeError::PullExists(spec.name.to_string()));
-        }
-        self.pulls_failed.remove(&spec.name);
-        if self.pulls.len() >= self.options.max_pulls {
-            return Err(NodeError::TooManyPulls {
-                wanted: self.pulls.len() + 1,
-                max: self.options.max_pulls,
-            });
-        }
-        let job = PullJob::start(spec, &self.options.spool, self.options.spool_events.clone())?;
-        self.pulls.insert(spec.name.clone(), job);
-        self.options.spool_events.drain_into(events);
-        Ok(())
-    }
-
-    /// Stops pull job `name`, closing its open segment. Control thread only.
-    pub fn stop_pull(&mut self, name: &str, events: &mut Vec<EngineToCtl>) -> Result<(), NodeError> {
-        if self.pulls_failed.remove(name).is_some() {
-            return Ok(());
-        }
-        let job = self.pulls.remove(name).ok_or_else(|| NodeError::UnknownPull(name.to_owned()))?;
-        job.stop();
-        self.options.spool_events.drain_into(events);
-        Ok(())
-    }
-
-    /// The running pull jobs.
-    pub fn pulls(&self) -> impl Iterator<Item = (&Name, &PullJob)> {
-        self.pulls.iter()
-    }
 }
 
-/// The name of an input or output of `spec`.
-fn node_name(spec: &FlowSpec, node: NodeRef) -> Option<Name> {
-    match node {
-        NodeRef::Input(i) => spec.inputs.get(i).map(|x| x.name.clone()),
-        NodeRef::Output(i) => spec.outputs.get(i).map(|x| x.name.clone()),
-    }
-}
+mod pulls;
 
-/// Whether `spec` has ALSA inputs or outputs.
-fn uses_alsa(spec: &FlowSpec) -> bool {
-    spec.inputs.iter().any(|i| matches!(i.producer, ProducerSpec::AlsaCapture(_)))
-        || spec.outputs.iter().any(|o| matches!(o.consumer, ConsumerSpec::AlsaPlayback(_)))
-}
-
-/// Whether `spec` holds something only one graph can hold at a time: an
-/// ALSA device, or an SRT listener's port. Such a flow is stopped before
-/// its new graph is built, not swapped.
-fn holds_exclusive(spec: &FlowSpec) -> bool {
-    let listener = |srt: &SrtSpec| matches!(srt.mode, SrtMode::Listener { .. });
-    uses_alsa(spec)
-        || spec
-            .inputs
-            .iter()
-            .flat_map(|i| i.producers())
-            .any(|(_, p)| matches!(p, ProducerSpec::SrtIn(s) if listener(&s.srt)))
-        || spec.outputs.iter().any(|o| {
-            matches!(&o.consumer, ConsumerSpec::Encoded(e) if matches!(&e.sink, TsSink::Srt(s) if listener(s)))
-        })
-}
-
-/// `name` and every flow of `specs` linked to it, directly or through others.
-fn link_group<'a>(specs: &[&'a FlowSpec], name: &Name) -> Vec<&'a FlowSpec> {
-    let links = |spec: &FlowSpec| -> Vec<Name> {
-        let read = spec.inputs.iter().filter_map(|i| match &i.producer {
-            ProducerSpec::Link(l) => Some(l.name.clone()),
-            _ => None,
-        });
-        let written = spec.outputs.iter().filter_map(|o| match &o.consumer {
-            ConsumerSpec::Link(l) => Some(l.name.clone()),
-            _ => None,
-        });
-        read.chain(written).collect()
-    };
-    let Some(first) = specs.iter().find(|s| &s.name == name) else {
-        return Vec::new();
-    };
-    let mut group = vec![*first];
-    let mut names: BTreeSet<Name> = links(first).into_iter().collect();
-    loop {
-        let before = group.len();
-        for spec in specs {
-            if !group.iter().any(|g| g.name == spec.name) && links(spec).iter().any(|l| names.contains(l)) {
-                names.extend(links(spec));
-                group.push(*spec);
-            }
-        }
-        if group.len() == before {
-            return group;
-        }
-    }
-}
-
-/// `specs` ordered so that each link's writer comes before its reader
-/// (cycles keep their given order).
-fn writers_first(mut specs: Vec<&FlowSpec>) -> Vec<&FlowSpec> {
-    let written = |spec: &FlowSpec, link: &Name| {
-        spec.outputs.iter().any(|o| matches!(&o.consumer, ConsumerSpec::Link(l) if &l.name == link))
-    };
-    let mut ordered = Vec::with_capacity(specs.len());
-    while !specs.is_empty() {
-        let ready = specs
-            .iter()
-            .position(|spec| {
-                spec.inputs.iter().all(|i| match &i.producer {
-                    ProducerSpec::Link(l) => {
-                        !specs.iter().any(|w| w.name != spec.name && written(w, &l.name))
-                    }
-                    _ => true,
-                })
-            })
-            .unwrap_or(0);
-        ordered.push(specs.remove(ready));
-    }
-    ordered
-}
-
-/// True when `new` equals `old` except for inputs' gain, mute and pan.
-fn only_input_params_differ(old: &FlowSpec, new: &FlowSpec) -> bool {
-    if old.inputs.len() != new.inputs.len() {
-        return false;
-    }
-    let mut normalised = new.clone();
-    for (n, o) in normalised.inputs.iter_mut().zip(&old.inputs) {
-        n.gain_db = o.gain_db;
-        n.muted = o.muted;
-        n.pan = o.pan;
-        if let (Some(nf), Some(of)) = (n.failover.as_mut(), o.failover.as_ref()) {
-            nf.selected = of.selected.clone();
-        }
-    }
-    &normalised == old
-}
+mod helpers;
+use helpers::*;

@@ -7,8 +7,8 @@
 use std::sync::atomic::Ordering;
 
 use airlift_engine::FlowBuilder;
+use airlift_engine::assembly::{BuildOptions, build};
 use airlift_engine::flow::{RtCommand, audio_driver};
-use airlift_engine::graph::{BuildOptions, build};
 use airlift_ipc::spec::{AlsaSpec, ClockSpec, ConsumerSpec, ProcessorSpec, ProducerSpec, SampleFormat};
 use airlift_ipc::units::{Channels, GainDb, Name, Periods};
 

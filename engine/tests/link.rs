@@ -101,7 +101,7 @@ fn two_flows_on_their_own_clocks_are_bridged() {
 /// rebuilds both ends; a link nobody writes is refused.
 #[test]
 fn a_link_joins_two_flows_of_the_desired_state() {
-    use airlift_engine::graph::BuildOptions;
+    use airlift_engine::assembly::BuildOptions;
     use airlift_engine::node::Node;
     use airlift_engine::rt::thread::RealtimeRequest;
     use airlift_ipc::spec::DesiredState;

@@ -6,9 +6,9 @@
 use std::sync::atomic::Ordering;
 
 use airlift_engine::FlowBuilder;
+use airlift_engine::assembly::{BuildOptions, build};
 use airlift_engine::flow::{RtCommand, audio_driver};
 use airlift_engine::graph::rt_graph::ParamChange;
-use airlift_engine::graph::{BuildOptions, build};
 use airlift_ipc::spec::{ProcessorSpec, WavFormat};
 use airlift_ipc::units::LevelDbfs;
 
@@ -216,7 +216,7 @@ fn a_resampled_srt_input_with_failover_never_allocates() {
         .spawn()
         .unwrap();
     let connected = Instant::now();
-    while built.links[0].snapshot().state != airlift_engine::media::link::LinkState::Connected {
+    while built.links[0].snapshot().state != airlift_engine::net::link::LinkState::Connected {
         assert!(connected.elapsed() < Duration::from_secs(15), "the sender did not connect");
         std::thread::sleep(Duration::from_millis(20));
     }

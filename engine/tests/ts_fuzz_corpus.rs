@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use airlift_engine::media::ts::check_reading_path;
+use airlift_engine::archive::ts::check_reading_path;
 
 #[test]
 fn corpus_replays_cleanly() {

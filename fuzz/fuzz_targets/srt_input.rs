@@ -8,5 +8,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = airlift_engine::media::ffmpeg::check_srt_input_path(data);
+    let _ = airlift_engine::sys::ffmpeg::check_srt_input_path(data);
 });

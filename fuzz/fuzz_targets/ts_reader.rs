@@ -6,5 +6,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    airlift_engine::media::ts::check_reading_path(data);
+    airlift_engine::archive::ts::check_reading_path(data);
 });

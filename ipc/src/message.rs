@@ -244,9 +244,10 @@ pub struct RecordingClosed {
 }
 
 /// Where an SRT link stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum SrtLinkState {
     /// Not connected: calling, or waiting for a caller.
+    #[default]
     Waiting,
     /// Connected and carrying the stream.
     Connected,
@@ -497,6 +498,9 @@ pub struct SrtLinkStats {
     pub name: String,
     /// Whether it is connected now.
     pub connected: bool,
+    /// Where it stands (`connected` distinguishes only the first state).
+    #[serde(default)]
+    pub state: SrtLinkState,
     /// Connections made so far.
     pub connects: u64,
     /// Attempts the peer refused (e.g. a wrong passphrase).

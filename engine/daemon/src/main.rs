@@ -11,9 +11,9 @@ use clap::{Args, Parser, Subcommand};
 
 mod control;
 
+use airlift_engine::archive::spool::Spool;
+use airlift_engine::assembly::BuildOptions;
 use airlift_engine::flow::render;
-use airlift_engine::graph::BuildOptions;
-use airlift_engine::media::spool::Spool;
 use airlift_engine::node::Node;
 use airlift_engine::rt::thread::RealtimeRequest;
 use airlift_ipc::message::{EngineToCtl, FlowState};
@@ -56,7 +56,7 @@ enum Mode {
         /// Encoders coding chunks of one AAC or MP2 output at once
         /// (default: one per CPU, at most 8; 1 encodes serially, as a live
         /// flow does).
-        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=airlift_engine::media::ffmpeg::MAX_ENCODE_THREADS as i64))]
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=airlift_engine::sys::ffmpeg::MAX_ENCODE_THREADS as i64))]
         encode_threads: Option<u16>,
         #[command(flatten)]
         limits: LimitArgs,
@@ -135,7 +135,7 @@ impl RtArgs {
 fn main() -> ExitCode {
     init_logging();
     // FFmpeg logs through tracing (rate limited), never to stderr directly.
-    airlift_engine::media::ffmpeg::log::install();
+    airlift_engine::sys::ffmpeg::log::install();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,9 +14,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use airlift_engine::FlowBuilder;
+use airlift_engine::assembly::{BuildError, BuildOptions, build};
 use airlift_engine::flow::{render, start};
-use airlift_engine::graph::{BuildError, BuildOptions, build};
-use airlift_engine::io::alsa::{AlsaError, bytes_per_sample};
+use airlift_engine::graph::alsa::{AlsaError, bytes_per_sample};
 use airlift_engine::node::Node;
 use airlift_engine::rt::thread::RealtimeRequest;
 use airlift_ipc::message::{EngineToCtl, FlowState};

@@ -13,9 +13,9 @@ use std::path::Path;
 use std::process::Command;
 
 use airlift_engine::FlowBuilder;
+use airlift_engine::assembly::BuildOptions;
 use airlift_engine::flow::render;
-use airlift_engine::graph::BuildOptions;
-use airlift_engine::media::ffmpeg::{ChunkedEncoder, Encoder};
+use airlift_engine::sys::ffmpeg::{ChunkedEncoder, Encoder};
 use airlift_ipc::spec::{Codec, ConsumerSpec, EncodedSpec, RecordSpec, TsSink};
 use airlift_ipc::units::{Bitrate, FfmpegName, SafePath};
 use common::{TempDir, decode_errors, ffprobe};

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use airlift_engine::media::srt::{SrtOptions, SrtSocket};
+use airlift_engine::sys::srt::{SrtOptions, SrtSocket};
 use airlift_ipc::message::SegmentManifest;
 use common::{Peer, TempDir, decode_errors, free_port, run_engine, wait_for};
 
@@ -262,7 +262,7 @@ fn a_spool_that_stays_full_costs_the_held_bytes_but_not_the_job() {
 
 #[test]
 fn a_caller_job_reconnects_after_the_no_data_watchdog() {
-    use airlift_engine::media::srt::SrtListener;
+    use airlift_engine::sys::srt::SrtListener;
     let dir = TempDir::new("pull-watchdog");
     let options = SrtOptions { latency_ms: 120, ..SrtOptions::default() };
     let port = free_port();
@@ -312,8 +312,8 @@ no_data_timeout_s = 1
 #[test]
 fn a_flow_that_cannot_be_built_fails_alone_and_the_pull_jobs_apply() {
     use airlift_engine::Node;
-    use airlift_engine::graph::BuildOptions;
-    use airlift_engine::media::spool::Spool;
+    use airlift_engine::archive::spool::Spool;
+    use airlift_engine::assembly::BuildOptions;
     use airlift_engine::rt::thread::RealtimeRequest;
     use airlift_ipc::spec::DesiredState;
 

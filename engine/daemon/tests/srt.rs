@@ -419,7 +419,7 @@ fn loud_runs(samples: &[f64], rate: u32) -> Vec<(usize, usize)> {
 #[test]
 fn a_flow_holding_an_srt_listener_is_rebuilt_on_its_port() {
     use airlift_engine::Node;
-    use airlift_engine::graph::BuildOptions;
+    use airlift_engine::assembly::BuildOptions;
     use airlift_engine::rt::thread::RealtimeRequest;
     use airlift_ipc::spec::DesiredState;
 

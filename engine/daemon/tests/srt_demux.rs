@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use airlift_engine::media::ffmpeg::{Decoder, MediaError, TsBytes, check_srt_input_path};
+use airlift_engine::sys::ffmpeg::{Decoder, MediaError, TsBytes, check_srt_input_path};
 use common::{Peer, TempDir, free_port, frequency, loud_part, read_wav, run_engine, wait_for};
 
 fn corpus_dir() -> PathBuf {

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use airlift_engine::media::srt::{RejectReason, SrtError, SrtListener, SrtOptions, SrtSocket};
+use airlift_engine::sys::srt::{RejectReason, SrtError, SrtListener, SrtOptions, SrtSocket};
 use airlift_ipc::units::PeerNetwork;
 use common::{Peer, free_port};
 

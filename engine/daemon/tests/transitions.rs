@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use airlift_engine::graph::BuildOptions;
-use airlift_engine::media::spool::Spool;
+use airlift_engine::archive::spool::Spool;
+use airlift_engine::assembly::BuildOptions;
 use airlift_engine::node::Node;
 use airlift_engine::rt::thread::RealtimeRequest;
 use airlift_ipc::message::{EngineToCtl, FlowState, SegmentManifest};

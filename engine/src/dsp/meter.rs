@@ -1,6 +1,7 @@
 //! Peak and RMS measurement, with a `wide` kernel and its scalar reference.
 //!
 //! Realtime-safe: no allocation, no locks.
+#![forbid(unsafe_code)]
 
 use wide::f32x8;
 

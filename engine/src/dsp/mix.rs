@@ -16,6 +16,7 @@
 //! per block however many inputs there are.
 //!
 //! Realtime-safe: no allocation, no locks, no syscalls.
+#![allow(unsafe_code)] // a realtime spot: see engine/tests/layout.rs
 
 use wide::f32x8;
 

@@ -8,6 +8,7 @@
 //!   centre is unity (`min(1, √2 · cos θ)`).
 //! - More channels than the bus: channel k → bus channel `k mod bus` (fold-down).
 //! - Fewer (but more than one): channel k → bus channel k.
+#![forbid(unsafe_code)]
 
 use std::f32::consts::{FRAC_PI_4, SQRT_2};
 

@@ -3,6 +3,7 @@
 //! [`SignalGenerator::fill`] is realtime-safe. The sine is a quadrature
 //! oscillator vectorised over eight lanes; each period it is re-seeded from a
 //! phase kept in f64, so neither phase nor amplitude drifts over days.
+#![forbid(unsafe_code)]
 
 use std::f64::consts::TAU;
 

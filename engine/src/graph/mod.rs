@@ -3,12 +3,12 @@
 //!
 //! [`build`] turns a spec into an [`rt_graph::RtGraph`] on the control thread;
 //! the audio thread only ever runs [`rt_graph::RtGraph::process`].
+#![forbid(unsafe_code)]
 
-pub mod build;
+pub mod alsa;
 pub mod failover;
 pub mod link;
 pub mod processor;
 pub mod rt_graph;
 
-pub use build::{BuildError, BuildOptions, BuiltFlow, build};
 pub use processor::{Bus, Processor};

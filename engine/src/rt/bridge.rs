@@ -25,6 +25,7 @@
 //! `out/in = 1 / (1 + u)`; `ki·Σe` converges to the writer's clock offset.
 //! Gains put both closed-loop poles at a time constant of [`LOOP_PERIODS`]
 //! periods (critically damped).
+#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
@@ -35,7 +36,7 @@ use rubato::{
     Adjustable, Async, FixedAsync, PolynomialDegree, Resampler, SincInterpolationParameters, WindowFunction,
 };
 
-use crate::media::link::SrtLinkStatus;
+use crate::rt::link_status::SrtLinkStatus;
 use crate::rt::stats::FlowCounters;
 
 /// Closed-loop time constant of the fill controller, in reader periods.
@@ -193,7 +194,7 @@ impl BridgeWriter {
     /// `planes[c * stride..]`), interleaving straight into the ring; when
     /// the ring lacks room the block is dropped and counted. Realtime-safe.
     pub fn push_planes(&mut self, planes: &[f32], stride: usize, frames: usize, now_ns: u64) -> bool {
-        if !crate::graph::rt_graph::write_interleaved(&mut self.ring, planes, stride, self.channels, frames) {
+        if !crate::rt::ring::write_interleaved(&mut self.ring, planes, stride, self.channels, frames) {
             self.dropped += frames as u64;
             return false;
         }

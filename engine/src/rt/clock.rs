@@ -6,6 +6,7 @@
 //! - Device: a flow clocked by an ALSA device waits inside the device's
 //!   blocking `readi`/`writei` (see `io::alsa`), not here.
 //! - Offline: no waiting at all (the `render` mode); see `flow::render`.
+#![allow(unsafe_code)] // a realtime spot: see engine/tests/layout.rs
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! Per-flow counters written by the audio thread with relaxed atomic stores
 //! and read by the control thread: no locks, no allocation.
+#![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 

@@ -3,6 +3,7 @@
 //! Each request may be refused (a normal user gets EPERM for SCHED_FIFO and
 //! ENOMEM for `mlockall` under the default memlock limit). The engine runs
 //! anyway and reports exactly what it got in a [`RealtimeReport`].
+#![allow(unsafe_code)] // a realtime spot: see engine/tests/layout.rs
 
 use airlift_ipc::message::RealtimeReport;
 

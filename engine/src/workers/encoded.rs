@@ -1,6 +1,6 @@
-//! The encoder consumer: bus ring → [`Encoder`] → a muxer: [`TsMuxer`](crate::media::ffmpeg::TsMuxer) into
+//! The encoder consumer: bus ring → [`Encoder`] → a muxer: [`TsMuxer`](crate::sys::ffmpeg::TsMuxer) into
 //! a TS file, the segmenter or an SRT sender thread that owns the connection
-//! and its reconnects; or a [`FileMuxer`](crate::media::ffmpeg::FileMuxer)
+//! and its reconnects; or a [`FileMuxer`](crate::sys::ffmpeg::FileMuxer)
 //! recording any container FFmpeg writes.
 
 use std::fs::File;
@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
-use crate::io::recording::RecordingNotice;
-use crate::io::worker::{Worker, WorkerContext};
-use crate::media::ffmpeg::{AudioEncoder, MediaError, Muxer, TsOutput};
+use crate::rt::worker::{Worker, WorkerContext};
+use crate::sys::ffmpeg::{AudioEncoder, MediaError, Muxer, TsOutput};
+use crate::workers::recording::RecordingNotice;
 use std::sync::Arc;
 
-use crate::media::link::{Backoff, SrtEndpoint, SrtLinkStatus, log_failure, pause};
-use crate::media::srt::{SRT_PAYLOAD, SrtOptions, SrtSocket};
+use crate::net::link::{Backoff, SrtEndpoint, SrtLinkStatus, log_failure, pause};
+use crate::sys::srt::{SRT_PAYLOAD, SrtOptions, SrtSocket};
 
 /// How often an encoder worker hands what its muxer holds to the kernel.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
@@ -99,10 +99,10 @@ pub struct TsFile {
 
 impl TsFile {
     /// Creates a new file for `path` (itself, or a rotation name beside it
-    /// when a file is there: see [`crate::io::recording::create_new`]).
+    /// when a file is there: see [`crate::workers::recording::create_new`]).
     /// Control thread only.
     pub fn create(path: &Path) -> std::io::Result<Self> {
-        let (file, path) = crate::io::recording::create_new(path)?;
+        let (file, path) = crate::workers::recording::create_new(path)?;
         Ok(Self { writer: BufWriter::with_capacity(1 << 16, file), path })
     }
 

@@ -20,7 +20,7 @@ use airlift_ipc::message::{EngineToCtl, RecordingClosed};
 use airlift_ipc::units::Name;
 use sha2::{Digest, Sha256};
 
-use crate::media::spool::SpoolEvents;
+use crate::archive::spool::SpoolEvents;
 
 /// Creates a new file for a recording configured at `path`: `path` itself
 /// when nothing is there, else the first free rotation name beside it
@@ -64,7 +64,7 @@ pub fn rotation_name(path: &Path, stamp: &str, n: u32) -> PathBuf {
 /// `yyyymmddThhmmssZ` of `t` in UTC.
 pub fn utc_stamp(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let (y, m, d) = crate::media::spool::civil(secs * 1000);
+    let (y, m, d) = crate::archive::spool::civil(secs * 1000);
     let day = secs.rem_euclid(86_400);
     format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", day / 3600, day % 3600 / 60, day % 60)
 }

@@ -4,14 +4,13 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
+
 use std::time::{Duration, Instant};
 
 use airlift_ipc::spec::{SrtMode, SrtSpec};
 
-use crate::io::worker::WorkerContext;
-use crate::media::srt::{SrtError, SrtListener, SrtOptions, SrtSocket, SrtStats};
+use crate::rt::worker::WorkerContext;
+use crate::sys::srt::{SrtError, SrtListener, SrtOptions, SrtSocket};
 
 /// Where connections come from.
 #[derive(Debug)]
@@ -132,144 +131,12 @@ pub fn log_failure(link: &str, e: &SrtError, retry: Duration) {
     }
 }
 
-/// Where an SRT link stands (the protocol's type, sent to ctl as is).
-pub use airlift_ipc::message::SrtLinkState as LinkState;
-
-/// A live SRT link's state and counters, written by its worker thread and
-/// read from the control side (lock-free).
-#[derive(Debug)]
-pub struct SrtLinkStatus {
-    name: String,
-    state: AtomicU8,
-    connects: AtomicU64,
-    refusals: AtomicU64,
-    rtt_us: AtomicU64,
-    bandwidth_kbps: AtomicU64,
-    lost: AtomicU64,
-    retransmits: AtomicU64,
-    bytes: AtomicU64,
-    dropped_frames: AtomicU64,
-    inserted_frames: AtomicU64,
-    /// An input's clock offset estimate in ppb; `i64::MIN` until known.
-    drift_ppb: AtomicI64,
-}
-
-/// A copy of [`SrtLinkStatus`] at one moment.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SrtLinkSnapshot {
-    /// The link's worker thread name, e.g. `airlift-srt-tx-out`.
-    pub name: String,
-    /// Where it stands.
-    pub state: LinkState,
-    /// Connections made so far.
-    pub connects: u64,
-    /// Attempts the peer refused.
-    pub refusals: u64,
-    /// Round-trip time of the current (or last) connection, ms.
-    pub rtt_ms: f64,
-    /// Estimated link bandwidth, Mbit/s.
-    pub bandwidth_mbps: f64,
-    /// Packets lost on the current (or last) connection (send or receive side).
-    pub lost: u64,
-    /// Packets retransmitted on the current (or last) connection.
-    pub retransmits: u64,
-    /// Bytes carried by the current (or last) connection.
-    pub bytes: u64,
-    /// An input's frames dropped because the sender ran ahead of the flow's clock.
-    pub dropped_frames: u64,
-    /// An input's frames of silence while it buffered again after running dry.
-    pub inserted_frames: u64,
-    /// An input's sender clock offset against the flow's, in ppm (positive:
-    /// the sender runs fast); `None` for outputs and before the first audio.
-    pub drift_ppm: Option<f64>,
-}
-
-impl SrtLinkStatus {
-    /// A new link status, waiting. Control thread only.
-    pub fn new(name: &str) -> Arc<Self> {
-        Arc::new(Self {
-            name: name.to_owned(),
-            state: AtomicU8::new(0),
-            connects: AtomicU64::new(0),
-            refusals: AtomicU64::new(0),
-            rtt_us: AtomicU64::new(0),
-            bandwidth_kbps: AtomicU64::new(0),
-            lost: AtomicU64::new(0),
-            retransmits: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
-            dropped_frames: AtomicU64::new(0),
-            inserted_frames: AtomicU64::new(0),
-            drift_ppb: AtomicI64::new(i64::MIN),
-        })
-    }
-
-    /// The current values. Any thread.
-    pub fn snapshot(&self) -> SrtLinkSnapshot {
-        SrtLinkSnapshot {
-            name: self.name.clone(),
-            state: match self.state.load(Ordering::Relaxed) {
-                1 => LinkState::Connected,
-                2 => LinkState::Refused,
-                _ => LinkState::Waiting,
-            },
-            connects: self.connects.load(Ordering::Relaxed),
-            refusals: self.refusals.load(Ordering::Relaxed),
-            rtt_ms: self.rtt_us.load(Ordering::Relaxed) as f64 / 1000.0,
-            bandwidth_mbps: self.bandwidth_kbps.load(Ordering::Relaxed) as f64 / 1000.0,
-            lost: self.lost.load(Ordering::Relaxed),
-            retransmits: self.retransmits.load(Ordering::Relaxed),
-            bytes: self.bytes.load(Ordering::Relaxed),
-            dropped_frames: self.dropped_frames.load(Ordering::Relaxed),
-            inserted_frames: self.inserted_frames.load(Ordering::Relaxed),
-            drift_ppm: match self.drift_ppb.load(Ordering::Relaxed) {
-                i64::MIN => None,
-                ppb => Some(ppb as f64 / 1e3),
-            },
-        }
-    }
-
-    /// Publishes an input's clock offset estimate, in ppb. Realtime-safe.
-    pub(crate) fn drift(&self, ppb: i64) {
-        self.drift_ppb.store(ppb.max(i64::MIN + 1), Ordering::Relaxed);
-    }
-
-    /// Counts an input's frames dropped (sender ahead) and inserted
-    /// (silence while it buffered again). Any thread; realtime-safe.
-    pub(crate) fn jitter(&self, dropped: u64, inserted: u64) {
-        self.dropped_frames.fetch_add(dropped, Ordering::Relaxed);
-        self.inserted_frames.fetch_add(inserted, Ordering::Relaxed);
-    }
-
-    pub(crate) fn connected(&self) {
-        self.connects.fetch_add(1, Ordering::Relaxed);
-        self.state.store(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn disconnected(&self) {
-        self.state.store(0, Ordering::Relaxed);
-    }
-
-    pub(crate) fn refused(&self) {
-        self.refusals.fetch_add(1, Ordering::Relaxed);
-        self.state.store(2, Ordering::Relaxed);
-    }
-
-    pub(crate) fn failed(&self, e: &SrtError) {
-        if matches!(e, SrtError::Rejected { .. }) { self.refused() } else { self.disconnected() }
-    }
-
-    pub(crate) fn record(&self, s: &SrtStats) {
-        self.rtt_us.store((s.rtt_ms * 1000.0).max(0.0) as u64, Ordering::Relaxed);
-        self.bandwidth_kbps.store((s.bandwidth_mbps * 1000.0).max(0.0) as u64, Ordering::Relaxed);
-        self.lost.store((s.send_loss + s.recv_loss).max(0) as u64, Ordering::Relaxed);
-        self.retransmits.store(s.retransmits.max(0) as u64, Ordering::Relaxed);
-        self.bytes.store(s.bytes_sent + s.bytes_received, Ordering::Relaxed);
-    }
-}
+pub use crate::rt::link_status::{LinkState, SrtLinkStatus};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::srt::SrtStats;
 
     #[test]
     fn backoff_doubles_with_jitter_up_to_its_cap_and_resets() {
@@ -291,7 +158,7 @@ mod tests {
         assert_eq!(status.snapshot().state, LinkState::Waiting);
         status.failed(&SrtError::Rejected {
             peer: "p".into(),
-            reason: crate::media::srt::RejectReason::BadSecret,
+            reason: crate::sys::srt::RejectReason::BadSecret,
         });
         assert_eq!((status.snapshot().state, status.snapshot().refusals), (LinkState::Refused, 1));
         status.connected();

@@ -1,6 +1,7 @@
 //! Builds an [`RtGraph`] and its workers from a [`FlowSpec`], on the control
 //! thread. Everything that can fail (files, threads, unsupported nodes)
 //! fails here, before the audio thread sees anything: nothing starts half-way.
+#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,28 +14,28 @@ use airlift_ipc::spec::{
 };
 use airlift_ipc::units::Name;
 
+use crate::archive::segment::{SegmentTsOutput, Segmenter};
+use crate::archive::spool::{Spool, SpoolError, SpoolEvents};
 use crate::dsp::mix::MixKernel;
 use crate::dsp::signal::SignalGenerator;
+use crate::graph::alsa::{AlsaDevice, AlsaError, OpenRequest};
 use crate::graph::failover::{Failover, FailoverControl};
 use crate::graph::link::LinkBoard;
 use crate::graph::processor::{BusGain, LoudnessMeter, Meter, NodeRef, Processor, Report, SilenceDetector};
 use crate::graph::rt_graph::{Pacing, RtGraph, RtInput, Sink, Source};
-use crate::io::alsa::{AlsaDevice, AlsaError, OpenRequest};
-use crate::io::recording::RecordingNotice;
-use crate::io::wav::{WavError, WavRecorder, WavSource};
-use crate::io::worker::Worker;
-use crate::media::ffmpeg::{
+use crate::net::link::{self as srt_link, SrtEndpoint, SrtLinkStatus};
+use crate::rt::bridge::{BridgeQuality, BridgeTuning, DriftSink, link};
+use crate::rt::stats::FlowCounters;
+use crate::rt::worker::Worker;
+use crate::sys::ffmpeg::{
     ChunkedEncoder, Decoder, Encoder, FileMuxer, FileRecording, MediaError, Muxer, TsMetadata, TsMuxer,
     TsOutput,
 };
-use crate::media::link::{self as srt_link, SrtEndpoint, SrtLinkStatus};
-use crate::media::segment::{SegmentTsOutput, Segmenter};
-use crate::media::spool::{Spool, SpoolError, SpoolEvents};
-use crate::media::srt::{SRT_PAYLOAD, SrtError};
-use crate::media::srt_in::SrtInput;
-use crate::media::{encoded, file_in};
-use crate::rt::bridge::{BridgeQuality, BridgeTuning, DriftSink, link};
-use crate::rt::stats::FlowCounters;
+use crate::sys::srt::{SRT_PAYLOAD, SrtError};
+use crate::workers::recording::RecordingNotice;
+use crate::workers::srt_in::SrtInput;
+use crate::workers::wav::{WavError, WavRecorder, WavSource};
+use crate::workers::{encoded, file_in};
 
 /// A flow that cannot be built. Nothing was started; the message names the
 /// flow and the field.
@@ -507,6 +508,7 @@ pub fn build_replacing(
                         channels: bus_channels,
                         rate,
                         bitrate: record.bitrate.map(u32::from),
+                        create: crate::workers::recording::create_new,
                     };
                     let (encoder, mux) = FileMuxer::create(&recording).map_err(|source| {
                         BuildError::Media { flow: flow.clone(), field: format!("{field}.record"), source }
@@ -677,170 +679,12 @@ fn ring_sink(
     Ok(())
 }
 
-/// What building one source needs from the flow being built.
-struct SourceCx<'a> {
-    spec: &'a FlowSpec,
-    options: &'a BuildOptions,
-    flow: &'a str,
-    rate: u32,
-    frames: usize,
-    bus_channels: usize,
-    ring_len: usize,
-    cadence: Duration,
-    counters: &'a Arc<FlowCounters>,
-}
-
-/// Builds the source of one producer of input `index` (an input's own
-/// producer or one of its backups; `tag` names its threads), with its
-/// workers; returns it with its channel count. Control thread only.
-fn make_source(
-    cx: &SourceCx<'_>,
-    built: &mut BuiltFlow,
-    latency: &mut DuplexLatency,
-    producer: &ProducerSpec,
-    index: usize,
-    tag: &str,
-    field: String,
-) -> Result<(Source, usize), BuildError> {
-    let SourceCx { spec, options, flow, rate, frames, bus_channels, ring_len, cadence, counters } = *cx;
-    Ok(match producer {
-        ProducerSpec::TestSignal(signal) => {
-            (Source::Signal(SignalGenerator::new(signal, rate)), usize::from(signal.channels.get()))
-        }
-        ProducerSpec::File(file) => {
-            let path = resolve(&options.base_dir, file.path.as_path());
-            let field = format!("{field}.file.path");
-            let (tx_len, ended) = (ring_len, Arc::new(AtomicBool::new(false)));
-            let thread_name = format!("airlift-file-{}", tag);
-            // FFmpeg decodes (and resamples) anything it reads, WAV
-            // included, several times faster than hound; hound stays
-            // as the fallback for a WAV FFmpeg refuses.
-            let (worker, channels) = match Decoder::open_file(&path, rate, None) {
-                Ok(decoder) => {
-                    let channels = decoder.channels();
-                    let (tx, rx) = rtrb::RingBuffer::new(tx_len * channels);
-                    let worker =
-                        file_in::spawn_file(decoder, thread_name, cadence, tx, file.looped, ended.clone())
-                            .map_err(|source| BuildError::Thread { flow: flow.to_owned(), source })?;
-                    ((worker, rx), channels)
-                }
-                Err(media_error) => {
-                    let wav = WavSource::open(&path, rate).map_err(|_| BuildError::Media {
-                        flow: flow.to_owned(),
-                        field: field.clone(),
-                        source: media_error,
-                    })?;
-                    let channels = wav.channels();
-                    let (tx, rx) = rtrb::RingBuffer::new(tx_len * channels);
-                    let worker = wav
-                        .spawn(thread_name, cadence, tx, file.looped, ended.clone())
-                        .map_err(|source| BuildError::Thread { flow: flow.to_owned(), source })?;
-                    ((worker, rx), channels)
-                }
-            };
-            let (worker, rx) = worker;
-            let thread = worker.thread();
-            built.workers.push(worker);
-            (Source::Ring { ring: rx, ended, worker: thread }, channels)
-        }
-        ProducerSpec::AlsaCapture(alsa) => {
-            let request = OpenRequest {
-                flow,
-                node: NodeRef::Input(index),
-                direction: alsa::Direction::Capture,
-                period: frames,
-                rate,
-            };
-            let device = open_device(spec, options, alsa, &request, field, built)?;
-            latency.capture = Some(device.period());
-            let channels = device.channels();
-            (Source::Alsa(Box::new(device)), channels)
-        }
-        ProducerSpec::Link(spec_link) => {
-            let name = spec_link.name.as_str();
-            let link_error = |why| BuildError::Link {
-                flow: flow.to_owned(),
-                field: format!("{field}.link.name"),
-                link: name.to_owned(),
-                why,
-            };
-            let tail = options.links.take(name).ok_or_else(|| link_error("no flow writes it yet"))?;
-            if tail.capacity() < 4 * frames {
-                return Err(link_error(
-                    "this flow's period is too long for the link (at most 1/4 of its ring)",
-                ));
-            }
-            let channels = tail.channels();
-            let reader = tail
-                .reader(frames, BridgeQuality::Sinc, Some(counters.clone()))
-                .map_err(|_| link_error("the resampler refused this flow's period"))?;
-            (Source::Bridge(Box::new(reader)), channels)
-        }
-        ProducerSpec::SrtIn(_) if options.pacing == Pacing::Offline => {
-            // A live input has no end and no faster-than-real-time
-            // pace: an offline render would wait on it forever.
-            return Err(unsupported(flow, field, "an SRT input in an offline render"));
-        }
-        ProducerSpec::SrtIn(srt_in) => {
-            let endpoint = SrtEndpoint::new(&srt_in.srt).map_err(|source| BuildError::Srt {
-                flow: flow.to_owned(),
-                field: format!("{field}.srt"),
-                source,
-            })?;
-            // The bridge's reader keeps the ring half full: the jitter
-            // buffer plus two periods, with as much room again above it.
-            let jitter_frames = (srt_in.jitter_ms as usize * rate as usize / 1000).max(frames);
-            let capacity = 2 * (jitter_frames + 2 * frames);
-            let (writer, tail) = link(rate, bus_channels, capacity);
-            let name = format!("airlift-srt-rx-{}", tag);
-            let status = SrtLinkStatus::new(&name);
-            built.links.push(status.clone());
-            let reader = tail
-                .tuned_reader(
-                    frames,
-                    BridgeQuality::Sinc,
-                    BridgeTuning::network(frames, rate),
-                    Some(DriftSink::Input(status.clone())),
-                )
-                .map_err(|_| unsupported(flow, field.clone(), "this period with an SRT input's resampler"))?;
-            let input_worker = SrtInput {
-                endpoint,
-                options: srt_link::options(&srt_in.srt),
-                channels: bus_channels,
-                rate,
-                status,
-            }
-            .spawn(name, cadence, writer)
-            .map_err(|source| BuildError::Thread { flow: flow.to_owned(), source })?;
-            built.workers.push(input_worker);
-            (Source::Bridge(Box::new(reader)), bus_channels)
-        }
-    })
-}
-
-/// Opens an ALSA device for `request`, with its own report ring.
-fn open_device(
-    spec: &FlowSpec,
-    options: &BuildOptions,
-    alsa: &AlsaSpec,
-    request: &OpenRequest<'_>,
-    field: String,
-    built: &mut BuiltFlow,
-) -> Result<AlsaDevice, BuildError> {
-    let flow = request.flow.to_owned();
-    if options.pacing == Pacing::Realtime && !matches!(spec.clock, ClockSpec::Device { .. }) {
-        return Err(BuildError::NeedsDeviceClock { flow, field });
-    }
-    let (tx, rx) = rtrb::RingBuffer::new(64);
-    let device =
-        AlsaDevice::open(alsa, request, tx).map_err(|source| BuildError::Alsa { flow, field, source })?;
-    built.reports.push(rx);
-    Ok(device)
-}
-
 fn unsupported(flow: &str, field: String, what: &'static str) -> BuildError {
     BuildError::Unsupported { flow: flow.to_owned(), field, what }
 }
+
+mod producers;
+use producers::{SourceCx, make_source, open_device};
 
 fn resolve(base: &Path, path: &Path) -> PathBuf {
     if path.is_absolute() { path.to_path_buf() } else { base.join(path) }

@@ -118,6 +118,10 @@ pub struct FileRecording<'a> {
     pub rate: u32,
     /// Bitrate in bit/s for lossy codecs.
     pub bitrate: Option<u32>,
+    /// Creates the file for `path` and says where it is: the recording
+    /// policy (never over an existing file) lives with the workers
+    /// (`crate::workers::recording::create_new`), not in the FFI fence.
+    pub create: fn(&Path) -> std::io::Result<(std::fs::File, std::path::PathBuf)>,
 }
 
 impl FileMuxer {
@@ -170,8 +174,8 @@ impl FileMuxer {
             global_header: flags & ff::AVFMT_GLOBALHEADER as c_int != 0,
         };
         let encoder = Encoder::open(&setup, rec.channels, rec.rate, rec.bitrate)?;
-        // A new file, never an existing one (see `io::recording`).
-        let (file, path) = crate::io::recording::create_new(rec.path)
+        // A new file, never an existing one (the caller's policy).
+        let (file, path) = (rec.create)(rec.path)
             .map_err(|e| MediaError::Io { path: shown.clone(), message: e.to_string() })?;
         let mux = Self::start(ofmt, file, &encoder, &path, container.clone());
         match mux {

@@ -3,6 +3,7 @@
 //! that keeps knocking cannot flood the log. Pure; callable from any
 //! thread, including libsrt's callbacks. Not for the audio thread (the
 //! callers log).
+#![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

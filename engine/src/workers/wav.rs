@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use airlift_ipc::spec::WavFormat;
 
-use crate::io::recording::{self, RecordingNotice};
-use crate::io::worker::{Worker, WorkerContext};
+use crate::rt::worker::{Worker, WorkerContext};
+use crate::workers::recording::{self, RecordingNotice};
 
 /// A WAV file that cannot be used.
 #[derive(Debug, thiserror::Error)]

@@ -35,7 +35,7 @@ use airlift_ipc::units::Name;
 use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest, Sha256};
 
-use crate::media::ts::{Cutter, TS_PACKET};
+use crate::archive::ts::{Cutter, TS_PACKET};
 
 /// Spool errors.
 #[derive(Debug, thiserror::Error)]
@@ -649,44 +649,6 @@ impl JobSpool {
     }
 }
 
-/// Decides when a writer looks at the file system's free space again: at
-/// most every `every`, and at least every `bytes` written, so that a
-/// check costs one `statvfs` now and then, not one per write. Pure.
-#[derive(Debug, Clone)]
-pub struct FreeSpaceGate {
-    every: Duration,
-    bytes: u64,
-    last: Option<Instant>,
-    since: u64,
-}
-
-impl FreeSpaceGate {
-    /// Checks at most every `every` unless `bytes` were written since.
-    pub fn new(every: Duration, bytes: u64) -> Self {
-        Self { every, bytes, last: None, since: 0 }
-    }
-
-    /// Notes `n` bytes about to be written at `now`; true when the free
-    /// space must be looked at before writing them.
-    pub fn due(&mut self, n: u64, now: Instant) -> bool {
-        self.since = self.since.saturating_add(n);
-        let due = self.last.is_none_or(|t| now.saturating_duration_since(t) >= self.every)
-            || self.since >= self.bytes;
-        if due {
-            self.last = Some(now);
-            self.since = 0;
-        }
-        due
-    }
-}
-
-impl Default for FreeSpaceGate {
-    /// Every 250 ms or 1 MiB.
-    fn default() -> Self {
-        Self::new(Duration::from_millis(250), 1 << 20)
-    }
-}
-
 /// The modification time of `path` in Unix milliseconds (now if unknown).
 fn mtime_ms(path: &Path) -> i64 {
     fs::metadata(path)
@@ -747,9 +709,7 @@ fn scan_ts(path: &Path, whole_file: Option<&Path>) -> Result<ScannedTs, SpoolErr
 /// an existing file (`renameat2` with `RENAME_NOREPLACE`). Returns where
 /// the file went.
 pub fn rename_noreplace(from: &Path, to: &Path) -> Result<PathBuf, SpoolError> {
-    use std::os::unix::ffi::OsStrExt as _;
-    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|e| io_err(p)(e.into()));
-    let from_c = c(from)?;
+    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
     for n in 0u32..10_000 {
         let dest = if n == 0 {
             to.to_path_buf()
@@ -758,23 +718,10 @@ pub fn rename_noreplace(from: &Path, to: &Path) -> Result<PathBuf, SpoolError> {
             name.push(format!(".{n}"));
             PathBuf::from(name)
         };
-        let dest_c = c(&dest)?;
-        // SAFETY: two valid NUL-terminated paths; renameat2 only reads them.
-        let r = unsafe {
-            libc::renameat2(
-                libc::AT_FDCWD,
-                from_c.as_ptr(),
-                libc::AT_FDCWD,
-                dest_c.as_ptr(),
-                libc::RENAME_NOREPLACE,
-            )
-        };
-        if r == 0 {
-            return Ok(dest);
-        }
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EEXIST) {
-            return Err(io_err(&dest)(e));
+        match renameat2(AT_FDCWD, from, AT_FDCWD, &dest, RenameFlags::RENAME_NOREPLACE) {
+            Ok(()) => return Ok(dest),
+            Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(io_err(&dest)(e.into())),
         }
     }
     Err(io_err(to)(std::io::Error::other("10000 files of this name already exist")))
@@ -789,139 +736,9 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// Bytes a [`SegmentWriter`] collects before it writes them to its file.
-const WRITE_CHUNK: usize = 1 << 16;
-
-/// A segment being written. What it accepts it keeps until the file took
-/// it: a write the disk refuses (full) stays in memory, byte-exact, and
-/// goes out with the next flush, so the partial file is never left with a
-/// hole or a torn packet in the middle.
-#[derive(Debug)]
-pub struct SegmentWriter {
-    file: File,
-    /// Accepted bytes not yet written to `file`.
-    pending: Vec<u8>,
-    hasher: Sha256,
-    bytes: u64,
-    seq: u64,
-    partial: PathBuf,
-    utc_start_ms: i64,
-    discontinuity: bool,
-    gap_90k: u64,
-}
-
-impl SegmentWriter {
-    /// Marks the segment as not continuing the previous one seamlessly
-    /// (new encoder settings), with `gap_90k` of audio known to be lost
-    /// before it.
-    pub fn mark_discontinuity(&mut self, gap_90k: u64) {
-        self.discontinuity = true;
-        self.gap_90k = self.gap_90k.saturating_add(gap_90k);
-    }
-
-    /// Appends bytes. They are accepted even when the error says the disk
-    /// refused them: they wait in memory ([`SegmentWriter::pending_bytes`])
-    /// for the next [`SegmentWriter::flush`].
-    pub fn write(&mut self, data: &[u8]) -> Result<(), SpoolError> {
-        self.pending.extend_from_slice(data);
-        self.hasher.update(data);
-        self.bytes += data.len() as u64;
-        if self.pending.len() >= WRITE_CHUNK { self.flush() } else { Ok(()) }
-    }
-
-    /// Hands the accepted bytes to the kernel (no fsync): a killed engine
-    /// leaves them in the partial file for recovery. What the kernel does
-    /// not take (a full disk) stays pending.
-    pub fn flush(&mut self) -> Result<(), SpoolError> {
-        let mut done = 0;
-        let result = loop {
-            if done == self.pending.len() {
-                break Ok(());
-            }
-            match self.file.write(&self.pending[done..]) {
-                Ok(0) => break Err(io_err(&self.partial)(std::io::ErrorKind::WriteZero.into())),
-                Ok(n) => done += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(io_err(&self.partial)(e)),
-            }
-        };
-        self.pending.drain(..done);
-        result
-    }
-
-    /// Flushes and fsyncs.
-    fn sync(&mut self) -> Result<(), SpoolError> {
-        self.flush()?;
-        self.file.sync_all().map_err(io_err(&self.partial))
-    }
-
-    /// Accepted bytes not yet on disk.
-    pub fn pending_bytes(&self) -> usize {
-        self.pending.len()
-    }
-
-    /// Bytes written so far.
-    pub fn bytes(&self) -> u64 {
-        self.bytes
-    }
-
-    /// The sequence number.
-    pub fn sequence(&self) -> u64 {
-        self.seq
-    }
-}
+mod writer;
+use writer::WRITE_CHUNK;
+pub use writer::{FreeSpaceGate, SegmentWriter};
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil(0), (1970, 1, 1));
-        // 2024-02-29T12:00:00Z
-        assert_eq!(civil(1_709_208_000_000), (2024, 2, 29));
-        assert_eq!(civil(1_798_761_599_000), (2026, 12, 31));
-    }
-
-    #[test]
-    fn the_free_space_gate_checks_by_time_or_bytes() {
-        let t0 = Instant::now();
-        let mut gate = FreeSpaceGate::new(Duration::from_millis(100), 1000);
-        assert!(gate.due(10, t0), "the first write is checked");
-        assert!(!gate.due(10, t0 + Duration::from_millis(50)));
-        assert!(gate.due(10, t0 + Duration::from_millis(100)), "after the interval");
-        assert!(!gate.due(500, t0 + Duration::from_millis(110)));
-        assert!(gate.due(500, t0 + Duration::from_millis(120)), "after the bytes");
-        assert!(!gate.due(0, t0 + Duration::from_millis(130)));
-    }
-
-    #[test]
-    fn a_refused_write_stays_pending_and_a_close_can_be_repeated() {
-        let root = std::env::temp_dir().join(format!("airlift-spool-unit-{}", std::process::id()));
-        let spool = Spool { root: root.clone(), min_free_bytes: 0 };
-        let job = Name::new("unit").unwrap();
-        let (mut js, _) = spool.open_job(&job).unwrap();
-        let mut w = js.begin().unwrap();
-        w.write(&[0x47; 188]).unwrap();
-        assert_eq!(w.pending_bytes(), 188);
-        w.write(&[0x47; 188]).unwrap();
-        w.flush().unwrap();
-        assert_eq!(w.pending_bytes(), 0);
-        let m = js.close(w, 0, 0, false).unwrap();
-        assert_eq!(m.bytes, 376);
-        assert!(root.join(&m.path).with_extension("json").exists());
-        // Publishing again after the rename (a retried close) is harmless.
-        let again = js.publish(&root.join("unit/.unit-00000000.ts.partial"), m.clone()).unwrap();
-        assert_eq!(again, m);
-        let _ = fs::remove_dir_all(root);
-    }
-
-    #[test]
-    fn names() {
-        assert_eq!(seq_of("cam-00000012.ts", "cam"), Some((12, false)));
-        assert_eq!(seq_of("cam-00000012.json", "cam"), Some((12, false)));
-        assert_eq!(seq_of(".cam-00000013.ts.partial", "cam"), Some((13, true)));
-        assert_eq!(seq_of("cam2-00000013.ts", "cam"), None);
-        assert_eq!(seq_of("cam-00000013.ts.quarantined", "cam"), Some((13, false)));
-    }
-}
+mod tests;

@@ -4,8 +4,8 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use crate::media::spool::{SegmentWriter, SpoolError};
-use crate::media::ts::{Cut, PacketSplitter, SegmentTiming, TS_PACKET, pts_diff};
+use crate::archive::spool::{SegmentWriter, SpoolError};
+use crate::archive::ts::{Cut, PacketSplitter, SegmentTiming, TS_PACKET, pts_diff};
 
 use super::{MAX_WAITING, Segmenter};
 

@@ -1,4 +1,5 @@
 //! A named worker thread that stops and is joined when its handle drops.
+#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

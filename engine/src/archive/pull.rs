@@ -4,7 +4,7 @@
 //! (`airlift-pull-<job>`) that connects (caller with backoff, or listener),
 //! reads, cuts and writes; a no-data watchdog drops a silent connection.
 //! A full spool does not stop a job (the segmenter holds the stream, see
-//! [`crate::media::segment`]); junk input is counted and bounded by the
+//! [`crate::archive::segment`]); junk input is counted and bounded by the
 //! segment size and the wall-clock limit.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,11 +15,11 @@ use airlift_ipc::message::{EngineToCtl, FlowState};
 use airlift_ipc::spec::PullSpec;
 use airlift_ipc::units::Name;
 
-use crate::io::worker::{Worker, WorkerContext};
-use crate::media::link::{self as srt_link, Backoff, SrtEndpoint, log_failure, pause};
-use crate::media::segment::Segmenter;
-use crate::media::spool::{Spool, SpoolError, SpoolEvents};
-use crate::media::srt::{SRT_PAYLOAD, SrtError, SrtSocket};
+use crate::archive::segment::Segmenter;
+use crate::archive::spool::{Spool, SpoolError, SpoolEvents};
+use crate::net::link::{self as srt_link, Backoff, SrtEndpoint, log_failure, pause};
+use crate::rt::worker::{Worker, WorkerContext};
+use crate::sys::srt::{SRT_PAYLOAD, SrtError, SrtSocket};
 
 /// A pull job that cannot start.
 #[derive(Debug, thiserror::Error)]

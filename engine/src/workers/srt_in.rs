@@ -8,14 +8,14 @@
 
 use std::time::{Duration, Instant};
 
-use crate::io::worker::{Worker, WorkerContext};
-use crate::media::ffmpeg::{Decoder, TsInput};
+use crate::rt::worker::{Worker, WorkerContext};
+use crate::sys::ffmpeg::{Decoder, TsInput};
 use std::sync::Arc;
 
-use crate::media::link::{Backoff, SrtEndpoint, SrtLinkStatus, log_failure, pause, sleep};
-use crate::media::srt::{SRT_PAYLOAD, SrtOptions, SrtSocket};
+use crate::net::link::{Backoff, SrtEndpoint, SrtLinkStatus, log_failure, pause, sleep};
 use crate::rt::bridge::BridgeWriter;
 use crate::rt::clock::now_ns;
+use crate::sys::srt::{SRT_PAYLOAD, SrtOptions, SrtSocket};
 
 /// Seconds without any byte after which a connection counts as dead.
 const NO_DATA: Duration = Duration::from_secs(3);

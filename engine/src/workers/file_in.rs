@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::io::worker::{Worker, WorkerContext};
-use crate::media::ffmpeg::Decoder;
+use crate::rt::worker::{Worker, WorkerContext};
+use crate::sys::ffmpeg::Decoder;
 
 /// Streams `decoder` into `ring` on a worker thread named `name`; sets
 /// `ended` when the file is done (never, when `looped`). Control thread only.
