@@ -4,166 +4,12 @@
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A private session-style bus, killed on drop.
-struct Bus {
-    child: Child,
-    address: String,
-}
+mod common;
 
-impl Bus {
-    fn start(dir: &std::path::Path) -> Self {
-        let socket = dir.join("bus");
-        let address = format!("unix:path={}", socket.display());
-        let child = Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--nopidfile"])
-            .arg(format!("--address={address}"))
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("dbus-daemon is installed");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "dbus-daemon did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child, address }
-    }
-}
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Node {
-    ctld: Child,
-    bus: Bus,
-    dir: PathBuf,
-    http: u16,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-INT", &self.ctld.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.ctld.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.ctld.kill();
-        let _ = self.ctld.wait();
-        let _ = Command::new("pkill").args(["-9", "-f", &self.dir.display().to_string()]).status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-const CONFIG: &str = r#"
-[engine]
-socket = "engine.sock"
-
-[spool]
-path = "spool"
-
-[[flow]]
-name = "main"
-period = 128
-
-[[flow.input]]
-name = "tone"
-producer = { test_signal = { kind = "sine", frequency = 1000.0, level_dbfs = -20.0 } }
-
-[[flow.processor]]
-meter = {}
-
-[[flow.output]]
-name = "void"
-consumer = "null"
-"#;
-
-impl Node {
-    fn start(tag: &str) -> Self {
-        Self::start_with(tag, CONFIG)
-    }
-
-    fn start_with(tag: &str, config: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("airlift-dbus-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("airlift.toml"), config).unwrap();
-        let bus = Bus::start(&dir);
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let ctld_bin = PathBuf::from(env!("CARGO_BIN_EXE_airlift-ctld"));
-        let ctld = Command::new(&ctld_bin)
-            .arg("--config")
-            .arg(dir.join("airlift.toml"))
-            .args(["--http-listen", &format!("127.0.0.1:{port}"), "--dbus-address", &bus.address])
-            .arg("--engine-binary")
-            .arg(ctld_bin.with_file_name("airlift-engine"))
-            .stderr(std::fs::File::create(dir.join("ctld.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let node = Self { ctld, bus, dir, http: port };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let out = node.busctl(&[
-                "call",
-                "org.airlift.Node1",
-                "/org/airlift/Node1",
-                "org.airlift.Node1",
-                "ListFlows",
-            ]);
-            if String::from_utf8_lossy(&out.stdout).contains("running") {
-                break;
-            }
-            assert!(Instant::now() < deadline, "service not up: {}", node.log());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        node
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("ctld.log")).unwrap_or_default()
-    }
-
-    fn busctl(&self, args: &[&str]) -> Output {
-        Command::new("busctl").arg(format!("--address={}", self.bus.address)).args(args).output().unwrap()
-    }
-
-    fn call(&self, method: &str, signature: &str, args: &[&str]) -> Output {
-        // `--` so that negative numbers are not taken for options.
-        let mut a =
-            vec!["call", "--", "org.airlift.Node1", "/org/airlift/Node1", "org.airlift.Node1", method];
-        if !signature.is_empty() {
-            a.push(signature);
-        }
-        a.extend_from_slice(args);
-        self.busctl(&a)
-    }
-
-    fn gdbus(&self, method: &str, args: &[&str]) -> Output {
-        Command::new("gdbus")
-            .args([
-                "call",
-                "--address",
-                &self.bus.address,
-                "--dest",
-                "org.airlift.Node1",
-                "--object-path",
-                "/org/airlift/Node1",
-            ])
-            .args(["--method", &format!("org.airlift.Node1.{method}"), "--"])
-            .args(args)
-            .output()
-            .unwrap()
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
+use common::dbus_node::{Bus, CONFIG, Node, TapMkdir, airliftctl, metric, text};
 
 #[test]
 fn every_method_over_busctl_and_gdbus() {
@@ -292,11 +138,6 @@ fn signals_reach_gdbus_monitor() {
     assert!(seen.contains("org.airlift.Node1.Levels ('main'"), "{seen}");
 }
 
-fn airliftctl(node: &Node, args: &[&str]) -> Output {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_airliftctl"));
-    Command::new(bin).args(["--address", &node.bus.address]).args(args).output().unwrap()
-}
-
 #[test]
 fn airliftctl_matches_the_bus_and_uses_exit_codes() {
     let node = Node::start("cli");
@@ -341,17 +182,6 @@ fn airliftctl_matches_the_bus_and_uses_exit_codes() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("airliftctl"));
     let out = Command::new(env!("CARGO_BIN_EXE_airliftctl")).arg("man").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(".TH airliftctl"));
-}
-
-trait TapMkdir {
-    fn tap_mkdir(self) -> PathBuf;
-}
-
-impl TapMkdir for PathBuf {
-    fn tap_mkdir(self) -> PathBuf {
-        std::fs::create_dir_all(&self).unwrap();
-        self
-    }
 }
 
 /// Runs `airliftctl meter` in a tmux pane and reads the screen.
@@ -487,17 +317,6 @@ fn arbitrary_arguments_never_break_the_daemon() {
         .unwrap();
     let flows = rt.block_on(proxy.list_flows()).unwrap();
     assert_eq!(flows, vec![("main".to_string(), "running".to_string())]);
-}
-
-/// A metric's value from ctld's `/metrics`.
-fn metric(node: &Node, name: &str) -> Option<f64> {
-    let out = Command::new("curl")
-        .args(["-sf", &format!("http://127.0.0.1:{}/metrics", node.http)])
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")).and_then(|v| v.trim().parse().ok()))
 }
 
 /// Pull jobs over D-Bus: a listener on a port from the pool receives an

@@ -26,18 +26,21 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use airlift_ipc::message::EngineToCtl;
-use bytes::Bytes;
-use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
 
 use super::UploadError;
-use super::breaker::{Admission, CircuitBreaker, Jitter, backoff_delay};
-use super::s3::{PutOutcome, PutPlan, S3Bucket, StoredObject};
+use super::breaker::{CircuitBreaker, Jitter, backoff_delay};
+use super::s3::{PutPlan, S3Bucket};
 use super::spool::{self, SpoolItem};
 use crate::config::{Config, FullPolicy};
 use crate::engine_link::Shared;
 use crate::metrics::TargetLabel;
+
+mod attempt;
+mod policy;
+
+use attempt::upload;
 
 /// Something D-Bus (or a log) should hear about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -392,9 +395,6 @@ fn warn_if_disk_too_small(root: &Path, max_bytes: u64) {
     }
 }
 
-/// Free space below which the disk counts as full (ENOSPC is near).
-const DISK_RESERVE: u64 = 64 << 20;
-
 struct Scheduler {
     ctx: Arc<Ctx>,
     status: Arc<UploadStatus>,
@@ -575,101 +575,6 @@ impl Scheduler {
             targets = ?names,
             "uploads reconfigured: waiting segments go to the new targets, uploads in flight finish on the old ones"
         );
-    }
-
-    /// The spool limit policy; also expires retained segments.
-    fn police(&mut self) {
-        let root = &self.ctx.root;
-        if !self.retention.is_zero() {
-            spool::expire_retained(root, self.retention);
-        }
-        let mut total = spool::total_bytes(root);
-        let disk_full = free_bytes(root).is_some_and(|f| f < DISK_RESERVE);
-        if total > self.max_bytes || disk_full {
-            // Retained copies are already in S3: they go first.
-            for (p, _, len) in spool::retained(root) {
-                if total <= self.max_bytes && !disk_full {
-                    break;
-                }
-                if std::fs::remove_file(&p).is_ok() {
-                    total = total.saturating_sub(len);
-                }
-            }
-        }
-        let full =
-            total > self.max_bytes || (disk_full && free_bytes(root).is_some_and(|f| f < DISK_RESERVE));
-        let m = &self.ctx.shared.metrics.upload;
-        m.spool_full.set(i64::from(full));
-        match self.policy {
-            FullPolicy::DropOldest if full => {
-                let mut q = self.status.lock();
-                let mut waiting: Vec<(PathBuf, (i64, String, u64))> =
-                    q.iter().filter(|(_, j)| !j.in_flight).map(|(p, j)| (p.clone(), order(j))).collect();
-                waiting.sort_by(|a, b| a.1.cmp(&b.1));
-                let mut still_full = full;
-                for (path, _) in waiting {
-                    if !still_full {
-                        break;
-                    }
-                    let Some(job) = q.get(&path) else { continue };
-                    let freed = job.item.bytes_on_disk();
-                    let key = job.key.clone();
-                    let name = job.item.manifest.job.to_string();
-                    match spool::drop_item(&job.item) {
-                        Ok(()) => {
-                            q.remove(&path);
-                            total = total.saturating_sub(freed);
-                            m.dropped.inc();
-                            tracing::error!(%key, "spool over its limit: dropped a segment that was not uploaded");
-                            let _ = self.status.events.send(UploadEvent::Alarm {
-                                kind: "spool_full",
-                                job: name,
-                                message: format!(
-                                    "spool over {} bytes: dropped {key} before upload",
-                                    self.max_bytes
-                                ),
-                            });
-                        }
-                        Err(e) => tracing::error!("spool over its limit, cannot drop {key}: {e}"),
-                    }
-                    still_full = total > self.max_bytes || free_bytes(root).is_some_and(|f| f < DISK_RESERVE);
-                }
-                m.spool_full.set(i64::from(still_full));
-            }
-            FullPolicy::StopRecording => {
-                let stopped = self.status.recording_stopped();
-                // Resume with some hysteresis, so recording does not flap.
-                let below = total <= self.max_bytes / 10 * 9 && !disk_full;
-                if full && !stopped {
-                    self.status.recording_stopped.store(true, Relaxed);
-                    m.recording_stopped.set(1);
-                    let message = if disk_full {
-                        "disk full: recording stopped until uploads free space".to_string()
-                    } else {
-                        format!("spool {total} bytes over its limit {}: recording stopped", self.max_bytes)
-                    };
-                    tracing::error!("{message}");
-                    let _ = self.status.events.send(UploadEvent::Alarm {
-                        kind: "spool_full",
-                        job: String::new(),
-                        message,
-                    });
-                    let _ = self.actions.send(SpoolAction::StopRecording);
-                } else if stopped && below {
-                    self.status.recording_stopped.store(false, Relaxed);
-                    m.recording_stopped.set(0);
-                    let message = format!("spool {total} bytes, below 90% of its limit: recording resumed");
-                    tracing::warn!("{message}");
-                    let _ = self.status.events.send(UploadEvent::Alarm {
-                        kind: "spool_full",
-                        job: String::new(),
-                        message,
-                    });
-                    let _ = self.actions.send(SpoolAction::ResumeRecording);
-                }
-            }
-            FullPolicy::DropOldest => {}
-        }
     }
 
     fn dispatch(&mut self, tasks: &mut JoinSet<(PathBuf, u64, Outcome)>) {
@@ -874,226 +779,5 @@ fn fair_order<'a>(root: &Path, paths: impl Iterator<Item = &'a PathBuf>) -> Vec<
     }
 }
 
-/// One attempt at one segment on every target still missing it.
-async fn upload(ctx: &Ctx, item: &SpoolItem, key: &str, mut done: Vec<bool>, sent: &AtomicU64) -> Outcome {
-    let m = &item.manifest;
-    let multipart = m.bytes >= ctx.plan.multipart_threshold;
-    // The local bytes must still be what the manifest says.
-    let segment = item.segment_path.clone();
-    let local = tokio::task::spawn_blocking(move || -> std::io::Result<(Option<Bytes>, String, u64)> {
-        if multipart {
-            let (sha, n) = spool::hash_file(&segment)?;
-            Ok((None, sha, n))
-        } else {
-            let data = std::fs::read(&segment)?;
-            let sha = spool::hex(&Sha256::digest(&data));
-            let n = data.len() as u64;
-            Ok((Some(Bytes::from(data)), sha, n))
-        }
-    })
-    .await;
-    let (data, sha, len) = match local {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            tracing::warn!(
-                manifest = %item.manifest_path.display(),
-                "segment gone (finished before a restart, or removed): manifest removed"
-            );
-            let _ = spool::forget_orphan(item);
-            return Outcome::Orphan;
-        }
-        Ok(Err(e)) => {
-            return failed(UploadError::Io { path: item.segment_path.clone(), source: e }, done, None);
-        }
-        Err(e) => return failed(UploadError::S3 { op: "read", message: e.to_string() }, done, None),
-    };
-    if sha != m.sha256.to_ascii_lowercase() || len != m.bytes {
-        let err = UploadError::Corrupt {
-            path: item.segment_path.clone(),
-            expected: m.sha256.clone(),
-            actual: sha,
-            bytes: len,
-        };
-        return match spool::quarantine(&ctx.root, item) {
-            Ok(to) => Outcome::Quarantined(format!("{err}; quarantined as {}", to.display())),
-            Err(e) => failed(e, done, None),
-        };
-    }
-    let manifest_bytes = match tokio::fs::read(&item.manifest_path).await {
-        Ok(b) => Bytes::from(b),
-        Err(e) => return failed(UploadError::Io { path: item.manifest_path.clone(), source: e }, done, None),
-    };
-    let manifest_sha = spool::hex(&Sha256::digest(&manifest_bytes));
-    for (i, target) in ctx.targets.iter().enumerate() {
-        if done[i] {
-            continue;
-        }
-        let admission = match target.breaker.lock() {
-            Ok(mut b) => b.admit(Instant::now()),
-            Err(_) => Admission::Go,
-        };
-        if let Admission::Wait(wait) = admission {
-            return Outcome::Deferred { wait, done };
-        }
-        let b = &target.bucket;
-        let key = rekey(key, &ctx.targets[0].bucket.prefix, &b.prefix);
-        let mkey = spool::manifest_key(&key);
-        let attempt = async {
-            let body = match &data {
-                Some(d) => Body::Bytes(d.clone()),
-                None => Body::File(&item.segment_path),
-            };
-            let progress = |n: u64| sent.store(n, Relaxed);
-            let segment = put_once(b, &key, body, len, &sha, &ctx.plan, &progress).await?;
-            sent.store(len, Relaxed);
-            let manifest = Body::Bytes(manifest_bytes.clone());
-            let mlen = manifest_bytes.len() as u64;
-            let man = put_once(b, &mkey, manifest, mlen, &manifest_sha, &ctx.plan, &|_| {}).await?;
-            Ok::<_, UploadError>([segment, man])
-        };
-        match attempt.await {
-            Ok(placed) => {
-                if let Ok(mut br) = target.breaker.lock()
-                    && br.success()
-                {
-                    tracing::info!(target = %b.name, "s3 target reachable again: circuit breaker closed");
-                }
-                for (k, p) in [&key, &mkey].into_iter().zip(placed) {
-                    if p == Placed::AlreadyThere {
-                        tracing::info!(
-                            target = %b.name, key = %k,
-                            "already stored with the same SHA-256 (an earlier attempt): not written again"
-                        );
-                    }
-                }
-                done[i] = true;
-            }
-            Err(e @ UploadError::Conflict { .. }) => {
-                // The target answered: a conflict is not an outage.
-                if let Ok(mut br) = target.breaker.lock() {
-                    br.success();
-                }
-                return match spool::quarantine(&ctx.root, item) {
-                    Ok(to) => {
-                        Outcome::Conflict(format!("{e}; local segment quarantined as {}", to.display()))
-                    }
-                    Err(q) => failed(q, done, None),
-                };
-            }
-            Err(e) => {
-                let opened = target.breaker.lock().is_ok_and(|mut br| br.failure(Instant::now()));
-                if opened {
-                    tracing::error!(target = %b.name, "circuit breaker open: {e}");
-                }
-                return failed(e, done, opened.then(|| b.name.clone()));
-            }
-        }
-    }
-    match spool::finish(&ctx.root, item, ctx.retain) {
-        Ok(()) => Outcome::Uploaded,
-        Err(e) => failed(e, done, None),
-    }
-}
-
-/// The key of the same segment under another target's prefix.
-fn rekey(key: &str, first_prefix: &str, prefix: &str) -> String {
-    let first = first_prefix.trim_matches('/');
-    let rest = if first.is_empty() {
-        key
-    } else {
-        key.strip_prefix(first).map_or(key, |r| r.trim_start_matches('/'))
-    };
-    let prefix = prefix.trim_matches('/');
-    if prefix.is_empty() { rest.to_string() } else { format!("{prefix}/{rest}") }
-}
-
-/// The bytes of one object to write.
-enum Body<'a> {
-    /// In memory (a small segment, a manifest).
-    Bytes(Bytes),
-    /// A segment file, sent in parts.
-    File(&'a Path),
-}
-
-/// How one object reached a target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Placed {
-    /// Written now, and verified.
-    Stored,
-    /// Already there with the same SHA-256 (an earlier attempt): not written.
-    AlreadyThere,
-}
-
-/// Writes `key` once: looks first (HEAD), writes only where nothing is
-/// (conditionally, `If-None-Match: *`, in case another writer comes in
-/// between), and compares whatever it finds instead of writing over it.
-/// Another object under the key is [`UploadError::Conflict`].
-async fn put_once(
-    b: &S3Bucket,
-    key: &str,
-    body: Body<'_>,
-    len: u64,
-    sha: &str,
-    plan: &PutPlan,
-    progress: &(dyn Fn(u64) + Send + Sync),
-) -> Result<Placed, UploadError> {
-    let mut found = b.existing(key, len, sha, plan).await?;
-    if found == StoredObject::Missing {
-        let put = match body {
-            Body::Bytes(d) => b.put_small(key, d, sha, plan.timeout).await?,
-            Body::File(path) => b.put_multipart(key, path, len, plan, progress).await?,
-        };
-        if put == PutOutcome::Stored {
-            b.verify(key, len, sha, plan).await?;
-            return Ok(Placed::Stored);
-        }
-        // Refused as existing: someone wrote it between our HEAD and PUT.
-        found = b.existing(key, len, sha, plan).await?;
-    }
-    match found {
-        StoredObject::Same => Ok(Placed::AlreadyThere),
-        StoredObject::Different { bytes, sha256 } => Err(UploadError::Conflict {
-            target: b.name.clone(),
-            key: key.to_string(),
-            stored_bytes: bytes,
-            stored_sha256: sha256,
-            bytes: len,
-            sha256: sha.to_string(),
-        }),
-        StoredObject::Missing => Err(UploadError::S3 {
-            op: "put",
-            message: format!("{key}: refused as existing, yet no object is there; retried"),
-        }),
-    }
-}
-
-fn failed(e: UploadError, done: Vec<bool>, breaker_opened: Option<String>) -> Outcome {
-    Outcome::Failed { error: e.to_string(), done, breaker_opened }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::{fair_order, rekey};
-    use std::path::{Path, PathBuf};
-
-    #[test]
-    fn jobs_come_into_the_queue_in_turn_oldest_first() {
-        let root = Path::new("/spool");
-        let paths: Vec<PathBuf> = ["a/1.json", "a/2.json", "a/3.json", "b/1.json", "c/1.json", "c/2.json"]
-            .iter()
-            .map(|p| root.join(p))
-            .collect();
-        let order: Vec<String> = fair_order(root, paths.iter())
-            .into_iter()
-            .map(|p| p.strip_prefix(root).unwrap().display().to_string())
-            .collect();
-        assert_eq!(order, ["a/1.json", "b/1.json", "c/1.json", "a/2.json", "c/2.json", "a/3.json"]);
-    }
-
-    #[test]
-    fn keys_move_between_prefixes() {
-        assert_eq!(rekey("a/j/2025/x.ts", "a", "b/c/"), "b/c/j/2025/x.ts");
-        assert_eq!(rekey("j/x.ts", "", "b"), "b/j/x.ts");
-        assert_eq!(rekey("a/j/x.ts", "a/", ""), "j/x.ts");
-    }
-}
+mod tests;
