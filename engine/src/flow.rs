@@ -250,7 +250,7 @@ pub fn start_built(
     let rate = spec.sample_rate.get();
     let name = spec.name.to_string();
     let thread = std::thread::Builder::new()
-        .name(format!("airlift-rt-{name}"))
+        .name(crate::rt::worker::os_thread_name(&format!("airlift-rt-{name}")))
         .spawn(move || {
             let report = apply(&rt);
             let _ = rt_tx.send(report);
@@ -566,7 +566,7 @@ fn stop_workers(
         .into_iter()
         .filter_map(|group| {
             std::thread::Builder::new()
-                .name("airlift-stop".into())
+                .name("al-stop".into())
                 .spawn(move || {
                     for w in group {
                         w.finish();

@@ -59,7 +59,7 @@ impl Outbound {
         });
         stream.set_write_timeout(Some(STALL_LIMIT))?;
         let writer = out.clone();
-        std::thread::Builder::new().name("airlift-ipc-tx".into()).spawn(move || writer.write_loop(stream))?;
+        std::thread::Builder::new().name("al-ipc-tx".into()).spawn(move || writer.write_loop(stream))?;
         Ok(out)
     }
 
@@ -179,7 +179,7 @@ pub fn serve(
 ) -> std::io::Result<()> {
     let (tx, rx) = mpsc::channel::<Inbound>();
     let accept_tx = tx.clone();
-    std::thread::Builder::new().name("airlift-ipc-accept".into()).spawn(move || {
+    std::thread::Builder::new().name("al-ipc-accept".into()).spawn(move || {
         for stream in listener.incoming() {
             let stream = match stream {
                 Ok(s) => s,
@@ -217,7 +217,7 @@ pub fn serve(
     if let Some(interval) = sd_notify::watchdog_enabled() {
         let watched = watched.clone();
         std::thread::Builder::new()
-            .name("airlift-watchdog".into())
+            .name("al-watchdog".into())
             .spawn(move || watchdog_loop(interval, &watched))?;
     }
     loop {

@@ -242,7 +242,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             // into events, failed flows retried) until a signal arrives;
             // events are logged where they are made.
             let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::Builder::new().name("airlift-signals".into()).spawn(move || {
+            std::thread::Builder::new().name("al-signals".into()).spawn(move || {
                 let _ = tx.send(signals.wait());
             })?;
             let signal = loop {
@@ -351,7 +351,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let signals = block_signals()?;
             let stop = Arc::new(AtomicBool::new(false));
             let flag = stop.clone();
-            std::thread::Builder::new().name("airlift-signals".into()).spawn(move || {
+            std::thread::Builder::new().name("al-signals".into()).spawn(move || {
                 if let Ok(signal) = signals.wait() {
                     tracing::info!(?signal, "stopping");
                     flag.store(true, Ordering::Release);

@@ -416,7 +416,7 @@ fn resolve(host: &str, port: u16) -> Result<SocketAddrV4, SrtError> {
     let (tx, rx) = std::sync::mpsc::channel();
     let name = host.to_owned();
     std::thread::Builder::new()
-        .name("airlift-dns".into())
+        .name("al-dns".into())
         .spawn(move || {
             let _ = tx.send((name.as_str(), port).to_socket_addrs().map(|a| a.collect::<Vec<_>>()));
         })

@@ -378,6 +378,7 @@ pub fn engine_to_ctl() -> impl Strategy<Value = EngineToCtl> {
                     .map(|i| SrtLinkStats {
                         name: format!("airlift-srt-tx-{i}"),
                         connected: i % 2 == 0,
+                        state: if i % 2 == 0 { SrtLinkState::Connected } else { SrtLinkState::Waiting },
                         connects: frames / 11,
                         refusals: i,
                         rtt_ms: (frames % 997) as f64 / 10.0,

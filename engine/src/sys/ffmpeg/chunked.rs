@@ -303,10 +303,9 @@ impl ChunkedEncoder {
         let (recipe, keep_from) = (self.recipe, (index > 0).then_some(start));
         let (tx, rx) = channel::<LaneMsg>();
         let results = self.results_tx.clone();
-        let spawned =
-            std::thread::Builder::new().name(format!("airlift-enc-chunk-{index}")).spawn(move || {
-                run_chunk(index, ChunkWork::open(recipe, input_start, keep_from), rx, results);
-            });
+        let spawned = std::thread::Builder::new().name(format!("al-enc{index}")).spawn(move || {
+            run_chunk(index, ChunkWork::open(recipe, input_start, keep_from), rx, results);
+        });
         let runner = match spawned {
             Ok(_) => Runner::Thread(tx),
             Err(e) => {
