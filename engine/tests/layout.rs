@@ -158,3 +158,41 @@ fn no_source_file_in_the_workspace_is_over_800_lines() {
     long.sort();
     assert!(long.is_empty(), "over 800 lines:\n{}", long.join("\n"));
 }
+
+#[test]
+fn the_spool_layout_is_written_down_once() {
+    // Folder and file names of the spool are literals only in
+    // ipc/src/spool_layout.rs; the engine and ctld use its constants.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let mut files = Vec::new();
+    for dir in ["engine/src", "engine/daemon/src", "ctl/src", "ipc/src"] {
+        rust_files(&root.join(dir), &mut files);
+    }
+    let literals = [
+        "join(\"quarantine\")",
+        "== \"quarantine\"",
+        "\"retained\"",
+        "\".engine.lock\"",
+        "\".sequence\"",
+        "\".lock\"",
+        ".ts.partial\"",
+        "{y:04}/{m:02}",
+        "format!(\"{y:04}\")",
+    ];
+    let mut found = Vec::new();
+    for f in &files {
+        let rel = f.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+        if rel.ends_with("spool_layout.rs") || rel.ends_with("tests.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(f).unwrap();
+        // Unit tests at the end of a file may spell paths out.
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for lit in literals {
+            if code.lines().any(|l| !l.trim_start().starts_with("//") && l.contains(lit)) {
+                found.push(format!("{rel}: {lit}"));
+            }
+        }
+    }
+    assert!(found.is_empty(), "spool layout restated outside ipc/src/spool_layout.rs:\n{}", found.join("\n"));
+}

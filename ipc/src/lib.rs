@@ -37,6 +37,7 @@ pub mod frame;
 pub mod message;
 pub mod report;
 pub mod spec;
+pub mod spool_layout;
 pub mod srt_url;
 pub mod units;
 

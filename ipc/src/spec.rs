@@ -575,7 +575,7 @@ pub struct DesiredState {
 /// Why `job` cannot name a segment job, or `None` when it can: the spool
 /// keeps folders of its own beside the jobs' folders.
 pub fn reserved_job_name(job: &str) -> Option<String> {
-    const RESERVED: [&str; 2] = ["retained", "quarantine"];
+    const RESERVED: [&str; 2] = [crate::spool_layout::RETAINED, crate::spool_layout::QUARANTINE];
     if RESERVED.contains(&job) || job.starts_with('.') {
         Some(format!(
             "segment job name {job:?} is reserved for the spool's own folders ({})",

@@ -19,9 +19,9 @@ use sha2::{Digest, Sha256};
 use super::UploadError;
 
 /// Folder of quarantined segments, inside the spool.
-pub const QUARANTINE: &str = "quarantine";
+pub use airlift_ipc::spool_layout::QUARANTINE;
 /// Folder of uploaded segments kept for a while, inside the spool.
-pub const RETAINED: &str = "retained";
+pub use airlift_ipc::spool_layout::RETAINED;
 
 /// One segment waiting in the spool, with its manifest.
 #[derive(Debug, Clone)]
@@ -42,38 +42,24 @@ impl SpoolItem {
     }
 }
 
-/// `(year, month, day)` of a day count since 1970-01-01 (proleptic Gregorian).
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    // Howard Hinnant's algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
+pub use airlift_ipc::spool_layout::civil_from_days;
 
 /// The object key of a segment, fixed from its manifest alone:
 /// `<prefix>/<job>/<yyyy>/<mm>/<dd>/<job>-<seq:08>.ts` (UTC date of the
 /// segment's start). The manifest's key is the same with `.json`.
 pub fn object_key(prefix: &str, manifest: &SegmentManifest) -> String {
-    let (y, m, d) = civil_from_days(manifest.utc_start_ms.div_euclid(86_400_000));
-    let job = manifest.job.as_str();
-    let rest = format!("{job}/{y:04}/{m:02}/{d:02}/{job}-{:08}.ts", manifest.sequence);
+    let rest = airlift_ipc::spool_layout::segment_rel_path(
+        manifest.job.as_str(),
+        manifest.sequence,
+        manifest.utc_start_ms,
+    );
     let prefix = prefix.trim_matches('/');
     if prefix.is_empty() { rest } else { format!("{prefix}/{rest}") }
 }
 
 /// The manifest's key for a segment key.
 pub fn manifest_key(segment_key: &str) -> String {
-    match segment_key.strip_suffix(".ts") {
-        Some(stem) => format!("{stem}.json"),
-        None => format!("{segment_key}.json"),
-    }
+    airlift_ipc::spool_layout::manifest_for(segment_key)
 }
 
 /// Every manifest in the spool (not in quarantine or retention), oldest

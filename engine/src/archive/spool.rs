@@ -36,6 +36,7 @@ use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest, Sha256};
 
 use crate::archive::ts::{Cutter, TS_PACKET};
+use airlift_ipc::spool_layout as layout;
 
 /// Spool errors.
 #[derive(Debug, thiserror::Error)]
@@ -288,7 +289,7 @@ impl Spool {
 }
 
 /// The engine's lock file, inside the spool root ([`Spool::claim`]).
-pub const ENGINE_LOCK: &str = ".engine.lock";
+pub use airlift_ipc::spool_layout::ENGINE_LOCK;
 
 /// Proof that this process owns a spool ([`Spool::claim`]); the spool is
 /// free again when it drops (or the process dies).
@@ -298,10 +299,10 @@ pub struct SpoolOwner {
 }
 
 /// The job's lock file, inside `<spool>/<job>/`.
-pub const JOB_LOCK: &str = ".lock";
+pub use airlift_ipc::spool_layout::JOB_LOCK;
 /// The job's sequence high-water mark (the next number), inside
 /// `<spool>/<job>/`.
-pub const SEQUENCE_MARK: &str = ".sequence";
+pub use airlift_ipc::spool_layout::SEQUENCE_MARK;
 
 /// The high-water mark in `path`, if it is there and readable. A mark that
 /// cannot be read is logged: the numbers on disk still apply.
@@ -324,16 +325,7 @@ fn read_mark(path: &Path, job: &Name) -> Option<u64> {
 
 /// Parses `<job>-<seq>.ts`/`.json` and `.<job>-<seq>.ts.partial` names.
 fn seq_of(name: &str, job: &str) -> Option<(u64, bool)> {
-    if let Some(rest) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".ts.partial")) {
-        let seq = rest.strip_prefix(job)?.strip_prefix('-')?;
-        return seq.parse().ok().map(|s| (s, true));
-    }
-    let stem = name
-        .strip_suffix(".ts.quarantined")
-        .or_else(|| name.strip_suffix(".ts"))
-        .or_else(|| name.strip_suffix(".json"))?;
-    let seq = stem.strip_prefix(job)?.strip_prefix('-')?;
-    seq.parse().ok().map(|s| (s, false))
+    layout::parse_sequence(name, job)
 }
 
 /// Walks a job's folder: the highest sequence number, leftover partials,
@@ -351,9 +343,9 @@ fn scan(
         let path = entry.path();
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            if depth < 4 && name != "quarantine" {
+            if depth < 4 && name != layout::QUARANTINE {
                 scan(&path, job, depth + 1, max, partials, orphans);
-            } else if name == "quarantine" {
+            } else if name == layout::QUARANTINE {
                 let mut ignored = (Vec::new(), Vec::new());
                 scan(&path, job, 4, max, &mut ignored.0, &mut ignored.1);
             }
@@ -379,16 +371,7 @@ fn now_ms() -> i64 {
 
 /// `(year, month, day)` of a UTC time in milliseconds.
 pub(crate) fn civil(ms: i64) -> (i64, u32, u32) {
-    // Howard Hinnant's days-to-civil.
-    let z = ms.div_euclid(86_400_000) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    layout::civil(ms)
 }
 
 /// One job's part of the spool, held exclusively (its lock is released
@@ -410,17 +393,12 @@ impl JobSpool {
     }
 
     fn partial_path(&self, seq: u64) -> PathBuf {
-        self.root.join(self.job.as_str()).join(format!(".{}-{seq:08}.ts.partial", self.job))
+        self.root.join(self.job.as_str()).join(layout::partial_name(self.job.as_str(), seq))
     }
 
     /// Relative path (from the spool root) of segment `seq` starting at `utc_ms`.
     fn final_rel(&self, seq: u64, utc_ms: i64) -> PathBuf {
-        let (y, m, d) = civil(utc_ms);
-        PathBuf::from(self.job.as_str())
-            .join(format!("{y:04}"))
-            .join(format!("{m:02}"))
-            .join(format!("{d:02}"))
-            .join(format!("{}-{seq:08}.ts", self.job))
+        PathBuf::from(layout::segment_rel_path(self.job.as_str(), seq, utc_ms))
     }
 
     /// Changes the free-space floor (tests; a reload).
@@ -551,7 +529,7 @@ impl JobSpool {
         let dir = dest.parent().map(Path::to_path_buf).unwrap_or_else(|| self.root.clone());
         let json = serde_json::to_vec_pretty(manifest)
             .map_err(|e| SpoolError::Io { path: dest.to_path_buf(), source: std::io::Error::other(e) })?;
-        let tmp = dir.join(format!(".{}-{seq:08}.json.tmp", self.job));
+        let tmp = dir.join(layout::manifest_tmp_name(self.job.as_str(), seq));
         let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
         f.write_all(&json).map_err(io_err(&tmp))?;
         f.sync_all().map_err(io_err(&tmp))?;
@@ -591,9 +569,9 @@ impl JobSpool {
     fn recover(&mut self, seq: u64, path: &Path) -> Result<Option<SegmentManifest>, SpoolError> {
         let scanned = scan_ts(path, None)?;
         if scanned.packets == 0 {
-            let qdir = self.root.join(self.job.as_str()).join("quarantine");
+            let qdir = self.root.join(self.job.as_str()).join(layout::QUARANTINE);
             fs::create_dir_all(&qdir).map_err(io_err(&qdir))?;
-            let dest = rename_noreplace(path, &qdir.join(format!("{}-{seq:08}.ts.quarantined", self.job)))?;
+            let dest = rename_noreplace(path, &qdir.join(layout::quarantined_name(self.job.as_str(), seq)))?;
             sync_dir(&qdir)?;
             tracing::warn!(job = %self.job, file = %dest.display(), "partial segment without TS packets quarantined");
             return Ok(None);
