@@ -36,6 +36,7 @@
 pub mod frame;
 pub mod message;
 pub mod report;
+pub mod settings;
 pub mod spec;
 pub mod spool_layout;
 pub mod srt_url;

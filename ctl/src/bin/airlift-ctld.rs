@@ -98,7 +98,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    init_logging();
+    airlift_log::init();
     let (config, source) = match daemon::load_config(cli.config.as_deref(), &overrides) {
         Ok(c) => c,
         Err(errors) => {
@@ -120,20 +120,5 @@ fn main() -> ExitCode {
             eprintln!("airlift-ctld: {}", airlift_ipc::report::chain_text(e.as_ref()));
             ExitCode::from(1)
         }
-    }
-}
-
-/// Logs to journald (structured fields) when started by systemd with the
-/// journal as stderr, else to the terminal. `AIRLIFT_LOG` sets the filter.
-fn init_logging() {
-    use tracing_subscriber::prelude::*;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLIFT_LOG").unwrap_or_else(|_| "info".into());
-    let journald = std::env::var_os("JOURNAL_STREAM").and_then(|_| tracing_journald::layer().ok());
-    match journald {
-        Some(layer) => tracing_subscriber::registry().with(filter).with(layer).init(),
-        None => tracing_subscriber::registry()
-            .with(filter)
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-            .init(),
     }
 }

@@ -29,38 +29,12 @@ pub(super) fn default_node_name() -> Name {
     Name::new("airlift").expect("valid name")
 }
 
-/// `[engine]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EngineSection {
-    /// Spawn and supervise the engine (development, demo); false when
-    /// systemd runs `airlift-engine.service` and ctld only connects.
-    #[serde(default = "yes")]
-    pub spawn: bool,
-    /// The engine binary to spawn; by default `airlift-engine` beside ctld,
-    /// then on `PATH`.
-    #[serde(default)]
-    pub binary: Option<SafePath>,
-    /// The engine's control socket.
-    #[serde(default = "default_socket")]
-    pub socket: SafePath,
-    /// CPU for audio threads.
-    #[serde(default)]
-    pub cpu: Option<u16>,
-    /// SCHED_FIFO priority for audio threads, 1–99.
-    #[serde(default)]
-    pub rt_priority: Option<u8>,
-    /// Lock the engine's memory.
-    #[serde(default)]
-    pub mlock: bool,
-}
+/// `[engine]`: the schema both ctld and the engine read (defined once, in
+/// `airlift_ipc::settings`).
+pub use airlift_ipc::settings::EngineSection;
 
 fn yes() -> bool {
     true
-}
-
-fn default_socket() -> SafePath {
-    SafePath::new("airlift-engine.sock").expect("valid path")
 }
 
 /// `[http]`.

@@ -133,7 +133,7 @@ impl RtArgs {
 }
 
 fn main() -> ExitCode {
-    init_logging();
+    airlift_log::init();
     // FFmpeg logs through tracing (rate limited), never to stderr directly.
     airlift_engine::sys::ffmpeg::log::install();
     let cli = Cli::parse();
@@ -143,21 +143,6 @@ fn main() -> ExitCode {
             eprintln!("airlift-engine: {}", airlift_ipc::report::chain_text(e.as_ref()));
             ExitCode::from(1)
         }
-    }
-}
-
-/// Logs to journald (structured fields) when started by systemd with the
-/// journal as stderr, else to the terminal. `AIRLIFT_LOG` sets the filter.
-fn init_logging() {
-    use tracing_subscriber::prelude::*;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLIFT_LOG").unwrap_or_else(|_| "info".into());
-    let journald = std::env::var_os("JOURNAL_STREAM").and_then(|_| tracing_journald::layer().ok());
-    match journald {
-        Some(layer) => tracing_subscriber::registry().with(filter).with(layer).init(),
-        None => tracing_subscriber::registry()
-            .with(filter)
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-            .init(),
     }
 }
 
@@ -410,15 +395,6 @@ fn print_run_stats(stats: &airlift_ipc::message::FlowStats) {
     println!("flow {}: realtime {:?}", stats.flow, stats.realtime);
 }
 
-/// The `[engine]` section of ctld's configuration, as far as the engine needs it.
-#[derive(serde::Deserialize, Default)]
-struct EngineSection {
-    socket: Option<String>,
-    cpu: Option<usize>,
-    rt_priority: Option<u8>,
-    mlock: Option<bool>,
-}
-
 #[derive(serde::Deserialize)]
 struct ConfigFile {
     #[serde(default)]
@@ -448,7 +424,8 @@ fn serve_settings(
 ) -> anyhow::Result<(PathBuf, RtArgs, PathBuf, LimitArgs)> {
     let mut spool_path = None;
     let mut max_pulls = None;
-    let section: EngineSection = match config {
+    // The `[engine]` section: the schema ctld validates, read the same way.
+    let section: Option<airlift_ipc::settings::EngineSection> = match config {
         Some(path) => {
             let text =
                 std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -470,22 +447,23 @@ fn serve_settings(
                 })?;
                 max_pulls = Some(v);
             }
-            toml::Value::Table(file.engine)
+            let section: airlift_ipc::settings::EngineSection = toml::Value::Table(file.engine)
                 .try_into()
-                .map_err(|e| anyhow::anyhow!("{}: [engine]: {e}", path.display()))?
+                .map_err(|e| anyhow::anyhow!("{}: [engine]: {e}", path.display()))?;
+            if let Some(problem) = section.problem() {
+                anyhow::bail!("{}: [engine] {problem}", path.display());
+            }
+            Some(section)
         }
-        None => EngineSection::default(),
+        None => None,
     };
-    if let Some(p) = section.rt_priority {
-        anyhow::ensure!((1..=99).contains(&p), "[engine] rt_priority must be 1 to 99");
-    }
     let listen = listen
-        .or_else(|| section.socket.map(PathBuf::from))
+        .or_else(|| section.as_ref().map(|s| s.socket.as_path().to_path_buf()))
         .ok_or_else(|| anyhow::anyhow!("give --listen PATH or a --config with [engine] socket"))?;
     let rt = RtArgs {
-        cpu: rt.cpu.or(section.cpu),
-        rt_priority: rt.rt_priority.or(section.rt_priority),
-        mlock: rt.mlock || section.mlock.unwrap_or(false),
+        cpu: rt.cpu.or(section.as_ref().and_then(|s| s.cpu.map(usize::from))),
+        rt_priority: rt.rt_priority.or(section.as_ref().and_then(|s| s.rt_priority)),
+        mlock: rt.mlock || section.as_ref().is_some_and(|s| s.mlock),
     };
     let spool = spool.or(spool_path).unwrap_or_else(|| PathBuf::from("./spool"));
     let limits = LimitArgs { max_pulls: limits.max_pulls.or(max_pulls), ..limits };
