@@ -451,144 +451,28 @@ pub fn build_replacing(
                 continue;
             }
             let first_worker = built.workers.len();
-            let field = format!("output[{}].consumer", output.name);
-            // Live recordings announce themselves when closed.
-            let notice = |path: &Path| {
-                (options.pacing == Pacing::Realtime).then(|| RecordingNotice {
-                    events: options.spool_events.clone(),
-                    flow: spec.name.clone(),
-                    output: output.name.clone(),
-                    path: path.to_path_buf(),
-                    rate,
-                    channels: bus_channels,
-                })
+            let cx = SinkCx {
+                spec,
+                options,
+                flow: &flow,
+                rate,
+                frames,
+                bus_channels,
+                ring_len,
+                cadence,
+                started_at: &started_at,
+                index,
+                output,
+                field: format!("output[{}].consumer", output.name),
             };
+            let (sinks, built) = (&mut sinks, &mut built);
             match &output.consumer {
                 ConsumerSpec::Null => sinks.push(Sink::Null),
-                ConsumerSpec::Wav { path, format } => {
-                    let path = resolve(&options.base_dir, path.as_path());
-                    let recorder =
-                        WavRecorder::create(&path, bus_channels, rate, *format).map_err(|source| {
-                            BuildError::File {
-                                flow: flow.clone(),
-                                field: format!("{field}.wav.path"),
-                                source,
-                            }
-                        })?;
-                    built.created.push(recorder.path().to_path_buf());
-                    let notice = notice(recorder.path());
-                    ring_sink(&flow, ring_len * bus_channels, &mut sinks, &mut built, |rx| {
-                        recorder.spawn(format!("airlift-wav-{}", output.name), cadence, rx, notice)
-                    })?;
-                }
-                ConsumerSpec::AlsaPlayback(alsa) => {
-                    let request = OpenRequest {
-                        flow: &flow,
-                        node: NodeRef::Output(index),
-                        direction: alsa::Direction::Playback,
-                        period: frames,
-                        rate,
-                    };
-                    let device = open_device(spec, options, alsa, &request, field, &mut built)?;
-                    latency.playback = Some(device.prefill());
-                    sinks.push(Sink::Alsa(Box::new(device)));
-                }
-                ConsumerSpec::Link(spec_link) => {
-                    // 200 ms of ring, or 16 periods: the reader keeps it half full.
-                    let (writer, tail) = link(rate, bus_channels, ring_frames(frames * 2, rate));
-                    options.links.park(spec_link.name.as_str(), tail);
-                    sinks.push(Sink::Bridge(Box::new(writer)));
-                }
-                ConsumerSpec::Record(record) => {
-                    let path = resolve(&options.base_dir, record.path.as_path());
-                    let recording = FileRecording {
-                        path: &path,
-                        format: record.format.as_ref().map(|f| f.as_str()),
-                        codec: record.codec.as_ref().map(|c| c.as_str()),
-                        channels: bus_channels,
-                        rate,
-                        bitrate: record.bitrate.map(u32::from),
-                        create: crate::workers::recording::create_new,
-                    };
-                    let (encoder, mux) = FileMuxer::create(&recording).map_err(|source| {
-                        BuildError::Media { flow: flow.clone(), field: format!("{field}.record"), source }
-                    })?;
-                    built.created.push(mux.path().to_path_buf());
-                    let notice = notice(mux.path());
-                    let name = format!("airlift-rec-{}", output.name);
-                    ring_sink(&flow, ring_len * bus_channels, &mut sinks, &mut built, |rx| {
-                        spawn_encoder(options, name, cadence, rx, encoder, mux, notice, None)
-                    })?;
-                }
-                ConsumerSpec::Encoded(enc) => {
-                    let field = format!("{field}.encoded");
-                    let media =
-                        |source| BuildError::Media { flow: flow.clone(), field: field.clone(), source };
-                    let encoder = Encoder::new(enc.codec, bus_channels, rate, enc.bitrate.map(u32::from))
-                        .map_err(media)?;
-                    let mut ts_notice = None;
-                    let (ts_out, chunk, sender): (Box<dyn TsOutput>, usize, Option<Worker>) = match &enc.sink
-                    {
-                        TsSink::File { path } => {
-                            let path = resolve(&options.base_dir, path.as_path());
-                            let file =
-                                encoded::TsFile::create(&path).map_err(|source| BuildError::Create {
-                                    flow: flow.clone(),
-                                    field: format!("{field}.sink.file.path"),
-                                    path: path.clone(),
-                                    source,
-                                })?;
-                            built.created.push(file.path().to_path_buf());
-                            ts_notice = notice(file.path());
-                            (Box::new(file), 188 * 64, None)
-                        }
-                        TsSink::Srt(srt) => {
-                            let endpoint = SrtEndpoint::new(srt).map_err(|source| BuildError::Srt {
-                                flow: flow.clone(),
-                                field: format!("{field}.sink.srt"),
-                                source,
-                            })?;
-                            let name = format!("airlift-srt-tx-{}", output.name);
-                            let status = SrtLinkStatus::new(&name);
-                            built.links.push(status.clone());
-                            let (worker, out) =
-                                encoded::spawn_srt_sender(name, endpoint, srt_link::options(srt), status)
-                                    .map_err(|source| BuildError::Thread { flow: flow.clone(), source })?;
-                            (Box::new(out), SRT_PAYLOAD, Some(worker))
-                        }
-                        TsSink::Segments(seg) => {
-                            let segmenter =
-                                Segmenter::open(&options.spool, seg, options.spool_events.clone()).map_err(
-                                    |source| BuildError::Spool {
-                                        flow: flow.clone(),
-                                        field: format!("{field}.sink.segments"),
-                                        source,
-                                    },
-                                )?;
-                            (Box::new(SegmentTsOutput::new(segmenter, spec.name.clone())), 188 * 64, None)
-                        }
-                    };
-                    let metadata =
-                        TsMetadata { service_name: enc.service_name.clone(), provider: enc.provider.clone() };
-                    let mux = TsMuxer::new(ts_out, &encoder, &metadata, chunk).map_err(media)?;
-                    let name = format!("airlift-enc-{}", output.name);
-                    ring_sink(&flow, ring_len * bus_channels, &mut sinks, &mut built, |rx| {
-                        // TS outputs continue the flow's timeline across
-                        // a rebuild (a recording file starts at 0).
-                        spawn_encoder(
-                            options,
-                            name,
-                            cadence,
-                            rx,
-                            encoder,
-                            mux,
-                            ts_notice,
-                            Some(started_at.clone()),
-                        )
-                    })?;
-                    // The encoder finishes (and flushes into the sender) first.
-                    built.workers.extend(sender);
-                }
+                ConsumerSpec::Wav { path, format } => consumers::wav(&cx, path, *format, sinks, built)?,
+                ConsumerSpec::AlsaPlayback(alsa) => consumers::alsa(&cx, alsa, sinks, built, &mut latency)?,
+                ConsumerSpec::Link(spec_link) => consumers::link(&cx, spec_link, sinks),
+                ConsumerSpec::Record(record) => consumers::record(&cx, record, sinks, built)?,
+                ConsumerSpec::Encoded(enc) => consumers::encoded(&cx, enc, sinks, built)?,
             }
             if built.workers.len() > first_worker {
                 built.output_workers.push((index, first_worker..built.workers.len()));
@@ -683,7 +567,9 @@ fn unsupported(flow: &str, field: String, what: &'static str) -> BuildError {
     BuildError::Unsupported { flow: flow.to_owned(), field, what }
 }
 
+mod consumers;
 mod producers;
+use consumers::SinkCx;
 use producers::{SourceCx, make_source, open_device};
 
 fn resolve(base: &Path, path: &Path) -> PathBuf {
