@@ -185,6 +185,28 @@ impl Node {
             .reduce(f64::max)
     }
 
+    /// Logs in as a browser does (curl with a cookie jar): the `Cookie:`
+    /// header to send and the session's CSRF token. Checks the cookie is
+    /// HttpOnly.
+    fn login_with_cookie(&self) -> (String, String) {
+        let jar = self.dir.join(format!("cookies-{}", std::process::id()));
+        let _ = std::fs::remove_file(&jar);
+        let out = Command::new("curl")
+            .args(["-s", "-c"])
+            .arg(&jar)
+            .args(["-H", "Content-Type: application/json", "--data-binary"])
+            .arg(json!({ "token": self.token }).to_string())
+            .arg(self.url("/api/v1/login"))
+            .output()
+            .unwrap();
+        let session: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let csrf = session["csrf"].as_str().unwrap().to_string();
+        let jar_text = std::fs::read_to_string(&jar).unwrap();
+        assert!(jar_text.contains("#HttpOnly_") && jar_text.contains("airlift_session"), "{jar_text}");
+        let value = jar_text.lines().last().unwrap().split('\t').next_back().unwrap();
+        (format!("Cookie: airlift_session={value}"), csrf)
+    }
+
     fn state_rows(&self) -> String {
         self.api("GET", "/api/v1/state", &[&self.bearer()], None).1
     }
@@ -528,28 +550,8 @@ fn the_api_needs_a_credential_csrf_and_its_own_origin_and_answers_every_document
         node.api("POST", "/api/v1/login", &[], Some(&json!({ "token": node.token }).to_string()));
     assert_eq!(code, 200, "{login}");
     let csrf = serde_json::from_str::<Value>(&login).unwrap()["csrf"].as_str().unwrap().to_string();
-    let jar = node.dir.join("cookies");
-    let out = Command::new("curl")
-        .args(["-s", "-c"])
-        .arg(&jar)
-        .args([
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            &json!({ "token": node.token }).to_string(),
-        ])
-        .arg(node.url("/api/v1/login"))
-        .output()
-        .unwrap();
-    let session: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let csrf2 = session["csrf"].as_str().unwrap().to_string();
+    let (cookie, csrf2) = node.login_with_cookie();
     assert_ne!(csrf, csrf2, "each login is its own session");
-    let cookie_line = std::fs::read_to_string(&jar).unwrap();
-    assert!(cookie_line.contains("#HttpOnly_") && cookie_line.contains("airlift_session"), "{cookie_line}");
-    let cookie = format!(
-        "Cookie: airlift_session={}",
-        cookie_line.lines().last().unwrap().split('\t').next_back().unwrap()
-    );
     let before = node.state_rows();
     let mute = "/api/v1/flows/main/inputs/noise/mute";
     let on = Some(r#"{"muted": true}"#);
@@ -669,26 +671,8 @@ fn the_api_needs_a_credential_csrf_and_its_own_origin_and_answers_every_document
 #[test]
 fn an_expired_session_is_refused_and_changes_nothing() {
     let node = Node::start("expiry", "session_minutes = 1");
-    let jar = node.dir.join("cookies");
-    let out = Command::new("curl")
-        .args(["-s", "-c"])
-        .arg(&jar)
-        .args([
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            &json!({ "token": node.token }).to_string(),
-        ])
-        .arg(node.url("/api/v1/login"))
-        .output()
-        .unwrap();
-    let session: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let csrf = format!("X-CSRF-Token: {}", session["csrf"].as_str().unwrap());
-    let jar_text = std::fs::read_to_string(&jar).unwrap();
-    let cookie = format!(
-        "Cookie: airlift_session={}",
-        jar_text.lines().last().unwrap().split('\t').next_back().unwrap()
-    );
+    let (cookie, csrf) = node.login_with_cookie();
+    let csrf = format!("X-CSRF-Token: {csrf}");
     let (code, _) = node.api("GET", "/api/v1/flows", &[&cookie], None);
     assert_eq!(code, 200, "the fresh session works");
     let before = node.state_rows();

@@ -153,7 +153,7 @@ fn json<T: Serialize>(value: &T) -> Response {
     }
 }
 
-/// The API's and the console's routes, guarded by [`require`].
+/// The API's and the console's routes, guarded by `require` (a credential; CSRF and origin for changes).
 pub fn router(api: Arc<Api>) -> Router {
     let v1 = Router::new()
         .route("/api/v1/openapi.json", get(openapi))

@@ -14,13 +14,13 @@ struct Cli {
     /// Configuration file (default: $AIRLIFT_CONFIG, then /etc/airlift/airlift.toml, then the built-in demo).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
-    /// Address for /health and /metrics (overrides [http] listen and AIRLIFT_HTTP_LISTEN).
+    /// Address for /health and /metrics (overrides `[http] listen` and AIRLIFT_HTTP_LISTEN).
     #[arg(long)]
     http_listen: Option<String>,
-    /// Spool directory (overrides [spool] path and AIRLIFT_SPOOL).
+    /// Spool directory (overrides `[spool] path` and AIRLIFT_SPOOL).
     #[arg(long)]
     spool: Option<String>,
-    /// Engine binary to spawn (overrides [engine] binary and AIRLIFT_ENGINE_BINARY).
+    /// Engine binary to spawn (overrides `[engine] binary` and AIRLIFT_ENGINE_BINARY).
     #[arg(long)]
     engine_binary: Option<String>,
     /// D-Bus address to serve on instead of the configured bus (e.g. a private test bus).

@@ -11,7 +11,7 @@
 //! crossfades linearly over `crossfade_ms`, is counted, and is reported
 //! through a [`Report::InputSwitched`].
 //!
-//! [`Failover::pull`] runs on the audio thread: no allocation, no locks.
+//! `Failover::pull` runs on the audio thread: no allocation, no locks.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;

@@ -1,7 +1,7 @@
 //! The flow graph: producers → per-input gain/mute/pan → mixer bus →
 //! processors → consumers.
 //!
-//! [`build`] turns a spec into an [`rt_graph::RtGraph`] on the control thread;
+//! [`crate::assembly::build`] turns a spec into an [`rt_graph::RtGraph`] on the control thread;
 //! the audio thread only ever runs [`rt_graph::RtGraph::process`].
 #![forbid(unsafe_code)]
 

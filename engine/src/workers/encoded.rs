@@ -1,4 +1,4 @@
-//! The encoder consumer: bus ring → [`Encoder`] → a muxer: [`TsMuxer`](crate::sys::ffmpeg::TsMuxer) into
+//! The encoder consumer: bus ring → [`Encoder`](crate::sys::ffmpeg::Encoder) → a muxer: [`TsMuxer`](crate::sys::ffmpeg::TsMuxer) into
 //! a TS file, the segmenter or an SRT sender thread that owns the connection
 //! and its reconnects; or a [`FileMuxer`](crate::sys::ffmpeg::FileMuxer)
 //! recording any container FFmpeg writes.
