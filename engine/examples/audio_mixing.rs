@@ -3,8 +3,7 @@
 //!
 //! `cargo run -p airlift-engine --example audio_mixing`
 
-use airlift_engine::flow::render;
-use airlift_engine::{FlowBuilder, assembly::BuildOptions};
+use airlift_engine::{BuildOptions, FlowBuilder, render};
 use airlift_ipc::spec::{ProcessorSpec, ProducerSpec, SignalKind, TestSignalSpec};
 use airlift_ipc::units::{Channels, LevelDbfs};
 

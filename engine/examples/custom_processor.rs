@@ -6,8 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use airlift_engine::flow::render;
-use airlift_engine::{Bus, FlowBuilder, Processor, assembly::BuildOptions};
+use airlift_engine::{BuildOptions, Bus, FlowBuilder, Processor, render};
 
 /// Soft-clips everything above `ceiling` with tanh and counts what it clipped.
 struct SoftClipper {

@@ -7,8 +7,7 @@
 
 use std::time::Duration;
 
-use airlift_engine::rt::thread::RealtimeRequest;
-use airlift_engine::{FlowBuilder, Node, assembly::BuildOptions};
+use airlift_engine::{BuildOptions, FlowBuilder, Node, RealtimeRequest};
 use airlift_ipc::spec::{
     Codec, ConsumerSpec, EncodedSpec, KeyLength, ProducerSpec, SrtInSpec, SrtMode, SrtSpec, TsSink,
 };

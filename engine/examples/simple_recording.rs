@@ -3,8 +3,7 @@
 //!
 //! `cargo run -p airlift-engine --example simple_recording [OUT.wav]`
 
-use airlift_engine::rt::thread::RealtimeRequest;
-use airlift_engine::{FlowBuilder, Node, assembly::BuildOptions};
+use airlift_engine::{BuildOptions, FlowBuilder, Node, RealtimeRequest};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = std::env::args()

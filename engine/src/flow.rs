@@ -615,7 +615,7 @@ pub struct RenderSummary {
 /// Renders `seconds` of `spec` offline, as fast as possible, on the calling
 /// thread; every ring waits for its worker, so nothing is dropped. AAC and
 /// MP2 outputs are encoded in chunks on [`BuildOptions::encode_threads`]
-/// threads (see [`ChunkedEncoder`](crate::sys::ffmpeg::ChunkedEncoder)).
+/// threads (see `sys::ffmpeg::ChunkedEncoder`).
 pub fn render(
     spec: &FlowSpec,
     options: &BuildOptions,

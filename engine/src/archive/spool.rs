@@ -288,7 +288,7 @@ impl Spool {
     }
 }
 
-/// The engine's lock file, inside the spool root ([`Spool::claim`]).
+// The engine's lock file, inside the spool root (`Spool::claim`).
 pub use airlift_ipc::spool_layout::ENGINE_LOCK;
 
 /// Proof that this process owns a spool ([`Spool::claim`]); the spool is
@@ -298,11 +298,8 @@ pub struct SpoolOwner {
     _lock: Flock<File>,
 }
 
-/// The job's lock file, inside `<spool>/<job>/`.
-pub use airlift_ipc::spool_layout::JOB_LOCK;
-/// The job's sequence high-water mark (the next number), inside
-/// `<spool>/<job>/`.
-pub use airlift_ipc::spool_layout::SEQUENCE_MARK;
+// The job's lock file and sequence high-water mark, inside `<spool>/<job>/`.
+pub use airlift_ipc::spool_layout::{JOB_LOCK, SEQUENCE_MARK};
 
 /// The high-water mark in `path`, if it is there and readable. A mark that
 /// cannot be read is logged: the numbers on disk still apply.

@@ -177,7 +177,7 @@ fn join(errors: &[SpecError]) -> String {
 pub struct BuildOptions {
     /// Realtime or offline ring behaviour.
     pub pacing: Pacing,
-    /// The mix kernel (normally [`MixKernel::detect`]).
+    /// The mix kernel (normally `MixKernel::detect`).
     pub kernel: MixKernel,
     /// Relative file paths are resolved against this directory.
     pub base_dir: PathBuf,
@@ -191,7 +191,7 @@ pub struct BuildOptions {
     pub max_pulls: usize,
     /// Offline renders only: encoders that may code chunks of one AAC or
     /// MP2 output at the same time (`None`: one per CPU; 1: one encoder,
-    /// as in a live flow). See [`ChunkedEncoder`].
+    /// as in a live flow). See `ChunkedEncoder`.
     pub encode_threads: Option<std::num::NonZeroUsize>,
     /// Offline renders only: how many frames will be rendered, when known,
     /// so chunked encoding can split the work evenly.

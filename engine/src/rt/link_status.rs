@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
 
 use crate::sys::srt::{SrtError, SrtStats};
 
-/// Where an SRT link stands (the protocol's type, sent to ctl as is).
+// Where an SRT link stands (the protocol's type, sent to ctl as is).
 pub use airlift_ipc::message::SrtLinkState as LinkState;
 
 /// A live SRT link's state and counters, written by its worker thread and
@@ -31,7 +31,7 @@ pub struct SrtLinkStatus {
     drift_ppb: AtomicI64,
 }
 
-/// A copy of [`SrtLinkStatus`] at one moment: the protocol's own type.
+// A copy of `SrtLinkStatus` at one moment: the protocol's own type.
 pub use airlift_ipc::message::SrtLinkStats as SrtLinkSnapshot;
 
 impl SrtLinkStatus {
