@@ -465,6 +465,18 @@ impl RunningFlow {
         self.counters.clone()
     }
 
+    /// Per input with backups, the name of the source it plays now: what a
+    /// rebuilt flow resumes on ([`crate::assembly::build_replacing`]).
+    pub fn playing(&self) -> Vec<(airlift_ipc::units::Name, String)> {
+        self.failovers
+            .iter()
+            .filter_map(|(input, control)| {
+                let spec = self.spec.inputs.iter().find(|i| &i.name == input)?.failover.as_ref()?;
+                Some((input.clone(), spec.source_name(control.active())?.to_owned()))
+            })
+            .collect()
+    }
+
     /// Statistics.
     pub fn stats(&self) -> FlowStats {
         let mut stats = self.counters.snapshot(self.spec.name.as_str(), self.realtime.clone());

@@ -267,7 +267,8 @@ impl Node {
             let swapped_from = self.running.get(&spec.name).map(RunningFlow::spec).filter(|old| {
                 old.sample_rate == spec.sample_rate && old.period == spec.period && !uses_alsa(spec)
             });
-            match build_replacing(spec, &self.options, Vec::new(), swapped_from) {
+            let playing = self.running.get(&spec.name).map(RunningFlow::playing).unwrap_or_default();
+            match build_replacing(spec, &self.options, Vec::new(), swapped_from, &playing) {
                 Ok(built) => prepared.push((spec, built)),
                 Err(e) => failed_builds.push((spec, e)),
             }
@@ -318,12 +319,14 @@ impl Node {
         }
         let mut result = Ok(());
         for spec in restart {
+            let mut playing = Vec::new();
             let previous = self.running.remove(&spec.name).map(|old| {
                 let previous = old.spec().clone();
+                playing = old.playing();
                 old.stop();
                 previous
             });
-            match build(spec, &self.options, Vec::new())
+            match build_replacing(spec, &self.options, Vec::new(), None, &playing)
                 .map_err(NodeError::from)
                 .and_then(|built| start_built(spec, built, &self.rt).map_err(NodeError::from))
             {

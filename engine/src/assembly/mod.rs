@@ -280,7 +280,7 @@ pub fn build(
     options: &BuildOptions,
     custom: Vec<Box<dyn Processor>>,
 ) -> Result<BuiltFlow, BuildError> {
-    build_replacing(spec, options, custom, None)
+    build_replacing(spec, options, custom, None, &[])
 }
 
 /// Whether an output of this kind can keep running across a graph swap:
@@ -313,12 +313,15 @@ pub fn carried_outputs(old: &FlowSpec, new: &FlowSpec) -> Vec<(usize, usize)> {
 /// Builds `spec` to replace a running graph built from `old`: outputs
 /// whose spec did not change are not built again but carried over from
 /// the running graph (their file, encoder and worker keep running; see
-/// [`Sink::Carried`]). Control thread only.
+/// [`Sink::Carried`]). `playing` names, per input with backups, the source
+/// the replaced flow was playing (see [`crate::flow::RunningFlow::playing`]):
+/// the new input starts there. Control thread only.
 pub fn build_replacing(
     spec: &FlowSpec,
     options: &BuildOptions,
     custom: Vec<Box<dyn Processor>>,
     old: Option<&FlowSpec>,
+    playing: &[(Name, String)],
 ) -> Result<BuiltFlow, BuildError> {
     let carry = old.map(|old| carried_outputs(old, spec)).unwrap_or_default();
     spec.validate().map_err(BuildError::Invalid)?;
@@ -398,8 +401,17 @@ pub fn build_replacing(
                     }
                     let (tx, rx) = rtrb::RingBuffer::new(16);
                     built.reports.push(rx);
-                    let (failover, control) =
-                        Failover::new(index, failover, (source, channels), backups, rate, frames, tx);
+                    let resume = playing.iter().find(|(i, _)| *i == input.name).map(|(_, s)| s.as_str());
+                    let (failover, control) = Failover::new(
+                        index,
+                        failover,
+                        (source, channels),
+                        backups,
+                        rate,
+                        frames,
+                        tx,
+                        resume,
+                    );
                     built.failovers.push((input.name.clone(), control));
                     (Source::Failover(Box::new(failover)), channels)
                 }

@@ -124,8 +124,12 @@ impl Failover {
     /// A failover for input `index` from `primary` and `backups` (each a
     /// source with its channel count), delivering the primary's channels,
     /// at `rate` Hz in periods of `period` frames; switches are reported
-    /// into `reports`. It starts on the operator's choice, else the
-    /// primary. Control thread only: allocates every buffer.
+    /// into `reports`. It starts on the operator's choice, else on
+    /// `resume` (the source the input it replaces was playing, so that a
+    /// rebuild does not fall back to a lost primary and wait out the loss
+    /// time again), else the primary. Control thread only: allocates every
+    /// buffer.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         index: usize,
         spec: &FailoverSpec,
@@ -134,6 +138,7 @@ impl Failover {
         rate: u32,
         period: usize,
         reports: rtrb::Producer<Report>,
+        resume: Option<&str>,
     ) -> (Failover, Arc<FailoverControl>) {
         let channels = primary.1;
         let members: Vec<Member> = std::iter::once(primary)
@@ -147,7 +152,8 @@ impl Failover {
             .and_then(|s| spec.source_index(s.as_str()))
             .filter(|&i| i < members.len())
             .unwrap_or(AUTO);
-        let active = if selected == AUTO { 0 } else { selected };
+        let resumed = resume.and_then(|s| spec.source_index(s)).filter(|&i| i < members.len()).unwrap_or(0);
+        let active = if selected == AUTO { resumed } else { selected };
         let control = Arc::new(FailoverControl {
             active: AtomicUsize::new(active),
             switches: AtomicU64::new(0),
@@ -333,7 +339,7 @@ mod tests {
         };
         let backup = Source::Signal(crate::dsp::signal::SignalGenerator::new(&signal(-20.0), RATE));
         let (tx, rx) = rtrb::RingBuffer::new(16);
-        let (f, c) = Failover::new(0, spec, (primary, 1), vec![(backup, 1)], RATE, PERIOD, tx);
+        let (f, c) = Failover::new(0, spec, (primary, 1), vec![(backup, 1)], RATE, PERIOD, tx, None);
         (f, c, feed, rx)
     }
 

@@ -516,7 +516,17 @@ impl SrtSocket {
     /// `Ok(None)` when nothing arrived within 100 ms; an error when the
     /// connection is gone.
     pub fn recv(&self, buf: &mut [u8]) -> Result<Option<usize>, SrtError> {
-        if !self.epoll.ready(Duration::from_millis(100)) && self.is_connected() {
+        self.recv_within(buf, Duration::from_millis(100))
+    }
+
+    /// Receives one message into `buf` if one is ready now, without waiting:
+    /// how a reader drains a burst of messages in one wake-up.
+    pub fn try_recv(&self, buf: &mut [u8]) -> Result<Option<usize>, SrtError> {
+        self.recv_within(buf, Duration::ZERO)
+    }
+
+    fn recv_within(&self, buf: &mut [u8], wait: Duration) -> Result<Option<usize>, SrtError> {
+        if !self.epoll.ready(wait) && self.is_connected() {
             return Ok(None);
         }
         // SAFETY: pointer and length describe `buf`, writable for the call.

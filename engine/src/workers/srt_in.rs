@@ -46,6 +46,23 @@ struct SrtReader {
     stats_at: Instant,
 }
 
+impl SrtReader {
+    /// Receives the messages that are already waiting straight into `buf`,
+    /// as long as a whole message surely fits: a burst (a video frame's
+    /// worth of TS) costs the demuxer one read instead of one per message.
+    /// Never waits; a failure is left for the next blocking receive to see.
+    fn drain(&mut self, buf: &mut [u8]) -> usize {
+        let mut filled = 0;
+        while self.pending.is_empty() && buf.len() - filled >= SRT_PAYLOAD * 2 {
+            match self.socket.try_recv(&mut buf[filled..filled + SRT_PAYLOAD * 2]) {
+                Ok(Some(n)) => filled += n,
+                Ok(None) | Err(_) => break,
+            }
+        }
+        filled
+    }
+}
+
 impl TsInput for SrtReader {
     fn read_ts(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if !self.pending.is_empty() {
@@ -74,7 +91,7 @@ impl TsInput for SrtReader {
                     let take = n.min(buf.len());
                     buf[..take].copy_from_slice(&msg[..take]);
                     self.pending.extend_from_slice(&msg[take..n]);
-                    return Ok(take);
+                    return Ok(take + self.drain(&mut buf[take..]));
                 }
                 Ok(None) if since.elapsed() < NO_DATA => {}
                 Ok(None) => {

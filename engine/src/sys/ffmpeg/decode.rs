@@ -107,6 +107,12 @@ pub struct Decoder {
     frame: Frame,
     stream: c_int,
     known_streams: u32,
+    policy: Policy,
+    /// Another accepted audio stream whose packets arrive while ours has
+    /// none: `(stream, its first such packet's time in seconds, packets)`.
+    /// A live TS whose PMT moved the programme's audio to a new PID ends
+    /// up here, and the decoder follows it ([`Decoder::follow`]).
+    stray: Option<(c_int, f64, u32)>,
     /// Samples decoded while opening, delivered by the first `read`.
     pending: Vec<f32>,
     channels: usize,
@@ -266,6 +272,8 @@ impl Decoder {
             frame: Frame::new()?,
             stream: -1,
             known_streams: 0,
+            policy,
+            stray: None,
             pending: Vec::new(),
             channels: 0,
             rate,
@@ -322,26 +330,9 @@ impl Decoder {
         dec.stream = stream;
         // Other accepted audio streams (a second language) are not needed
         // either: discarded too.
-        dec.known_streams = 0;
-        dec.discard_new_streams();
-        // SAFETY: allocation for a valid codec, owned by `dec` at once.
-        dec.codec = CodecContext(unsafe { ff::avcodec_alloc_context3(codec) });
-        if dec.codec.0.is_null() {
-            return Err(MediaError::Alloc { what: "decoder context" });
-        }
-        let mut options = input::Options::default();
-        options.set(c"codec_whitelist", policy.decoders())?;
-        // SAFETY: the stream's parameters are copied into our context; the
-        // decoder opens only if it is on the whitelist.
-        unsafe {
-            check(ff::avcodec_parameters_to_context(dec.codec.0, (*st).codecpar), || {
-                format!("{label}: decoder parameters")
-            })?;
-            (*dec.codec.0).pkt_timebase = (*st).time_base;
-            check(ff::avcodec_open2(dec.codec.0, codec, &mut options.0), || {
-                format!("{label}: open decoder")
-            })?;
-        }
+        dec.discard_others();
+        // SAFETY: `st` is the context's stream `stream`; `codec` its decoder.
+        unsafe { dec.open_codec(st, codec)? };
         // SAFETY: open context, plain field.
         let own = unsafe { (*dec.codec.0).ch_layout.nb_channels };
         let out = channels.map_or(own, |c| c as c_int);
@@ -377,22 +368,109 @@ impl Decoder {
         }
     }
 
-    /// Discards streams that appeared since the last look (MPEG-TS adds
-    /// streams when a new PMT arrives), so no new stream is ever parsed.
-    fn discard_new_streams(&mut self) {
-        // SAFETY: our open context; plain field.
-        let n = unsafe { (*self.fmt).nb_streams };
-        if n != self.known_streams {
-            self.known_streams = n;
-            // SAFETY: our open context; streams are only marked.
-            unsafe {
-                for i in 0..n as usize {
-                    if i as c_int != self.stream {
-                        (*(*(*self.fmt).streams.add(i))).discard = ff::AVDiscard::AVDISCARD_ALL;
-                    }
+    /// Opens a decoder (on the policy's whitelist) for stream `st`, whose
+    /// decoder is `codec`, replacing the current one.
+    ///
+    /// # Safety
+    /// `st` is a stream of our open context and `codec` a decoder descriptor.
+    unsafe fn open_codec(&mut self, st: *mut ff::AVStream, codec: *const ff::AVCodec) -> Result<(), MediaError> {
+        // SAFETY: allocation for a valid codec, owned by `self` at once
+        // (the previous context, if any, is freed by the replacement).
+        self.codec = CodecContext(unsafe { ff::avcodec_alloc_context3(codec) });
+        if self.codec.0.is_null() {
+            return Err(MediaError::Alloc { what: "decoder context" });
+        }
+        let mut options = input::Options::default();
+        options.set(c"codec_whitelist", self.policy.decoders())?;
+        let label = &self.label;
+        // SAFETY: the stream's parameters are copied into our context; the
+        // decoder opens only if it is on the whitelist.
+        unsafe {
+            check(ff::avcodec_parameters_to_context(self.codec.0, (*st).codecpar), || {
+                format!("{label}: decoder parameters")
+            })?;
+            (*self.codec.0).pkt_timebase = (*st).time_base;
+            check(ff::avcodec_open2(self.codec.0, codec, &mut options.0), || format!("{label}: open decoder"))?;
+        }
+        Ok(())
+    }
+
+    /// Discards every stream but the one decoded.
+    fn discard_others(&mut self) {
+        // SAFETY: our open context; plain field; streams are only marked.
+        unsafe {
+            self.known_streams = (*self.fmt).nb_streams;
+            for i in 0..self.known_streams as usize {
+                if i as c_int != self.stream {
+                    (*(*(*self.fmt).streams.add(i))).discard = ff::AVDiscard::AVDISCARD_ALL;
                 }
             }
         }
+    }
+
+    /// Looks at streams that appeared since the last look (MPEG-TS adds
+    /// streams when a new PMT arrives). A file's are discarded. In a TS,
+    /// everything the policy refuses is discarded before it is parsed, so
+    /// no video is ever parsed; an accepted audio stream is kept, parsed
+    /// and never decoded, as where the programme's audio may have moved.
+    fn discard_new_streams(&mut self) {
+        // SAFETY: our open context; plain field.
+        let n = unsafe { (*self.fmt).nb_streams };
+        if n == self.known_streams {
+            return;
+        }
+        if self.policy == Policy::Ts {
+            self.known_streams = n;
+            // SAFETY: our open context.
+            unsafe { input::discard_unwanted(self.fmt, self.policy) };
+        } else {
+            self.discard_others();
+        }
+    }
+
+    /// Notes a packet of accepted audio stream `index`, not ours. Once such
+    /// packets span a second (or 64 of them without timestamps) without a
+    /// packet of ours in between, the programme's audio has moved: the
+    /// decoder switches to that stream and returns true.
+    fn follow(&mut self, index: c_int) -> Result<bool, MediaError> {
+        // SAFETY: the packet was filled by av_read_frame for stream
+        // `index`, below nb_streams; plain fields.
+        let (at, st) = unsafe {
+            let st = *(*self.fmt).streams.add(index as usize);
+            let pts = (*self.packet.0).pts;
+            let tb = (*st).time_base;
+            let at = if pts == ff::AV_NOPTS_VALUE || tb.den == 0 {
+                f64::NAN
+            } else {
+                pts as f64 * f64::from(tb.num) / f64::from(tb.den)
+            };
+            (at, st)
+        };
+        let (first, seen) = match self.stray {
+            Some((s, first, seen)) if s == index => (first, seen + 1),
+            _ => (at, 1),
+        };
+        self.stray = Some((index, first, seen));
+        let span = at - first;
+        if !(span.abs() >= 1.0 || seen >= 64) {
+            return Ok(false);
+        }
+        // SAFETY: plain fields of our context's streams; `index` and
+        // `self.stream` are below nb_streams.
+        let (from, to, codec) = unsafe {
+            let old = *(*self.fmt).streams.add(self.stream as usize);
+            (*old).discard = ff::AVDiscard::AVDISCARD_ALL;
+            ((*old).id, (*st).id, ff::avcodec_find_decoder((*(*st).codecpar).codec_id))
+        };
+        if codec.is_null() {
+            return Ok(false);
+        }
+        self.stream = index;
+        self.stray = None;
+        // SAFETY: `st` is stream `index` of our context; `codec` its decoder.
+        unsafe { self.open_codec(st, codec)? };
+        tracing::warn!(input = %self.label, from_pid = from, to_pid = to, "the audio moved to another PID: decoding that one");
+        Ok(true)
     }
 
     /// Output channels.
@@ -447,6 +525,18 @@ impl Decoder {
                 continue;
             }
             self.discard_new_streams();
+            // SAFETY: the packet was filled by av_read_frame.
+            let index = unsafe { (*self.packet.0).stream_index };
+            if index == self.stream {
+                self.stray = None;
+            } else if self.policy == Policy::Ts && index >= 0 && (index as u32) < self.known_streams {
+                // Only accepted audio gets here: everything else is discarded.
+                if let Err(e) = self.follow(index) {
+                    // SAFETY: the packet was filled by av_read_frame.
+                    unsafe { ff::av_packet_unref(self.packet.0) };
+                    return Err(e);
+                }
+            }
             // SAFETY: the packet was filled by av_read_frame.
             unsafe {
                 if (*self.packet.0).stream_index == self.stream {
