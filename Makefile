@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
 
-.PHONY: deps test-deps demo test test-rust lint fuzz-check fuzz bench stress chaos soak sanitize doc clean deb test-package
+.PHONY: deps test-deps demo test test-rust lint fuzz-check fuzz bench stress density chaos soak sanitize doc clean deb test-package
 
 ## What building and running need (Debian packages; idempotent).
 deps:
@@ -50,10 +50,19 @@ fuzz:
 bench: test-deps
 	scripts/bench
 
-## Realtime stress run (as root): 128-frame periods under stress-ng, STRESS_SECONDS long.
+## Realtime stress run (as root): STRESS_PERIOD-frame periods (default 128)
+## under stress-ng, STRESS_SECONDS long.
 STRESS_SECONDS ?= 600
+STRESS_PERIOD ?= 128
 stress: test-deps
-	scripts/rt-stress $(STRESS_SECONDS)
+	RT_STRESS_PERIOD=$(STRESS_PERIOD) scripts/rt-stress $(STRESS_SECONDS)
+
+## Density (as root): ramps live flows, 5 Mbit/s pull jobs and SRT outputs
+## until the first miss or loss, with memory per flow and baselines
+## (cyclictest, srt-live-transmit); writes its section of docs/benchmarks.md.
+density: test-deps
+	$(CARGO) build --release -p airlift-engine-daemon -p airlift-benches --bins
+	$(or $(CARGO_TARGET_DIR),target)/release/density $(DENSITY_ARGS)
 
 ## The transition torture test with more steps than CI's 60: reloads, kills,
 ## restarts, stop/start, pulls and S3 outages against the real daemons

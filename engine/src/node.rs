@@ -196,6 +196,13 @@ impl Node {
         state: &DesiredState,
         events: &mut Vec<EngineToCtl>,
     ) -> Result<(), NodeError> {
+        let result = self.apply_desired(state, events);
+        // Flows stopped or rebuilt: what they used goes back to the system.
+        crate::rt::thread::return_freed_memory();
+        result
+    }
+
+    fn apply_desired(&mut self, state: &DesiredState, events: &mut Vec<EngineToCtl>) -> Result<(), NodeError> {
         state.validate().map_err(|e| NodeError::Build(BuildError::Invalid(e)))?;
         if state.pulls.len() > self.options.max_pulls {
             return Err(NodeError::TooManyPulls { wanted: state.pulls.len(), max: self.options.max_pulls });
@@ -430,6 +437,7 @@ impl Node {
             .ok_or_else(|| NodeError::UnknownFlow(name.into()))?;
         if let Some(flow) = self.running.remove(&key) {
             flow.stop();
+            crate::rt::thread::return_freed_memory();
         }
         self.failed.remove(&key);
         self.stopped.insert(key.clone());

@@ -374,6 +374,16 @@ fn main() -> Result<()> {
     for f in figures.values() {
         writeln!(md, "| `{}` | {} | {} |", f.id, human_time(f.median_ns), human_rate(f))?;
     }
+    // The density section (`make density`) is written by its own bench and
+    // kept as it is.
+    if let Ok(old) = std::fs::read_to_string(&out)
+        && let (Some(a), Some(b)) = (old.find("<!-- density:start -->"), old.find("<!-- density:end -->"))
+        && b > a
+    {
+        writeln!(md)?;
+        md.push_str(&old[a..b + "<!-- density:end -->".len()]);
+        md.push('\n');
+    }
     std::fs::write(&out, md).with_context(|| format!("writing {}", out.display()))?;
     println!(
         "bench-report: wrote {} ({} headlines, {} figures)",

@@ -8,6 +8,7 @@
 pub mod alsa;
 pub mod failover;
 pub mod link;
+pub mod loudness;
 pub mod processor;
 pub mod rt_graph;
 

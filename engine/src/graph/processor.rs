@@ -9,6 +9,8 @@ use airlift_ipc::message::{ChannelMeter, Loudness};
 
 use crate::dsp::meter;
 
+pub use super::loudness::LoudnessMeter;
+
 /// Most channels a bus carries.
 pub const MAX_CHANNELS: usize = 64;
 
@@ -206,68 +208,6 @@ impl Processor for Meter {
             self.sum_squares = [0.0; MAX_CHANNELS];
             self.frames = 0;
         }
-    }
-}
-
-/// EBU R128 loudness (momentary, short-term, integrated) and true peak,
-/// through the `ebur128` crate in histogram mode (fixed memory).
-pub struct LoudnessMeter {
-    state: ebur128::EbuR128,
-    frames: usize,
-    interval: usize,
-    reports: rtrb::Producer<Report>,
-}
-
-impl std::fmt::Debug for LoudnessMeter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoudnessMeter").field("frames", &self.frames).finish_non_exhaustive()
-    }
-}
-
-impl LoudnessMeter {
-    /// A loudness meter for `channels` at `sample_rate`. Control thread only.
-    pub fn new(
-        channels: usize,
-        sample_rate: u32,
-        reports: rtrb::Producer<Report>,
-    ) -> Result<Self, ebur128::Error> {
-        use ebur128::Mode;
-        let mode = Mode::M | Mode::S | Mode::I | Mode::TRUE_PEAK | Mode::HISTOGRAM;
-        let state = ebur128::EbuR128::new(channels.min(MAX_CHANNELS) as u32, sample_rate, mode)?;
-        Ok(Self { state, frames: 0, interval: (sample_rate * REPORT_INTERVAL_MS / 1000) as usize, reports })
-    }
-
-    /// The loudness so far.
-    pub fn loudness(&self) -> Loudness {
-        let channels = self.state.channels();
-        let true_peak = (0..channels).filter_map(|c| self.state.true_peak(c).ok()).fold(0.0f64, f64::max);
-        Loudness {
-            momentary_lufs: self.state.loudness_momentary().unwrap_or(f64::NEG_INFINITY),
-            short_term_lufs: self.state.loudness_shortterm().unwrap_or(f64::NEG_INFINITY),
-            integrated_lufs: self.state.loudness_global().unwrap_or(f64::NEG_INFINITY),
-            true_peak_dbtp: if true_peak > 0.0 { 20.0 * true_peak.log10() } else { f64::NEG_INFINITY },
-        }
-    }
-}
-
-impl Processor for LoudnessMeter {
-    fn process(&mut self, bus: &mut Bus<'_>) {
-        let channels = (self.state.channels() as usize).min(bus.channels());
-        let mut planes: [&[f32]; MAX_CHANNELS] = [&[]; MAX_CHANNELS];
-        for (c, p) in planes.iter_mut().enumerate().take(channels) {
-            *p = bus.channel(c);
-        }
-        // The only error is a channel-count mismatch, excluded above.
-        let _ = self.state.add_frames_planar_f32(&planes[..channels]);
-        self.frames += bus.frames();
-        if self.frames >= self.interval {
-            self.frames = 0;
-            let _ = self.reports.push(Report::Loudness(self.loudness()));
-        }
-    }
-
-    fn finish(&mut self) {
-        let _ = self.reports.push(Report::Loudness(self.loudness()));
     }
 }
 
