@@ -1,8 +1,8 @@
 //! What FFmpeg may do with untrusted input. SRT inputs: the MPEG-TS demuxer
 //! and the accepted audio codecs only, video discarded before probing (a
-//! 1080p H.264 + AAC stream costs the engine's threads no more than the AAC
-//! alone, and the process no more than a bare `srt-live-transmit` pays to
-//! receive the video's bytes),
+//! 1080p H.264 + AAC stream costs the engine's threads within 10 % of the
+//! AAC alone, and the process no more than a bare `srt-live-transmit` pays
+//! to receive the video's bytes),
 //! the `srt_input` fuzz corpus replayed. File inputs: the `file` protocol
 //! and audio containers only. Real ffmpeg peers and the real engine binary.
 
