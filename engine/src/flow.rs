@@ -435,6 +435,7 @@ impl RunningFlow {
 
     /// Frees replaced graphs the audio thread handed back, and stops their workers.
     pub fn collect(&mut self) {
+        let mut freed = false;
         while let Some(old) = self.control.take_returned() {
             drop(old);
             if let Some(workers) = self.retired.pop_front() {
@@ -442,6 +443,11 @@ impl RunningFlow {
                     w.finish();
                 }
             }
+            freed = true;
+        }
+        if freed {
+            // A replaced graph is freed here, after the swap was applied.
+            crate::rt::thread::return_freed_memory();
         }
     }
 

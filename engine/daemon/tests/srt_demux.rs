@@ -247,15 +247,10 @@ impl Cost {
     }
 }
 
-/// Streams `ts` in real time over SRT into a fresh engine and returns what
-/// that cost it; checks the recording holds the 997 Hz tone throughout.
-fn stream_into_engine(dir: &TempDir, ts: &Path) -> Cost {
-    let _ = std::fs::remove_file(dir.path("rx.wav"));
-    let port = free_port();
-    let mut engine = run_engine(&dir.0, &FLOW.replace("PORT", &port.to_string()));
-    let pid = engine.child.as_ref().unwrap().id();
-    std::thread::sleep(Duration::from_millis(500));
-    let mut sender = Peer::spawn(
+/// `ffmpeg` sending `ts` in real time, every stream copied, to an SRT
+/// listener on `port` (lingering so its tail is delivered).
+fn sender(ts: &Path, port: u16) -> Peer {
+    Peer::spawn(
         "ffmpeg sender",
         Command::new("timeout")
             .args(["90", "ffmpeg", "-v", "error", "-nostdin", "-re", "-i"])
@@ -264,7 +259,18 @@ fn stream_into_engine(dir: &TempDir, ts: &Path) -> Cost {
             .arg(format!("srt://127.0.0.1:{port}?pkt_size=1316&linger=2"))
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
-    );
+    )
+}
+
+/// Streams `ts` in real time over SRT into a fresh engine and returns what
+/// that cost it; checks the recording holds the 997 Hz tone throughout.
+fn stream_into_engine(dir: &TempDir, ts: &Path) -> Cost {
+    let _ = std::fs::remove_file(dir.path("rx.wav"));
+    let port = free_port();
+    let mut engine = run_engine(&dir.0, &FLOW.replace("PORT", &port.to_string()));
+    let pid = engine.child.as_ref().unwrap().id();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut sender = sender(ts, port);
     let log = dir.path("engine.log");
     let decoding = || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("SRT input decoding"));
     assert!(
@@ -315,16 +321,7 @@ fn stream_into_srt_live_transmit(ts: &Path) -> Cost {
     );
     let pid = receiver.child.as_ref().unwrap().id();
     std::thread::sleep(Duration::from_millis(500));
-    let mut sender = Peer::spawn(
-        "ffmpeg sender",
-        Command::new("timeout")
-            .args(["90", "ffmpeg", "-v", "error", "-nostdin", "-re", "-i"])
-            .arg(ts)
-            .args(["-map", "0", "-c", "copy", "-f", "mpegts"])
-            .arg(format!("srt://127.0.0.1:{port}?pkt_size=1316"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
+    let mut sender = sender(ts, port);
     std::thread::sleep(Duration::from_secs(u64::from(SECONDS) - 2));
     let threads = cpu_by_thread(pid);
     let cost = Cost { libsrt: threads.iter().map(|(_, s)| s).sum(), peak_kib: peak_rss_kib(pid), threads };

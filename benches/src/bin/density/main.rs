@@ -28,7 +28,6 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod probe;
@@ -42,7 +41,7 @@ use airlift_ipc::spec::DesiredState;
 use anyhow::{Context, Result, bail};
 use probe::{
     Children, chrono_like_now, cpu_seconds, cyclictest, engine_idle_kib, ffmpeg, is_root, machine_jiffies,
-    rss_kib, rss_split, sender, srt_live_transmit_baseline, write_section,
+    rss_kib, rss_split, sender, srt_live_transmit_baseline, srt_receiver, write_section,
 };
 
 /// Command-line settings.
@@ -653,15 +652,7 @@ fn main() -> Result<()> {
             &|n| srt_outputs(n, period, base),
             &mut |from, to| {
                 for i in from..to {
-                    receivers.borrow_mut().0.push(
-                        Command::new("srt-live-transmit")
-                            .args(["-q", "-chunk:1316"])
-                            .arg(format!("srt://:{}?mode=listener", base + i as u16))
-                            .arg("file://con")
-                            .stdout(Stdio::null())
-                            .stderr(Stdio::null())
-                            .spawn()?,
-                    );
+                    receivers.borrow_mut().0.push(srt_receiver(base + i as u16)?);
                 }
                 Ok(())
             },

@@ -136,20 +136,23 @@ pub fn sender(src: &Path, port: u16) -> Result<Child> {
         .spawn()?)
 }
 
+/// `srt-live-transmit` listening on `port`, throwing what it receives away.
+pub fn srt_receiver(port: u16) -> Result<Child> {
+    Command::new("srt-live-transmit")
+        .args(["-q", "-chunk:1316"])
+        .arg(format!("srt://:{port}?mode=listener"))
+        .arg("file://con")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("srt-live-transmit (scripts/install-deps --test)")
+}
+
 /// CPU % of one core `srt-live-transmit` spends receiving `src` (and the
 /// stream's Mbit/s), over `secs`.
 pub fn srt_live_transmit_baseline(src: &Path, port: u16, secs: u64) -> Result<f64> {
     let mut kids = Children::default();
-    kids.0.push(
-        Command::new("srt-live-transmit")
-            .args(["-q", "-chunk:1316"])
-            .arg(format!("srt://:{port}?mode=listener"))
-            .arg("file://con")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("srt-live-transmit (scripts/install-deps --test)")?,
-    );
+    kids.0.push(srt_receiver(port)?);
     std::thread::sleep(Duration::from_millis(500));
     kids.0.push(sender(src, port)?);
     std::thread::sleep(Duration::from_secs(3));
