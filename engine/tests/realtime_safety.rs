@@ -240,7 +240,15 @@ fn a_resampled_srt_input_with_failover_never_allocates() {
         ARMED.with(|a| a.set(false));
         (periods, driver)
     });
-    std::thread::sleep(Duration::from_secs(6));
+    // At least 6 s, and on a loaded machine (a slow sender start) up to
+    // 20 s, until the failover has switched away and back.
+    let started = Instant::now();
+    let failover = built.failovers[0].1.clone();
+    while started.elapsed() < Duration::from_secs(6)
+        || (failover.switches() < 2 && started.elapsed() < Duration::from_secs(20))
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     while control.send(RtCommand::Stop).is_err() {
         std::thread::yield_now();
     }
