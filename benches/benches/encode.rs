@@ -9,6 +9,13 @@
 //! all three give medians of wall time, CPU seconds per audio second
 //! (getrusage over all threads) and of the per-run ratios: on a shared VM
 //! whose speed drifts, those ratios are the steadier figures.
+//!
+//! For AAC and MP2 the same alternation also measures the limit a render
+//! can reach (`encode_only_all_cores`): the already-mixed stereo, in memory,
+//! cut into one equal part per CPU, each part coded by its own encoder (the
+//! one the render uses, with the same settings, into its own TS file) on its
+//! own thread, all at once, with no reading, mixing or overlap. The render's
+//! fraction of that limit is the limit's wall time over the render's.
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -18,6 +25,7 @@ use std::time::Duration;
 use airlift_engine::FlowBuilder;
 use airlift_engine::assembly::BuildOptions;
 use airlift_engine::flow::render;
+use airlift_engine::sys::ffmpeg::{Encoder, TsMetadata, TsMuxer, TsOutput};
 use airlift_ipc::spec::{Codec, ConsumerSpec, EncodedSpec, TsSink};
 use airlift_ipc::units::{Bitrate, SafePath};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -109,6 +117,68 @@ fn premix(input: &Path, out: &Path, channels: u16) {
     assert!(status.success(), "ffmpeg premix failed");
 }
 
+/// The render's mix of `input` (even channels left, odd right, at unity),
+/// interleaved stereo, in memory.
+fn premix_in_memory(input: &Path) -> Vec<f32> {
+    let mut reader = hound::WavReader::open(input).expect("bench WAV");
+    let channels = usize::from(reader.spec().channels);
+    let mut mixed = Vec::with_capacity(reader.duration() as usize * 2);
+    let mut frame = [0.0f32; 2];
+    for (i, s) in reader.samples::<i16>().enumerate() {
+        frame[(i % channels) % 2] += f32::from(s.expect("bench WAV")) / 32_768.0;
+        if i % channels == channels - 1 {
+            mixed.extend_from_slice(&frame);
+            frame = [0.0; 2];
+        }
+    }
+    mixed
+}
+
+/// A TS file written through a buffer, as the render's TS sink writes.
+struct TsFileOut(std::io::BufWriter<std::fs::File>);
+
+impl TsOutput for TsFileOut {
+    fn write_ts(&mut self, data: &[u8]) -> std::io::Result<()> {
+        std::io::Write::write_all(&mut self.0, data)
+    }
+
+    fn flush_ts(&mut self) -> std::io::Result<()> {
+        std::io::Write::flush(&mut self.0)?;
+        self.0.get_ref().sync_data()
+    }
+}
+
+/// The limit: `mixed` (interleaved stereo) cut into `parts` equal parts in
+/// whole codec frames, each coded at once on its own thread by its own
+/// encoder into its own TS file under `dir`.
+fn encode_only(mixed: &[f32], dir: &Path, coding: Coding, parts: usize) {
+    // Whole AAC frames (1024) and MP2 frames (1152) alike.
+    let frame = 9 * 1024;
+    let per = (mixed.len() / 2).div_ceil(parts).div_ceil(frame) * frame;
+    std::thread::scope(|scope| {
+        for (i, part) in mixed.chunks(per * 2).enumerate() {
+            let path = dir.join(format!("limit{i}.ts"));
+            scope.spawn(move || {
+                let encoder = Encoder::new(coding.codec, 2, RATE, Some(coding.bitrate));
+                let mut encoder = encoder.expect("bench encoder");
+                let file = std::fs::File::create(&path).expect("bench TS file");
+                let out = Box::new(TsFileOut(std::io::BufWriter::with_capacity(1 << 16, file)));
+                let mut mux =
+                    TsMuxer::new(out, &encoder, &TsMetadata::default(), 188 * 64).expect("bench muxer");
+                for period in part.chunks(2 * 1024) {
+                    encoder.encode(period, &mut mux).expect("bench encode");
+                }
+                encoder.finish(&mut mux).expect("bench encode");
+                mux.finish().expect("bench muxer");
+            });
+        }
+    });
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 fn cpu_seconds(who: libc::c_int) -> f64 {
     // SAFETY: getrusage fills a zeroed, writable struct.
     let usage = unsafe {
@@ -132,20 +202,32 @@ fn timed(who: libc::c_int, run: impl FnOnce()) -> (f64, f64) {
     (wall.elapsed().as_secs_f64(), (cpu_seconds(who) - cpu) / f64::from(SECONDS))
 }
 
-/// (wall, CPU) of the chunked render, the one-encoder render and ffmpeg.
-type Row = ((f64, f64), (f64, f64), (f64, f64));
+/// (wall, CPU) of the chunked render, the one-encoder render, ffmpeg, and
+/// the encode-only limit (when measured).
+type Row = ((f64, f64), (f64, f64), (f64, f64), Option<(f64, f64)>);
 
-/// Airlift's render (chunked encoders, then one encoder) and ffmpeg, run
-/// alternately `runs` times, so that a machine whose speed drifts (a shared
-/// VM) slows all alike. Prints the medians of wall time and CPU per audio
-/// second, and the medians of the per-run ratios.
-fn paired(label: &str, input: &Path, out: &Path, channels: u16, coding: Coding, runs: usize) {
+/// Airlift's render (chunked encoders, then one encoder), ffmpeg and, with
+/// `limit`, the encode-only limit on every CPU, run alternately `runs`
+/// times, so that a machine whose speed drifts (a shared VM) slows all
+/// alike. Prints the medians of wall time and CPU per audio second, and the
+/// medians of the per-run ratios.
+fn paired(
+    label: &str,
+    input: &Path,
+    out: &Path,
+    channels: u16,
+    coding: Coding,
+    runs: usize,
+    limit: Option<&[f32]>,
+) {
     let mut rows = Vec::new();
+    let dir = out.parent().expect("bench output in a directory");
     for _ in 0..runs {
         let chunked = timed(libc::RUSAGE_SELF, || airlift(input, out, coding, None));
         let one = timed(libc::RUSAGE_SELF, || airlift(input, out, coding, Some(1)));
         let theirs = timed(libc::RUSAGE_CHILDREN, || ffmpeg(input, out, channels, coding));
-        rows.push((chunked, one, theirs));
+        let floor = limit.map(|mixed| timed(libc::RUSAGE_SELF, || encode_only(mixed, dir, coding, cpus())));
+        rows.push((chunked, one, theirs, floor));
     }
     let col = |f: &dyn Fn(&Row) -> f64| median(rows.iter().map(f).collect());
     println!(
@@ -164,6 +246,18 @@ fn paired(label: &str, input: &Path, out: &Path, channels: u16, coding: Coding, 
         col(&|r| r.0.1 / r.2.1),
         col(&|r| r.1.1 / r.2.1),
     );
+    if limit.is_some() {
+        let floor = |r: &Row| r.3.unwrap_or_default();
+        println!(
+            "{label}: limit (the mix already in memory, encode-only, {} parts on {} threads at once): wall {:.1} ms, CPU per audio second {:.2} ms; render fraction of the limit {:.2} (limit wall / render wall), one encoder {:.2}",
+            cpus(),
+            cpus(),
+            col(&|r| floor(r).0) * 1e3,
+            col(&|r| floor(r).1) * 1e3,
+            col(&|r| floor(r).0 / r.0.0),
+            col(&|r| floor(r).0 / r.1.0),
+        );
+    }
 }
 
 struct Files {
@@ -197,8 +291,14 @@ fn bench(c: &mut Criterion) {
             Coding { codec: Codec::Opus, ffmpeg: "libopus", bitrate: 96_000 },
         ),
     ];
+    let only = std::env::var("AIRLIFT_ENCODE_BENCH_ONLY").ok();
     for (label, input, channels, coding) in jobs {
-        paired(label, input, &out, channels, coding, 9);
+        if only.as_deref().is_some_and(|o| o != label) {
+            continue;
+        }
+        let chunked = matches!(coding.codec, Codec::Aac | Codec::Mp2);
+        let mixed = chunked.then(|| premix_in_memory(input));
+        paired(label, input, &out, channels, coding, 9, mixed.as_deref());
         let mut group = c.benchmark_group(format!("encode_{label}_{SECONDS}s"));
         group.bench_function("airlift_render", |b| b.iter(|| airlift(input, &out, coding, None)));
         if coding.codec != Codec::Opus {
@@ -215,6 +315,11 @@ fn bench(c: &mut Criterion) {
             premix(input, &mixed, channels);
             group.bench_function("ffmpeg_encode_only_premixed", |b| {
                 b.iter(|| ffmpeg(&mixed, &out, 2, coding))
+            });
+        }
+        if let Some(mixed) = &mixed {
+            group.bench_function("encode_only_all_cores", |b| {
+                b.iter(|| encode_only(mixed, &files.dir, coding, cpus()))
             });
         }
         group.finish();

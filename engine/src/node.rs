@@ -198,8 +198,18 @@ impl Node {
     ) -> Result<(), NodeError> {
         let result = self.apply_desired(state, events);
         // Flows stopped or rebuilt: what they used goes back to the system.
-        crate::rt::thread::return_freed_memory();
+        self.return_memory();
         result
+    }
+
+    /// Gives memory that stopped flows and pull jobs freed back to the
+    /// system; when nothing runs any more, also the media libraries' code.
+    fn return_memory(&self) {
+        if self.running.is_empty() && self.pulls.is_empty() {
+            crate::rt::thread::return_idle_memory();
+        } else {
+            crate::rt::thread::return_freed_memory();
+        }
     }
 
     fn apply_desired(&mut self, state: &DesiredState, events: &mut Vec<EngineToCtl>) -> Result<(), NodeError> {
@@ -437,7 +447,7 @@ impl Node {
             .ok_or_else(|| NodeError::UnknownFlow(name.into()))?;
         if let Some(flow) = self.running.remove(&key) {
             flow.stop();
-            crate::rt::thread::return_freed_memory();
+            self.return_memory();
         }
         self.failed.remove(&key);
         self.stopped.insert(key.clone());

@@ -212,6 +212,31 @@ fn encode_cpu_headlines(log: &str) -> Vec<Headline> {
         .collect()
 }
 
+/// The render against the encode-only limit on every CPU, from the lines
+/// `benches/encode.rs` prints about its alternating paired runs.
+fn render_limit_headlines(log: &str) -> Vec<Headline> {
+    log.lines()
+        .filter(|l| l.contains(": limit (the mix already in memory"))
+        .filter_map(|l| {
+            let label = l.split(':').next()?;
+            let wall = number_after(l, "wall")?;
+            let fraction = number_after(l, "render fraction of the limit")?;
+            let render = log
+                .lines()
+                .find(|m| m.starts_with(&format!("{label}: ")) && m.contains("alternating runs"))
+                .and_then(|m| number_after(m, "wall airlift"))?;
+            Some(Headline {
+                what: format!(
+                    "Render `{label}` vs the limit: the same mix already in memory, encode-only, one part per CPU at once"
+                ),
+                ours: format!("{render:.1} ms"),
+                baseline: format!("{wall:.1} ms"),
+                ratio: format!("{fraction:.2} of the limit"),
+            })
+        })
+        .collect()
+}
+
 fn rt_stress_headline(text: &str) -> Option<Headline> {
     let summary = text.lines().find(|l| l.contains(" deadline misses, "))?;
     let periods = number_after(summary, ":")?;
@@ -291,6 +316,7 @@ fn main() -> Result<()> {
 
     let mut headlines = criterion_headlines(&figures);
     headlines.extend(encode_cpu_headlines(&log));
+    headlines.extend(render_limit_headlines(&log));
     headlines.extend(rt_stress_headline(&rt));
     headlines.extend(pulls_headline(&pulls));
 
@@ -331,6 +357,7 @@ fn main() -> Result<()> {
         .filter(|l| {
             l.contains("alternating runs, medians")
                 || l.contains(": CPU per audio second")
+                || l.contains(": limit (the mix already in memory")
                 || l.starts_with("upload ")
         })
         .collect();
@@ -406,6 +433,17 @@ mod tests {
         assert_eq!(h[0].ours, "2.95 ms");
         assert_eq!(h[0].baseline, "3.40 ms");
         assert_eq!(h[0].ratio, "0.868× ffmpeg's CPU");
+    }
+
+    #[test]
+    fn render_limit_line_is_read() {
+        let log = "64ch_mix_aac128_ts: 9 alternating runs, medians: wall airlift 408.8 ms (one encoder 666.8 ms), ffmpeg -threads 1 878.6 ms; airlift faster by 2.15x (one encoder 1.32x)\n\
+                   64ch_mix_aac128_ts: limit (the mix already in memory, encode-only, 2 parts on 2 threads at once): wall 342.4 ms, CPU per audio second 65.41 ms; render fraction of the limit 0.85 (limit wall / render wall), one encoder 0.51";
+        let h = render_limit_headlines(log);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].ours, "408.8 ms");
+        assert_eq!(h[0].baseline, "342.4 ms");
+        assert_eq!(h[0].ratio, "0.85 of the limit");
     }
 
     #[test]

@@ -97,7 +97,7 @@ impl Node {
         }
         let job = self.pulls.remove(name).ok_or_else(|| NodeError::UnknownPull(name.to_owned()))?;
         job.stop();
-        crate::rt::thread::return_freed_memory();
+        self.return_memory();
         self.options.spool_events.drain_into(events);
         Ok(())
     }

@@ -93,17 +93,89 @@ static LOCKED: std::sync::OnceLock<Result<(), nix::errno::Errno>> = std::sync::O
 /// flows' pages stay resident throughout, they are only unlocked for the
 /// trim's few milliseconds.
 pub fn return_freed_memory() {
+    with_lock_lifted(|| {
+        // SAFETY: malloc_trim is thread-safe (it takes each arena's lock).
+        unsafe { libc::malloc_trim(0) };
+    });
+}
+
+/// [`return_freed_memory`], and also drops the media libraries' code and
+/// read-only data from this process's resident set: for when no flow and
+/// no pull job runs. Control thread.
+///
+/// Once a flow has run, FFmpeg's code pages stay resident, and under
+/// `mlockall` locked, for the life of the process: about 5 MiB that no
+/// thread runs once the engine is idle (libavcodec alone 3.3 MiB after
+/// AAC flows). Their pages are still in the page cache; the next flow's
+/// build and workers fault them back in (never the audio thread, which
+/// runs no FFmpeg code). Only mappings that were never written are
+/// dropped (read-only, and no private copy of any page), so what comes
+/// back from the file is exactly what was there.
+pub fn return_idle_memory() {
+    let ranges = clean_media_mappings();
+    with_lock_lifted(|| {
+        // SAFETY: as in return_freed_memory.
+        unsafe { libc::malloc_trim(0) };
+        for (start, len) in &ranges {
+            // SAFETY: a whole mapping of this process from /proc/self/smaps,
+            // read-only and file-backed with no anonymous (written) page:
+            // MADV_DONTNEED drops its pages, and a later access reads the
+            // same bytes from the file again.
+            unsafe { libc::madvise(*start as *mut libc::c_void, *len, libc::MADV_DONTNEED) };
+        }
+    });
+}
+
+/// Libraries whose code only flows and pull jobs run.
+const MEDIA_LIBRARIES: [&str; 8] =
+    ["libavcodec.", "libavformat.", "libavutil.", "libavfilter.", "libavdevice.", "libswresample.", "libswscale.", "libsrt"];
+
+/// (start, length) of every mapping of a media library that is read-only
+/// and holds no anonymous (copied-on-write) page.
+fn clean_media_mappings() -> Vec<(usize, usize)> {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else { return Vec::new() };
+    let mut ranges = Vec::new();
+    let mut current: Option<(usize, usize)> = None;
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or_default();
+        if let Some((a, b)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
+            let perms = words.next().unwrap_or_default();
+            let file = words.nth(3).and_then(|p| p.rsplit('/').next()).unwrap_or_default();
+            let media = MEDIA_LIBRARIES.iter().any(|m| file.starts_with(m));
+            let read_only = perms.len() >= 3 && !perms.contains('w') && perms.ends_with('p');
+            current = match (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
+                (Ok(a), Ok(b)) if media && read_only && b > a => Some((a, b - a)),
+                _ => None,
+            };
+        } else if first == "Anonymous:" {
+            let written = words.next().is_none_or(|kib| kib != "0");
+            if let Some(range) = current.take().filter(|_| !written) {
+                ranges.push(range);
+            }
+        }
+    }
+    ranges
+}
+
+/// Runs `f` with the process's memory lock lifted, when it is locked.
+///
+/// malloc keeps freed memory and releases it with `MADV_DONTNEED`, which
+/// the kernel refuses for locked pages: under `mlockall` every page a
+/// stopped flow used would stay resident for good. So the lock is lifted
+/// for `f` and taken again at once (on fault: nothing is read in); running
+/// flows' pages stay resident throughout, they are only unlocked for the
+/// few milliseconds `f` takes.
+fn with_lock_lifted(f: impl FnOnce()) {
     let locked = LOCKED.get().is_some_and(Result::is_ok);
-    // SAFETY: plain calls; malloc_trim is thread-safe (it takes each
-    // arena's lock), and the lock flags are constants.
-    unsafe {
-        if locked {
-            libc::munlockall();
-        }
-        libc::malloc_trim(0);
-        if locked && libc::mlockall(LOCK_FLAGS) != 0 {
-            tracing::warn!("mlockall after returning freed memory: {}", nix::errno::Errno::last());
-        }
+    if locked {
+        // SAFETY: a plain call without arguments.
+        unsafe { libc::munlockall() };
+    }
+    f();
+    // SAFETY: a plain call with constant flags.
+    if locked && unsafe { libc::mlockall(LOCK_FLAGS) } != 0 {
+        tracing::warn!("mlockall after returning freed memory: {}", nix::errno::Errno::last());
     }
 }
 

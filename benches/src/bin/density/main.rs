@@ -40,8 +40,9 @@ use airlift_ipc::message::{EngineStats, EngineToCtl};
 use airlift_ipc::spec::DesiredState;
 use anyhow::{Context, Result, bail};
 use probe::{
-    Children, chrono_like_now, cpu_seconds, cyclictest, engine_idle_kib, ffmpeg, is_root, machine_jiffies,
-    rss_kib, rss_split, sender, srt_live_transmit_baseline, srt_receiver, write_section,
+    Children, chrono_like_now, cpu_seconds, cyclictest, engine_idle_kib, ffmpeg, is_root, largest_growth,
+    machine_jiffies, rss_by_mapping, rss_kib, rss_split, sender, srt_live_transmit_baseline, srt_receiver,
+    write_section,
 };
 
 /// Command-line settings.
@@ -333,6 +334,29 @@ fn ramp(
     Ok((steps, best))
 }
 
+/// Holds `n` units (the most a ramp passed) for `hold`, with only the
+/// first `n` peers left running, and measures that.
+fn hold_at(
+    bench: &mut Bench,
+    n: usize,
+    hold: Duration,
+    state: &dyn Fn(usize) -> String,
+    peers: &mut Children,
+    judge: &dyn Fn(&EngineStats, &EngineStats) -> (u64, String),
+    label: &str,
+) -> Result<Step> {
+    for mut extra in peers.0.drain(n.min(peers.0.len())..) {
+        let _ = extra.kill();
+        let _ = extra.wait();
+    }
+    bench.apply(&state(n))?;
+    bench.run_for(Duration::from_secs(3));
+    let mut s = measure(bench, hold, judge);
+    s.units = n;
+    println!("density: {label} {n} held {:.0} s: our CPU {:.1} %, {}", s.seconds, s.cpu, s.note);
+    Ok(s)
+}
+
 fn main() -> Result<()> {
     let args = args()?;
     if is_root() {
@@ -364,6 +388,7 @@ fn main() -> Result<()> {
     bench.run_for(Duration::from_secs(1));
     let node_idle = rss_kib(std::process::id());
     let idle_split = rss_split(std::process::id());
+    let idle_maps = rss_by_mapping(std::process::id());
     println!(
         "density: engine binary idle (serve, no flows): {engine_idle} KiB; this node idle: {node_idle} KiB"
     );
@@ -410,8 +435,10 @@ fn main() -> Result<()> {
     bench.run_for(Duration::from_secs(3));
     let after_stop = rss_kib(std::process::id());
     let stop_split = rss_split(std::process::id());
+    let stop_growth = largest_growth(&idle_maps, &rss_by_mapping(std::process::id()), 6);
     println!(
-        "density: after every flow stopped: {after_stop} KiB (cold idle {node_idle} KiB, warm {warm_idle} KiB)"
+        "density: after every flow stopped: {after_stop} KiB (cold idle {node_idle} KiB, warm {warm_idle} KiB); grown since cold idle: {}",
+        stop_growth.join(", ")
     );
 
     writeln!(
@@ -469,7 +496,7 @@ fn main() -> Result<()> {
     writeln!(
         md,
         "- This node: cold idle {:.1} MiB (anonymous {:.1}, file-backed {:.1}); warm idle, once one flow ran and \
-         stopped, {:.1} MiB (anonymous {:.1}, file-backed {:.1}): FFmpeg's code and tables, touched once per process.",
+         stopped, {:.1} MiB (anonymous {:.1}, file-backed {:.1}).",
         mib(node_idle),
         mib(idle_split.0),
         mib(idle_split.1),
@@ -479,13 +506,15 @@ fn main() -> Result<()> {
     )?;
     writeln!(
         md,
-        "- After every flow stopped: **{:.1} MiB** (anonymous {:.1}, file-backed {:.1}): {:+.1} % against warm idle, \
-         {:+.1} % against cold idle.",
+        "- After every flow stopped: **{:.1} MiB** (anonymous {:.1}, file-backed {:.1}): {:+.1} % against cold idle, \
+         {:+.1} % against warm idle. With nothing running the engine drops FFmpeg's code pages (read-only, never \
+         written) from its resident set; what stays, by mapping, against cold idle: {}.",
         mib(after_stop),
         mib(stop_split.0),
         mib(stop_split.1),
+        (after_stop as f64 / node_idle as f64 - 1.0) * 100.0,
         (after_stop as f64 / warm_idle as f64 - 1.0) * 100.0,
-        (after_stop as f64 / node_idle as f64 - 1.0) * 100.0
+        if stop_growth.is_empty() { "nothing".to_string() } else { stop_growth.join(", ") }
     )?;
     if let Some((max, late)) = cyclic {
         writeln!(
@@ -583,6 +612,19 @@ fn main() -> Result<()> {
             &judge,
             "pull jobs",
         )?;
+        let mut senders = senders.into_inner();
+        let phold = match pbest {
+            Some(n) => Some(hold_at(
+                &mut bench,
+                n,
+                args.hold,
+                &|n| pulls(n, base),
+                &mut senders,
+                &judge,
+                "pull jobs",
+            )?),
+            None => None,
+        };
         drop(senders);
         bench.apply("")?;
         bench.run_for(Duration::from_secs(2));
@@ -591,7 +633,7 @@ fn main() -> Result<()> {
             "| pull jobs × 5 Mbit/s | seconds | engine CPU, % of one core | per job | per Mbit/s | machine busy (with the ffmpeg senders) | result |"
         )?;
         writeln!(md, "|---|---|---|---|---|---|---|")?;
-        for s in &psteps {
+        for s in psteps.iter().chain(phold.iter()) {
             writeln!(
                 md,
                 "| {} | {:.0} | {:.1} | {:.2} | {:.3} | {:.0} % | {} |",
@@ -607,8 +649,9 @@ fn main() -> Result<()> {
         writeln!(md)?;
         writeln!(
             md,
-            "- Most pull jobs without a CC error, a reconnect or a short rate: **{}**.",
-            pbest.map_or("none".into(), |n| n.to_string())
+            "- Most pull jobs without a CC error, a reconnect or a short rate: **{}**{}.",
+            pbest.map_or("none".into(), |n| n.to_string()),
+            phold.as_ref().map_or(String::new(), |h| format!(" (held {:.0} s: {})", h.seconds, h.note))
         )?;
         if let Some(s) = psteps.last().filter(|s| s.failures > 0) {
             writeln!(
@@ -659,6 +702,19 @@ fn main() -> Result<()> {
             &judge,
             "SRT outputs",
         )?;
+        let mut receivers = receivers.into_inner();
+        let ohold = match obest {
+            Some(n) => Some(hold_at(
+                &mut bench,
+                n,
+                args.hold,
+                &|n| srt_outputs(n, period, base),
+                &mut receivers,
+                &judge,
+                "SRT outputs",
+            )?),
+            None => None,
+        };
         drop(receivers);
         bench.apply("")?;
         bench.run_for(Duration::from_secs(2));
@@ -667,7 +723,7 @@ fn main() -> Result<()> {
             "| SRT outputs (AAC 128k) | seconds | engine CPU, % of one core | per output | machine busy (with the receivers) | result |"
         )?;
         writeln!(md, "|---|---|---|---|---|---|")?;
-        for s in &osteps {
+        for s in osteps.iter().chain(ohold.iter()) {
             writeln!(
                 md,
                 "| {} | {:.0} | {:.1} | {:.2} | {:.0} % | {} |",
@@ -682,9 +738,17 @@ fn main() -> Result<()> {
         writeln!(md)?;
         writeln!(
             md,
-            "- Most SRT outputs without a deadline miss, an encoder overrun, a lost packet or a link down: **{}**.",
-            obest.map_or("none".into(), |n| n.to_string())
+            "- Most SRT outputs without a deadline miss, an encoder overrun, a lost packet or a link down: **{}**{}.",
+            obest.map_or("none".into(), |n| n.to_string()),
+            ohold.as_ref().map_or(String::new(), |h| format!(" (held {:.0} s: {})", h.seconds, h.note))
         )?;
+        if let Some(s) = osteps.last().filter(|s| s.failures > 0) {
+            writeln!(
+                md,
+                "- First failing step: {} outputs, machine {:.0} % busy (the receivers run on the same machine): {}.",
+                s.units, s.machine, s.note
+            )?;
+        }
         writeln!(md)?;
     }
     bench.node.shutdown(&mut bench.events);

@@ -69,6 +69,43 @@ pub fn rss_split(pid: u32) -> (u64, u64) {
     (get("RssAnon:"), get("RssFile:"))
 }
 
+/// Resident memory of process `pid` per mapped file (anonymous mappings
+/// under `[anon]`, `[heap]`, `[stack]`), KiB, from `/proc/PID/smaps`.
+pub fn rss_by_mapping(pid: u32) -> std::collections::BTreeMap<String, u64> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut by = std::collections::BTreeMap::new();
+    let mut current = String::from("[anon]");
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or_default();
+        if first.contains('-') && !first.ends_with(':') {
+            // A mapping's header: range perms offset dev inode [path].
+            let path = words.nth(4).unwrap_or("[anon]");
+            current = path.rsplit('/').next().unwrap_or(path).to_string();
+        } else if first == "Rss:" {
+            let kib: u64 = words.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            *by.entry(current.clone()).or_insert(0) += kib;
+        }
+    }
+    by
+}
+
+/// The mappings that grew most from `before` to `after`, largest first,
+/// as "name +N KiB".
+pub fn largest_growth(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+    n: usize,
+) -> Vec<String> {
+    let mut grown: Vec<(i64, &String)> = after
+        .iter()
+        .map(|(k, v)| (*v as i64 - before.get(k).copied().unwrap_or(0) as i64, k))
+        .filter(|(d, _)| *d > 0)
+        .collect();
+    grown.sort_by_key(|g| std::cmp::Reverse(g.0));
+    grown.into_iter().take(n).map(|(d, k)| format!("{k} +{d} KiB")).collect()
+}
+
 /// The engine binary's resident memory serving no flows, KiB.
 pub fn engine_idle_kib(dir: &Path) -> Result<u64> {
     let exe = std::env::current_exe()?;
