@@ -113,7 +113,14 @@ pub struct Node {
     /// Each SRT link's state and connect/refusal counts at the last look,
     /// by flow and link, to send changes as events.
     links_seen: BTreeMap<(Name, String), (LinkState, u64, u64)>,
+    /// When to give memory back once more after a stop: libsrt frees a
+    /// closed socket's buffers on its own thread about a second later, and
+    /// a worker left to finish after the stop deadline frees its own later.
+    trim_again_at: Option<Instant>,
 }
+
+/// How long after a stop the memory freed since is given back once more.
+const TRIM_AGAIN_AFTER: Duration = Duration::from_secs(5);
 
 /// First wait before reopening a lost device's flow.
 const REOPEN_FIRST: Duration = Duration::from_millis(500);
@@ -144,6 +151,7 @@ impl Node {
             failed: BTreeMap::new(),
             reopened: BTreeMap::new(),
             links_seen: BTreeMap::new(),
+            trim_again_at: None,
             pulls: BTreeMap::new(),
             pulls_failed: BTreeMap::new(),
             reasons: (Reasons::new(), Reasons::new()),
@@ -203,8 +211,15 @@ impl Node {
     }
 
     /// Gives memory that stopped flows and pull jobs freed back to the
-    /// system; when nothing runs any more, also the media libraries' code.
-    fn return_memory(&self) {
+    /// system, now and once more [`TRIM_AGAIN_AFTER`] later (see
+    /// [`Node::poll`]); when nothing runs any more, also the media
+    /// libraries' code.
+    fn return_memory(&mut self) {
+        self.return_memory_now();
+        self.trim_again_at = Some(Instant::now() + TRIM_AGAIN_AFTER);
+    }
+
+    fn return_memory_now(&self) {
         if self.running.is_empty() && self.pulls.is_empty() {
             crate::rt::thread::return_idle_memory();
         } else {
@@ -641,6 +656,10 @@ impl Node {
         self.fail_and_reopen(lost, events);
         self.retry_pulls(events);
         self.link_events(events);
+        if self.trim_again_at.is_some_and(|at| at <= Instant::now()) {
+            self.trim_again_at = None;
+            self.return_memory_now();
+        }
     }
 
     /// Sends an [`EngineToCtl::SrtLink`] for each SRT link that is new, or

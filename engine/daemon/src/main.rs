@@ -133,6 +133,9 @@ impl RtArgs {
 }
 
 fn main() -> ExitCode {
+    // Before any thread exists: memory that workers free while flows hold
+    // memory locked must go back to the system (see the function's docs).
+    airlift_engine::rt::thread::one_malloc_arena();
     airlift_log::init();
     // FFmpeg logs through tracing (rate limited), never to stderr directly.
     airlift_engine::sys::ffmpeg::log::install();

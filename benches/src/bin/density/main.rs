@@ -27,22 +27,21 @@
 //!           [--out FILE]
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
 mod probe;
+mod ramp;
 
-use airlift_engine::archive::spool::Spool;
-use airlift_engine::assembly::BuildOptions;
-use airlift_engine::node::Node;
-use airlift_engine::rt::thread::RealtimeRequest;
-use airlift_ipc::message::{EngineStats, EngineToCtl};
-use airlift_ipc::spec::DesiredState;
+use ramp::{
+    AFTER_STOP, Bench, flow_totals, flows_judge, hold_ramp, memory_after_stop, per_unit_mib, ramp, sustained,
+};
+
+use airlift_ipc::message::EngineStats;
 use anyhow::{Context, Result, bail};
 use probe::{
-    Children, chrono_like_now, cpu_seconds, cyclictest, engine_idle_kib, ffmpeg, is_root, largest_growth,
-    machine_jiffies, rss_by_mapping, rss_kib, rss_split, sender, srt_live_transmit_baseline, srt_receiver,
-    write_section,
+    Children, chrono_like_now, cyclictest, engine_idle_kib, ffmpeg, is_root, largest_growth, rss_by_mapping,
+    rss_kib, rss_split, sender, srt_live_transmit_baseline, srt_receiver, write_section,
 };
 
 /// Command-line settings.
@@ -156,208 +155,9 @@ no_data_timeout_s = 5
         .collect()
 }
 
-/// The node under test, polled while time passes.
-struct Bench {
-    node: Node,
-    events: Vec<EngineToCtl>,
-    dir: PathBuf,
-}
-
-impl Bench {
-    fn new(dir: &Path) -> Self {
-        let options = BuildOptions {
-            spool: Spool::new(dir.join("spool")),
-            base_dir: dir.to_path_buf(),
-            max_pulls: 256,
-            ..BuildOptions::default()
-        };
-        // What the package's configuration asks for (packaging/airlift.toml).
-        let rt = RealtimeRequest { cpu: None, fifo_priority: Some(70), lock_memory: true };
-        Self { node: Node::new(options, rt), events: Vec::new(), dir: dir.to_path_buf() }
-    }
-
-    fn apply(&mut self, toml_text: &str) -> Result<()> {
-        let state: DesiredState = toml::from_str(toml_text).context("bench state")?;
-        self.node.apply_state(&state, &mut self.events).map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(())
-    }
-
-    /// Polls for `d`, and removes closed segments so the disk stays small.
-    fn run_for(&mut self, d: Duration) {
-        let end = Instant::now() + d;
-        while Instant::now() < end {
-            self.node.poll(&mut self.events);
-            for e in self.events.drain(..) {
-                if let EngineToCtl::SegmentClosed(m) = e {
-                    let ts = self.dir.join("spool").join(&m.path);
-                    let _ = std::fs::remove_file(ts.with_extension("json"));
-                    let _ = std::fs::remove_file(ts);
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn stats(&self) -> EngineStats {
-        self.node.stats()
-    }
-}
-
-/// Totals over the node's flows.
-#[derive(Debug, Default, Clone, Copy)]
-struct FlowTotals {
-    misses: u64,
-    underruns: u64,
-    /// Periods whose audio did not fit an output's ring: its worker (the
-    /// encoder) fell behind, and that output lost the period.
-    overruns: u64,
-    max_process_us: u32,
-}
-
-fn flow_totals(s: &EngineStats, prefix: char) -> FlowTotals {
-    let mut t = FlowTotals::default();
-    for f in s.flows.iter().filter(|f| f.flow.starts_with(prefix)) {
-        t.misses += f.deadline_misses;
-        t.underruns += f.underruns;
-        t.overruns += f.overruns;
-        t.max_process_us = t.max_process_us.max(f.max_process_us);
-    }
-    t
-}
-
-/// One ramp step's figures.
-#[derive(Debug, Clone)]
-struct Step {
-    units: usize,
-    seconds: f64,
-    /// Our process's CPU, % of one core.
-    cpu: f64,
-    /// The whole machine's CPU, % of all cores.
-    machine: f64,
-    rss_kib: u64,
-    failures: u64,
-    note: String,
-}
-
-/// Measures `d` of the node: our CPU, the machine's, and what `judge`
-/// counts as failures between the start and the end.
-fn measure(
-    bench: &mut Bench,
-    d: Duration,
-    judge: &dyn Fn(&EngineStats, &EngineStats) -> (u64, String),
-) -> Step {
-    let me = std::process::id();
-    let before = bench.stats();
-    let (cpu0, m0, t0) = (cpu_seconds(me), machine_jiffies(), Instant::now());
-    bench.run_for(d);
-    let (cpu1, m1, wall) = (cpu_seconds(me), machine_jiffies(), t0.elapsed().as_secs_f64());
-    let after = bench.stats();
-    let (failures, note) = judge(&before, &after);
-    Step {
-        units: 0,
-        seconds: wall,
-        cpu: 100.0 * (cpu1 - cpu0) / wall,
-        machine: 100.0 * (m1.0 - m0.0) as f64 / (m1.1 - m0.1).max(1) as f64,
-        rss_kib: rss_kib(me),
-        failures,
-        note,
-    }
-}
-
-fn flows_judge(before: &EngineStats, after: &EngineStats) -> (u64, String) {
-    let (b, a) = (flow_totals(before, 'f'), flow_totals(after, 'f'));
-    let misses = a.misses - b.misses.min(a.misses);
-    let underruns = a.underruns - b.underruns.min(a.underruns);
-    let overruns = a.overruns - b.overruns.min(a.overruns);
-    let lost = |s: &EngineStats| s.segment_jobs.iter().map(|j| j.gaps + j.stalls).sum::<u64>();
-    let gaps = lost(after) - lost(before).min(lost(after));
-    (
-        misses + underruns + overruns + gaps,
-        format!(
-            "{misses} deadline misses, {underruns} underruns, {overruns} encoder overruns, {gaps} segment gaps or stalls, max processing {} µs",
-            a.max_process_us
-        ),
-    )
-}
-
-/// Ramps through `counts`: the node gets `state(n)`, and `peers(from, to)`
-/// starts the peers of the units added (before the state when
-/// `peers_first`: receivers that callers connect to; after it otherwise:
-/// callers of the node's listeners).
-#[allow(clippy::too_many_arguments)]
-fn ramp(
-    bench: &mut Bench,
-    peers_first: bool,
-    counts: &[usize],
-    step: Duration,
-    state: &dyn Fn(usize) -> String,
-    on_step: &mut dyn FnMut(usize, usize) -> Result<()>,
-    judge: &dyn Fn(&EngineStats, &EngineStats) -> (u64, String),
-    label: &str,
-) -> Result<(Vec<Step>, Option<usize>)> {
-    let mut steps = Vec::new();
-    let mut best = None;
-    let mut have = 0;
-    for &n in counts {
-        if peers_first {
-            on_step(have, n)?;
-        }
-        if let Err(e) = bench.apply(&state(n)) {
-            println!("density: {label} {n}: refused: {e}");
-            break;
-        }
-        if !peers_first {
-            on_step(have, n)?;
-        }
-        have = n;
-        // Let new units start (encoders open, senders connect) before
-        // measuring.
-        bench.run_for(Duration::from_secs(3));
-        let mut s = measure(bench, step, judge);
-        s.units = n;
-        println!(
-            "density: {label} {n}: {:.1} s, our CPU {:.1} % of one core ({:.2} % each), machine {:.0} % busy, RSS {} KiB; {}",
-            s.seconds,
-            s.cpu,
-            s.cpu / n as f64,
-            s.machine,
-            s.rss_kib,
-            s.note
-        );
-        let failed = s.failures > 0;
-        steps.push(s);
-        if failed {
-            break;
-        }
-        best = Some(n);
-    }
-    Ok((steps, best))
-}
-
-/// Holds `n` units (the most a ramp passed) for `hold`, with only the
-/// first `n` peers left running, and measures that.
-fn hold_at(
-    bench: &mut Bench,
-    n: usize,
-    hold: Duration,
-    state: &dyn Fn(usize) -> String,
-    peers: &mut Children,
-    judge: &dyn Fn(&EngineStats, &EngineStats) -> (u64, String),
-    label: &str,
-) -> Result<Step> {
-    for mut extra in peers.0.drain(n.min(peers.0.len())..) {
-        let _ = extra.kill();
-        let _ = extra.wait();
-    }
-    bench.apply(&state(n))?;
-    bench.run_for(Duration::from_secs(3));
-    let mut s = measure(bench, hold, judge);
-    s.units = n;
-    println!("density: {label} {n} held {:.0} s: our CPU {:.1} %, {}", s.seconds, s.cpu, s.note);
-    Ok(s)
-}
-
 fn main() -> Result<()> {
+    // As `airlift-engine` does, before any other thread exists.
+    airlift_engine::rt::thread::one_malloc_arena();
     let args = args()?;
     if is_root() {
         println!("density: running as root: SCHED_FIFO 70 and mlock as the package's engine");
@@ -423,16 +223,18 @@ fn main() -> Result<()> {
         &flows_judge,
         "live flows",
     )?;
-    let mut hold = None;
-    if let Some(n) = best {
-        bench.apply(&live_flows(n, period))?;
-        let mut s = measure(&mut bench, args.hold, &flows_judge);
-        s.units = n;
-        println!("density: live flows {n} held {:.0} s: our CPU {:.1} %, {}", s.seconds, s.cpu, s.note);
-        hold = Some(s);
-    }
+    let hold = hold_ramp(
+        &mut bench,
+        &steps,
+        args.hold,
+        &|n| live_flows(n, period),
+        &mut Children::default(),
+        &flows_judge,
+        "live flows",
+    )?;
     bench.apply("")?;
-    bench.run_for(Duration::from_secs(3));
+    // Past the node's second return of freed memory, 5 s after a stop.
+    bench.run_for(AFTER_STOP);
     let after_stop = rss_kib(std::process::id());
     let stop_split = rss_split(std::process::id());
     let stop_growth = largest_growth(&idle_maps, &rss_by_mapping(std::process::id()), 6);
@@ -460,19 +262,13 @@ fn main() -> Result<()> {
         )?;
     }
     writeln!(md)?;
-    // Per added flow: the slope between the first and the last passing step.
-    let passing: Vec<&Step> = steps.iter().filter(|s| s.failures == 0).collect();
-    let per_flow = match (passing.first(), passing.last()) {
-        (Some(a), Some(b)) if b.units > a.units => {
-            Some((b.rss_kib as f64 - a.rss_kib as f64) / (b.units - a.units) as f64 / 1024.0)
-        }
-        _ => None,
-    };
+    let per_flow = per_unit_mib(&steps);
     writeln!(
         md,
-        "- Most live flows without a deadline miss, an underrun or an encoder overrun: **{}**{}.",
+        "- Live flows without a deadline miss, an underrun, an encoder overrun or a segment gap: {}; in {:.0} s steps {}.",
+        sustained(&hold),
+        args.step.as_secs(),
         best.map_or("none".into(), |n| n.to_string()),
-        hold.as_ref().map_or(String::new(), |h| format!(" (held {:.0} s: {})", h.seconds, h.note))
     )?;
     if let Some(s) = steps.last().filter(|s| s.failures > 0) {
         writeln!(
@@ -571,13 +367,11 @@ fn main() -> Result<()> {
             baseline / 5.0
         );
         let senders = std::cell::RefCell::new(Children::default());
-        let step_secs = args.step.as_secs_f64();
-        let judge = |before: &EngineStats, after: &EngineStats| {
+        let judge = |before: &EngineStats, after: &EngineStats, secs: f64| {
             let cc = |s: &EngineStats| s.pulls.iter().map(|p| p.cc_errors).sum::<u64>();
             let errors = cc(after) - cc(before).min(cc(after));
             // Each job's mean rate over the step, from its byte count: what
             // arrived, whatever the instantaneous rate did at a loop point.
-            let secs = step_secs;
             let rates: Vec<f64> = after
                 .pulls
                 .iter()
@@ -613,46 +407,48 @@ fn main() -> Result<()> {
             "pull jobs",
         )?;
         let mut senders = senders.into_inner();
-        let phold = match pbest {
-            Some(n) => Some(hold_at(
-                &mut bench,
-                n,
-                args.hold,
-                &|n| pulls(n, base),
-                &mut senders,
-                &judge,
-                "pull jobs",
-            )?),
-            None => None,
-        };
+        let phold = hold_ramp(
+            &mut bench,
+            &psteps,
+            args.hold,
+            &|n| pulls(n, base),
+            &mut senders,
+            &judge,
+            "pull jobs",
+        )?;
         drop(senders);
-        bench.apply("")?;
-        bench.run_for(Duration::from_secs(2));
+        let pull_memory = memory_after_stop(&mut bench, node_idle, &idle_maps, "pull job")?;
         writeln!(
             md,
-            "| pull jobs × 5 Mbit/s | seconds | engine CPU, % of one core | per job | per Mbit/s | machine busy (with the ffmpeg senders) | result |"
+            "| pull jobs × 5 Mbit/s | seconds | engine CPU, % of one core | per job | per Mbit/s | machine busy (with the ffmpeg senders) | RSS KiB | result |"
         )?;
-        writeln!(md, "|---|---|---|---|---|---|---|")?;
+        writeln!(md, "|---|---|---|---|---|---|---|---|")?;
         for s in psteps.iter().chain(phold.iter()) {
             writeln!(
                 md,
-                "| {} | {:.0} | {:.1} | {:.2} | {:.3} | {:.0} % | {} |",
+                "| {} | {:.0} | {:.1} | {:.2} | {:.3} | {:.0} % | {} | {} |",
                 s.units,
                 s.seconds,
                 s.cpu,
                 s.cpu / s.units as f64,
                 s.cpu / s.units as f64 / 5.0,
                 s.machine,
+                s.rss_kib,
                 s.note
             )?;
         }
         writeln!(md)?;
         writeln!(
             md,
-            "- Most pull jobs without a CC error, a reconnect or a short rate: **{}**{}.",
+            "- Pull jobs without a CC error, a reconnect or a short rate: {}; in {:.0} s steps {}.",
+            sustained(&phold),
+            args.step.as_secs(),
             pbest.map_or("none".into(), |n| n.to_string()),
-            phold.as_ref().map_or(String::new(), |h| format!(" (held {:.0} s: {})", h.seconds, h.note))
         )?;
+        if let Some(p) = per_unit_mib(&psteps) {
+            writeln!(md, "- Resident memory per added pull job: **{p:.2} MiB**.")?;
+        }
+        writeln!(md, "- {pull_memory}")?;
         if let Some(s) = psteps.last().filter(|s| s.failures > 0) {
             writeln!(
                 md,
@@ -672,7 +468,7 @@ fn main() -> Result<()> {
     if !args.outputs.is_empty() {
         let base = 33_000u16;
         let receivers = std::cell::RefCell::new(Children::default());
-        let judge = |before: &EngineStats, after: &EngineStats| {
+        let judge = |before: &EngineStats, after: &EngineStats, _: f64| {
             let (b, a) = (flow_totals(before, 'o'), flow_totals(after, 'o'));
             let lost =
                 |s: &EngineStats| s.flows.iter().flat_map(|f| &f.srt_links).map(|l| l.lost).sum::<u64>();
@@ -703,45 +499,47 @@ fn main() -> Result<()> {
             "SRT outputs",
         )?;
         let mut receivers = receivers.into_inner();
-        let ohold = match obest {
-            Some(n) => Some(hold_at(
-                &mut bench,
-                n,
-                args.hold,
-                &|n| srt_outputs(n, period, base),
-                &mut receivers,
-                &judge,
-                "SRT outputs",
-            )?),
-            None => None,
-        };
+        let ohold = hold_ramp(
+            &mut bench,
+            &osteps,
+            args.hold,
+            &|n| srt_outputs(n, period, base),
+            &mut receivers,
+            &judge,
+            "SRT outputs",
+        )?;
         drop(receivers);
-        bench.apply("")?;
-        bench.run_for(Duration::from_secs(2));
+        let output_memory = memory_after_stop(&mut bench, node_idle, &idle_maps, "SRT output")?;
         writeln!(
             md,
-            "| SRT outputs (AAC 128k) | seconds | engine CPU, % of one core | per output | machine busy (with the receivers) | result |"
+            "| SRT outputs (AAC 128k) | seconds | engine CPU, % of one core | per output | machine busy (with the receivers) | RSS KiB | result |"
         )?;
-        writeln!(md, "|---|---|---|---|---|---|")?;
+        writeln!(md, "|---|---|---|---|---|---|---|")?;
         for s in osteps.iter().chain(ohold.iter()) {
             writeln!(
                 md,
-                "| {} | {:.0} | {:.1} | {:.2} | {:.0} % | {} |",
+                "| {} | {:.0} | {:.1} | {:.2} | {:.0} % | {} | {} |",
                 s.units,
                 s.seconds,
                 s.cpu,
                 s.cpu / s.units as f64,
                 s.machine,
+                s.rss_kib,
                 s.note
             )?;
         }
         writeln!(md)?;
         writeln!(
             md,
-            "- Most SRT outputs without a deadline miss, an encoder overrun, a lost packet or a link down: **{}**{}.",
+            "- SRT outputs without a deadline miss, an encoder overrun, a lost packet or a link down: {}; in {:.0} s steps {}.",
+            sustained(&ohold),
+            args.step.as_secs(),
             obest.map_or("none".into(), |n| n.to_string()),
-            ohold.as_ref().map_or(String::new(), |h| format!(" (held {:.0} s: {})", h.seconds, h.note))
         )?;
+        if let Some(p) = per_unit_mib(&osteps) {
+            writeln!(md, "- Resident memory per added SRT output: **{p:.2} MiB**.")?;
+        }
+        writeln!(md, "- {output_memory}")?;
         if let Some(s) = osteps.last().filter(|s| s.failures > 0) {
             writeln!(
                 md,
