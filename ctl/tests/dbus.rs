@@ -661,7 +661,14 @@ consumer = "null"
     let lines = meter(&["meter", "--count", "10"]);
     let quiet = lines.lines().find(|l| l.starts_with("quiet ")).unwrap_or_else(|| panic!("{lines}"));
     assert_eq!(quiet, "quiet peak/rms dBFS -inf/-inf -inf/-inf", "{lines}");
-    let main = lines.lines().rev().find(|l| l.starts_with("main ")).unwrap_or_else(|| panic!("{lines}"));
+    // Meter and loudness reports come on their own cadences (loudness at
+    // its 100 ms block boundaries), so an update may carry meters alone:
+    // judge the last one that carries loudness.
+    let main = lines
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("main ") && l.contains(" LUFS "))
+        .unwrap_or_else(|| panic!("{lines}"));
     assert!(main.starts_with("main peak/rms dBFS -inf/-inf -inf/-inf M -inf LUFS I "), "{lines}");
     let json = meter(&["--json", "meter", "quiet", "--count", "1"]);
     let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
