@@ -193,7 +193,9 @@ fn garbage_truncated_and_corrupted_ts_never_crash_the_pull_job() {
     drop(socket);
     // Still alive, still closing what it received.
     let spool = dir.path("spool");
-    assert!(wait_for(Duration::from_secs(8), || !manifests(&spool, "cam").is_empty()));
+    // The segment closed by the disconnection (an earlier one may have been
+    // cut by time if sending was slow).
+    assert!(wait_for(Duration::from_secs(10), || manifests(&spool, "cam").iter().any(|m| m.truncated)));
     assert!(engine.child.as_mut().unwrap().try_wait().unwrap().is_none(), "the engine survived");
     let total: u64 = manifests(&spool, "cam").iter().map(|m| m.bytes).sum();
     assert_eq!(total, sent, "received bytes are archived, not dropped");

@@ -147,6 +147,10 @@ mod tests {
         std::thread::sleep(Duration::from_millis(40));
         let tick = clock.wait();
         assert!(tick.missed && tick.skipped >= 30, "{tick:?}");
-        assert_eq!(clock.wait(), Tick::default(), "on time after the skip");
+        // The skip lands on the last deadline passed, so the next one is at
+        // most a period away: within the budget, whatever the scheduler
+        // adds between the two calls (an exact zero would race it).
+        let next = clock.wait();
+        assert!(!next.missed && next.skipped == 0, "on time after the skip: {next:?}");
     }
 }
