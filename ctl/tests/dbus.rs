@@ -121,21 +121,36 @@ fn bad_arguments_get_named_errors_and_change_nothing() {
 #[test]
 fn signals_reach_gdbus_monitor() {
     let node = Node::start("signals");
+    let out = node.dir.join("monitor.txt");
     let mut monitor = Command::new("gdbus")
         .args(["monitor", "--address", &node.bus.address, "--dest", "org.airlift.Node1"])
-        .stdout(Stdio::piped())
+        .stdout(std::fs::File::create(&out).unwrap())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let seen = || std::fs::read_to_string(&out).unwrap_or_default();
+    let until = |secs: u64, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !seen().contains(what) {
+            assert!(Instant::now() < deadline, "no {what} within {secs} s: {}", seen());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // The running flow's levels reach the monitor: it is subscribed (a
+    // fixed pause could end before a loaded machine has started it).
+    until(15, "org.airlift.Node1.Levels ('main'");
     assert!(node.call("StopFlow", "s", &["main"]).status.success());
     assert!(node.call("StartFlow", "s", &["main"]).status.success());
-    std::thread::sleep(Duration::from_millis(1500));
+    until(15, "org.airlift.Node1.FlowStateChanged ('main', 'stopped')");
+    until(15, "org.airlift.Node1.FlowStateChanged ('main', 'running')");
+    let restarted = seen().len();
+    let levels_again = || seen()[restarted..].contains("org.airlift.Node1.Levels ('main'");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !levels_again() {
+        assert!(Instant::now() < deadline, "no levels after the restart: {}", seen());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let _ = monitor.kill();
-    let out = monitor.wait_with_output().unwrap();
-    let seen = String::from_utf8_lossy(&out.stdout);
-    assert!(seen.contains("org.airlift.Node1.FlowStateChanged ('main', 'stopped')"), "{seen}");
-    assert!(seen.contains("org.airlift.Node1.FlowStateChanged ('main', 'running')"), "{seen}");
-    assert!(seen.contains("org.airlift.Node1.Levels ('main'"), "{seen}");
+    let _ = monitor.wait();
 }
 
 #[test]

@@ -400,18 +400,24 @@ fn a_corrupt_state_file_is_moved_aside_and_the_config_applies() {
     node.stop();
     std::fs::write(node.dir.join("state.json"), "{ \"format\": 1, \"inputs\": { \"main\": ").unwrap();
     // Everything on the bus from before ctld starts (the alarm comes at once).
+    let (bus_out, bus_err) = (node.dir.join("busctl.txt"), node.dir.join("busctl.err"));
     let mut monitor = Command::new("busctl")
         .args([&format!("--address={}", node.bus.address), "monitor"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stdout(std::fs::File::create(&bus_out).unwrap())
+        .stderr(std::fs::File::create(&bus_err).unwrap())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let read = |path: &Path| std::fs::read_to_string(path).unwrap_or_default();
+    wait(10, "busctl monitoring", || read(&bus_err).contains("Monitoring bus message stream").then_some(()));
     node.start();
     wait(10, "the configured tone", || node.peak("main").filter(|p| *p > -30.0));
-    std::thread::sleep(Duration::from_millis(300));
+    // busctl writes each message whole and flushes it.
+    wait(10, "the alarm on the bus", || {
+        read(&bus_out).split("Member=Alarm").nth(1).is_some_and(|a| a.contains("};")).then_some(())
+    });
     let _ = monitor.kill();
-    let seen = String::from_utf8_lossy(&monitor.wait_with_output().unwrap().stdout).into_owned();
+    let _ = monitor.wait();
+    let seen = read(&bus_out);
     let aside: Vec<String> = std::fs::read_dir(&node.dir)
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -674,8 +680,9 @@ consumer = "null"
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
     let signals = || std::fs::read_to_string(&monitor_out).unwrap_or_default();
+    // Subscribed once the running flow's levels reach it.
+    wait(15, "the monitor subscribed", || signals().contains("Node1.Levels ('main'").then_some(()));
 
     // Forced onto the (silent) primary.
     let out = node.airliftctl(&["input", "select", "main", "contrib", "primary"]);
@@ -725,7 +732,7 @@ consumer = "null"
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    wait(15, "the monitor subscribed", || signals().contains("Node1.Levels ('main'").then_some(()));
     let out = node.airliftctl(&["input", "select", "main", "contrib", "--auto"]);
     assert!(out.status.success(), "{}", text(&out));
     wait(10, "the switch back to the tone", || {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use airlift_engine::sys::srt::{SrtOptions, SrtSocket};
 use airlift_ipc::message::SegmentManifest;
-use common::{Peer, TempDir, decode_errors, free_port, run_engine, wait_for};
+use common::{Peer, TempDir, decode_errors, engine_running, free_port, run_engine, wait_for};
 
 fn pull_state(port: u16, target: u32) -> String {
     format!(
@@ -69,7 +69,7 @@ fn an_h264_stream_is_cut_at_key_frames_and_keeps_every_packet() {
     let dir = TempDir::new("pull-h264");
     let port = free_port();
     let mut engine = run_engine(&dir.0, &pull_state(port, 4));
-    std::thread::sleep(Duration::from_millis(800));
+    engine_running(&dir.0);
     let reference = dir.path("sent.ts");
     let url = format!("srt://127.0.0.1:{port}?mode=caller&pkt_size=1316&linger=2");
     let mut ffmpeg = Peer::spawn(
@@ -138,7 +138,7 @@ fn garbage_truncated_and_corrupted_ts_never_crash_the_pull_job() {
     let dir = TempDir::new("pull-garbage");
     let port = free_port();
     let mut engine = run_engine(&dir.0, &pull_state(port, 1));
-    std::thread::sleep(Duration::from_millis(800));
+    engine_running(&dir.0);
     let options = SrtOptions { latency_ms: 120, ..SrtOptions::default() };
     let socket = SrtSocket::connect("127.0.0.1", port, &options).expect("the pull job listens");
     socket.linger(2).unwrap();
@@ -241,7 +241,7 @@ fn a_spool_that_stays_full_costs_the_held_bytes_but_not_the_job() {
     let port = free_port();
     // More free space than any disk has: the spool always refuses writes.
     let mut engine = engine_with(&dir.0, &pull_state(port, 4), &["--spool-min-free-mb", "1000000000"]);
-    std::thread::sleep(Duration::from_millis(800));
+    engine_running(&dir.0);
     let options = SrtOptions { latency_ms: 120, ..SrtOptions::default() };
     let socket = SrtSocket::connect("127.0.0.1", port, &options).expect("the pull job listens");
     for cc in 0..20u8 {
@@ -393,7 +393,7 @@ fn a_pull_fed_zeros_is_cut_at_max_bytes_and_the_junk_is_counted() {
     let port = free_port();
     let max = 1024 * 1024;
     let mut engine = engine_with(&dir.0, &pull_with(port, 4, max), &[]);
-    std::thread::sleep(Duration::from_millis(800));
+    engine_running(&dir.0);
     let options = SrtOptions { latency_ms: 120, ..SrtOptions::default() };
     let socket = SrtSocket::connect("127.0.0.1", port, &options).expect("the pull job listens");
     socket.linger(2).unwrap();
@@ -433,7 +433,7 @@ fn a_stream_without_timestamps_is_cut_at_the_wall_clock_limit() {
     let port = free_port();
     // Target 1 s: the wall-clock limit is 3 s.
     let mut engine = engine_with(&dir.0, &pull_with(port, 1, 64 * 1024 * 1024), &[]);
-    std::thread::sleep(Duration::from_millis(800));
+    engine_running(&dir.0);
     let options = SrtOptions { latency_ms: 120, ..SrtOptions::default() };
     let socket = SrtSocket::connect("127.0.0.1", port, &options).expect("the pull job listens");
     // Valid packets, but no PAT, no PES header: nothing to cut at.

@@ -11,8 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{
-    Peer, Probe, TempDir, decode_errors, ffprobe, free_port, frequency, loud_part, median_frequency, peak_db,
-    read_wav, run_engine, wait_for,
+    Peer, Probe, TempDir, decode_errors, engine_running, ffprobe, free_port, frequency, loud_part,
+    median_frequency, peak_db, read_wav, run_engine, wait_for,
 };
 
 const LOG_WAIT: Duration = Duration::from_secs(15);
@@ -236,7 +236,7 @@ fn ffmpeg_into_an_engine_srt_input_is_recorded_with_its_frequency_and_level() {
         &dir.0,
         &srt_input_flow(&format!("mode = {{ listener = {{ port = {port} }} }}, allow_unencrypted = true")),
     );
-    std::thread::sleep(Duration::from_millis(500));
+    engine_running(&dir.0);
     let mut sender = ffmpeg_sender(port, "", 3);
     assert!(sender.wait(Duration::from_secs(20)).is_some_and(|s| s.success()), "ffmpeg sender failed");
     assert!(wait_for(LOG_WAIT, || log_has(&dir.0, "SRT input disconnected")));
@@ -369,7 +369,7 @@ fn a_listener_takes_one_caller_with_its_stream_id_and_refuses_the_rest() {
             r#"mode = {{ listener = {{ port = {port} }} }}, stream_id = "studio-a", allow_unencrypted = true"#
         )),
     );
-    std::thread::sleep(Duration::from_millis(500));
+    engine_running(&dir.0);
     let mut stranger = ffmpeg_sender(port, "&streamid=studio-b", 2);
     assert!(
         stranger.wait(Duration::from_secs(20)).is_some_and(|s| !s.success()),

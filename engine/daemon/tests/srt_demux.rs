@@ -13,7 +13,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use airlift_engine::sys::ffmpeg::{Decoder, MediaError, TsBytes, check_srt_input_path};
-use common::{Peer, TempDir, free_port, frequency, loud_part, read_wav, run_engine, wait_for};
+use common::{
+    Peer, TempDir, engine_running, free_port, frequency, loud_part, read_wav, run_engine, wait_for,
+};
 
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/srt_input")
@@ -270,7 +272,7 @@ fn stream_into_engine(dir: &TempDir, ts: &Path, beside: &Path) -> Cost {
     let port = free_port();
     let mut engine = run_engine(&dir.0, &FLOW.replace("PORT", &port.to_string()));
     let pid = engine.child.as_ref().unwrap().id();
-    std::thread::sleep(Duration::from_millis(500));
+    engine_running(&dir.0);
     let mut sender = sender(ts, port);
     let log = dir.path("engine.log");
     let decoding = || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("SRT input decoding"));

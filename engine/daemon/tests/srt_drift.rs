@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Peer, TempDir, free_port, read_wav, wait_for};
+use common::{Peer, TempDir, engine_running, free_port, read_wav, wait_for};
 
 const SECRET: &str = "drift-test-passphrase";
 
@@ -148,7 +148,7 @@ consumer = {{ wav = {{ path = "rx.wav", format = "f32" }} }}
         listener(port)
     );
     let mut engine = run_engine(&dir.0, &flows);
-    std::thread::sleep(Duration::from_millis(500));
+    engine_running(&dir.0);
     let mut tx =
         sender(port, &format!("sine=frequency=997:sample_rate=48000:duration={}", seconds + 30), readrate);
     assert!(wait_for(Duration::from_secs(15), || log_has(&dir.0, "SRT input decoding")), "no connection");

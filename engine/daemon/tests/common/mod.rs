@@ -204,6 +204,20 @@ pub fn decode_errors(path: &Path) -> String {
     String::from_utf8_lossy(&out.stderr).trim().to_owned()
 }
 
+/// Waits (at most 30 s) until the engine started in `dir` by `run` has
+/// applied its flows (its listeners bound) and says it is running; panics
+/// with its log otherwise. A fixed pause could end first on a loaded
+/// machine, and a caller connecting too early gives up.
+pub fn engine_running(dir: &Path) {
+    let log = dir.join("engine.log");
+    let running = || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("running; Ctrl-C stops"));
+    assert!(
+        wait_for(Duration::from_secs(30), running),
+        "the engine is not running: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
+
 /// Waits until `cond` holds, up to `limit`.
 pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
