@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use airlift_engine::sys::ffmpeg::{Decoder, MediaError, TsBytes, check_srt_input_path};
 use common::{
-    Peer, TempDir, engine_running, free_port, frequency, loud_part, read_wav, run_engine, wait_for,
+    Peer, TempDir, engine_log_says, engine_running, free_port, frequency, loud_part, read_wav, run_engine,
 };
 
 fn corpus_dir() -> PathBuf {
@@ -275,12 +275,7 @@ fn stream_into_engine(dir: &TempDir, ts: &Path, beside: &Path) -> Cost {
     engine_running(&dir.0);
     let mut sender = sender(ts, port);
     let log = dir.path("engine.log");
-    let decoding = || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("SRT input decoding"));
-    assert!(
-        wait_for(Duration::from_secs(15), decoding),
-        "no decoding: {}",
-        std::fs::read_to_string(&log).unwrap()
-    );
+    engine_log_says(&dir.0, "SRT input decoding", Duration::from_secs(15));
     // Sampled while the stream still runs, so that every thread (libsrt's
     // per-connection ones too) is still there to be attributed.
     std::thread::sleep(Duration::from_secs(u64::from(SECONDS) - 3));

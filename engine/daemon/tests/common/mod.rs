@@ -209,11 +209,17 @@ pub fn decode_errors(path: &Path) -> String {
 /// with its log otherwise. A fixed pause could end first on a loaded
 /// machine, and a caller connecting too early gives up.
 pub fn engine_running(dir: &Path) {
+    engine_log_says(dir, "running; Ctrl-C stops", Duration::from_secs(30));
+}
+
+/// Waits (at most `limit`) until the log of the engine started in `dir`
+/// holds `text`; panics with the log otherwise.
+pub fn engine_log_says(dir: &Path, text: &str, limit: Duration) {
     let log = dir.join("engine.log");
-    let running = || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("running; Ctrl-C stops"));
+    let says = || std::fs::read_to_string(&log).is_ok_and(|l| l.contains(text));
     assert!(
-        wait_for(Duration::from_secs(30), running),
-        "the engine is not running: {}",
+        wait_for(limit, says),
+        "the engine's log never said {text:?}: {}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
 }
